@@ -1,0 +1,113 @@
+"""Assembles the HTTP API and the web pages from each module's routers."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+from sqlalchemy.exc import SQLAlchemyError
+
+from mechanisms import __version__, modules
+from mechanisms.core.api import router as core_api
+from mechanisms.core.clock import Clock, SystemClock
+from mechanisms.core.config import Settings, get_settings
+from mechanisms.core.db import Database
+from mechanisms.core.worker import Worker
+from mechanisms.web import pages
+from mechanisms.web.http import EXCEPTION_HANDLERS, RequestGuards
+
+log = logging.getLogger("mechanisms.app")
+
+DESCRIPTION = """Mechanisms turns an engineering organisation's operating practices into
+working mechanisms. Authenticate with `Authorization: Bearer <token>` (create one with
+`mech token create` or on your profile page). Errors are
+`{"error": {"code", "message", "details"}}` with a 4xx status."""
+
+
+def create_app(
+    db: Database | None = None,
+    *,
+    clock: Clock | None = None,
+    settings: Settings | None = None,
+    run_worker: bool = False,
+) -> FastAPI:
+    settings = settings or get_settings()
+    db = db or Database(settings.database_url)
+    clock = clock or SystemClock()
+    modules.import_all()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        worker = thread = None
+        if run_worker:
+            worker = Worker(db, clock=clock, settings=settings)
+            thread = threading.Thread(target=worker.run_forever, name="mech-worker", daemon=True)
+            thread.start()
+        try:
+            yield
+        finally:
+            if worker and thread:
+                worker.stop()
+                thread.join(timeout=10)
+                worker.close()
+
+    app = FastAPI(
+        title="Mechanisms",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        exception_handlers=EXCEPTION_HANDLERS,
+    )
+    app.state.db = db
+    app.state.clock = clock
+    app.state.settings = settings
+    app.state.render_error = pages.render_error
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    app.add_middleware(RequestGuards, max_body_bytes=settings.max_body_bytes, registry=registry)
+
+    @app.get("/healthz", tags=["operations"], summary="The process is up")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get(
+        "/readyz",
+        tags=["operations"],
+        summary="The database answers",
+        responses={503: {"description": "the database does not answer"}},
+    )
+    def readyz() -> JSONResponse:
+        try:
+            db.ping()
+        except SQLAlchemyError as exc:
+            log.warning("not ready: %s", exc)
+            return JSONResponse(
+                {"status": "unavailable", "database": "unreachable"}, status_code=503
+            )
+        return JSONResponse({"status": "ready", "database": "ok"})
+
+    @app.get("/metrics", tags=["operations"], summary="Prometheus text exposition")
+    def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.include_router(core_api)
+    for router in modules.api_routers():
+        app.include_router(router)
+    app.include_router(pages.router)
+    for router in modules.page_routers():
+        app.include_router(router)
+    app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
+    return app

@@ -1,0 +1,245 @@
+"""The tamper-evident audit trail.
+
+Every change of state appends a record in the same transaction as the change.
+Records form a hash chain: each record's hash covers its own fields and the hash
+of the record before it, so editing, deleting or reordering any row breaks the
+chain from that row on, and the head row catches deletion of the newest ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from mechanisms.core.context import Ctx
+from mechanisms.core.db import canonical_json
+from mechanisms.core.errors import InvalidInput
+from mechanisms.core.identity import Role
+from mechanisms.core.permissions import require_site_role
+from mechanisms.core.tables import AuditHead, AuditRecord
+
+GENESIS_HASH = "0" * 64
+HEAD_ID = 1
+
+
+def change_digest(before: Any, after: Any) -> str:
+    return hashlib.sha256(canonical_json({"before": before, "after": after}).encode()).hexdigest()
+
+
+def changed_fields(before: dict | None, after: dict | None) -> dict[str, list[Any]]:
+    """Field by field, [old, new] for what differs: what a reader of the trail wants to see."""
+    before, after = before or {}, after or {}
+    return {
+        key: [before.get(key), after.get(key)]
+        for key in sorted(set(before) | set(after))
+        if before.get(key) != after.get(key)
+    }
+
+
+def link_hash(prev_hash: str, record: dict[str, Any]) -> str:
+    return hashlib.sha256((prev_hash + "\n" + canonical_json(record)).encode()).hexdigest()
+
+
+def _chained_fields(
+    seq: int,
+    at: datetime,
+    actor: str,
+    action: str,
+    object_type: str,
+    object_id: str,
+    digest: str,
+    details: dict[str, Any],
+) -> dict[str, Any]:
+    return {
+        "seq": seq,
+        "at": at.isoformat(),
+        "actor": actor,
+        "action": action,
+        "object_type": object_type,
+        "object_id": object_id,
+        "change_digest": digest,
+        "details": details,
+    }
+
+
+def _lock_head(session: Session) -> AuditHead:
+    head = session.execute(
+        select(AuditHead).where(AuditHead.id == HEAD_ID).with_for_update()
+    ).scalar_one_or_none()
+    if head is None:
+        head = AuditHead(id=HEAD_ID, last_seq=0, last_hash=GENESIS_HASH)
+        session.add(head)
+        session.flush()
+    return head
+
+
+def record(
+    ctx: Ctx,
+    action: str,
+    object_type: str,
+    object_id: Any,
+    *,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    details: dict[str, Any] | None = None,
+) -> AuditRecord:
+    """Append one record to the chain inside the caller's transaction."""
+    # Round-trip through JSON now so that what is hashed is exactly what is stored.
+    stored_details = json.loads(
+        canonical_json({**(details or {}), "changes": changed_fields(before, after)})
+    )
+    at = ctx.now.astimezone(UTC)
+    head = _lock_head(ctx.session)
+    seq = head.last_seq + 1
+    digest = change_digest(before, after)
+    fields = _chained_fields(
+        seq,
+        at,
+        ctx.principal.actor,
+        action,
+        object_type,
+        str(object_id),
+        digest,
+        stored_details,
+    )
+    new_hash = link_hash(head.last_hash, fields)
+    row = AuditRecord(
+        seq=seq,
+        at=at,
+        actor=ctx.principal.actor,
+        action=action,
+        object_type=object_type,
+        object_id=str(object_id),
+        change_digest=digest,
+        details=stored_details,
+        prev_hash=head.last_hash,
+        hash=new_hash,
+    )
+    ctx.session.add(row)
+    head.last_seq, head.last_hash = seq, new_hash
+    ctx.session.flush()
+    return row
+
+
+@dataclass
+class VerifyResult:
+    ok: bool
+    checked: int
+    first_bad_seq: int | None = None
+    first_bad_id: int | None = None
+    reason: str | None = None
+
+
+def _records_in_order(session: Session) -> Iterator[AuditRecord]:
+    yield from (
+        session.execute(select(AuditRecord).order_by(AuditRecord.id)).scalars().yield_per(1000)
+    )
+
+
+def verify(session: Session) -> VerifyResult:
+    """Walk the chain in insertion order and report the first record that does not fit."""
+    expected_prev, expected_seq, checked = GENESIS_HASH, 1, 0
+    for row in _records_in_order(session):
+        fields = _chained_fields(
+            row.seq,
+            row.at,
+            row.actor,
+            row.action,
+            row.object_type,
+            row.object_id,
+            row.change_digest,
+            row.details,
+        )
+        problem = None
+        if row.seq != expected_seq:
+            problem = (
+                f"sequence {row.seq} where {expected_seq} was expected "
+                "(a record was deleted or reordered)"
+            )
+        elif row.prev_hash != expected_prev:
+            problem = (
+                "its link to the previous record is broken (a record was deleted or reordered)"
+            )
+        elif link_hash(row.prev_hash, fields) != row.hash:
+            problem = "its content does not match its hash (the record was edited)"
+        if problem:
+            return VerifyResult(False, checked, row.seq, row.id, problem)
+        expected_prev, expected_seq, checked = row.hash, row.seq + 1, checked + 1
+
+    head = session.get(AuditHead, HEAD_ID)
+    head_seq, head_hash = (head.last_seq, head.last_hash) if head else (0, GENESIS_HASH)
+    if (head_seq, head_hash) != (expected_seq - 1, expected_prev):
+        return VerifyResult(
+            False,
+            checked,
+            expected_seq,
+            None,
+            f"the chain ends at record {expected_seq - 1} but its head says {head_seq} "
+            "(the newest records were deleted or the head was edited)",
+        )
+    return VerifyResult(True, checked)
+
+
+@dataclass
+class AuditFilter:
+    actor: str | None = None
+    action: str | None = None
+    object_type: str | None = None
+    object_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    # Keyset pagination: records with seq below this one, newest first.
+    before_seq: int | None = None
+    limit: int = 50
+
+
+def browse_for(ctx: Ctx, flt: AuditFilter) -> list[AuditRecord]:
+    """Everyone signed in may read the trail: verifying people is what it is for."""
+    require_site_role(ctx, Role.VIEWER)
+    return browse(ctx.session, flt)
+
+
+def browse(session: Session, flt: AuditFilter) -> list[AuditRecord]:
+    if not 1 <= flt.limit <= 500:
+        raise InvalidInput("limit must be between 1 and 500", details={"field": "limit"})
+    query = select(AuditRecord).order_by(AuditRecord.seq.desc()).limit(flt.limit)
+    if flt.actor:
+        query = query.where(AuditRecord.actor == flt.actor)
+    if flt.action:
+        query = query.where(AuditRecord.action == flt.action)
+    if flt.object_type:
+        query = query.where(AuditRecord.object_type == flt.object_type)
+    if flt.object_id:
+        query = query.where(AuditRecord.object_id == flt.object_id)
+    if flt.since:
+        query = query.where(AuditRecord.at >= flt.since)
+    if flt.until:
+        query = query.where(AuditRecord.at < flt.until)
+    if flt.before_seq:
+        query = query.where(AuditRecord.seq < flt.before_seq)
+    return list(session.execute(query).scalars())
+
+
+def count(session: Session) -> int:
+    return session.execute(select(func.count()).select_from(AuditRecord)).scalar_one()
+
+
+def to_dict(row: AuditRecord) -> dict[str, Any]:
+    return {
+        "seq": row.seq,
+        "at": row.at.isoformat(),
+        "actor": row.actor,
+        "action": row.action,
+        "object_type": row.object_type,
+        "object_id": row.object_id,
+        "change_digest": row.change_digest,
+        "details": row.details,
+        "hash": row.hash,
+    }

@@ -1,0 +1,31 @@
+"""Settings come from the environment (``MECH_*``) so replicas share one configuration."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MECH_", extra="ignore")
+
+    # A SQLite file in the working directory is the embedded default.
+    database_url: str = "sqlite:///mech.db"
+    # Requests larger than this are refused with 413 before they reach a handler.
+    max_body_bytes: int = 1_000_000
+    session_hours: int = 12
+    # Set to false only when the UI is served over plain HTTP on a non-local address.
+    secure_cookies: bool = False
+    worker_tick_seconds: float = 1.0
+    worker_batch: int = 100
+    webhook_timeout_seconds: float = 10.0
+    webhook_max_attempts: int = 8
+    # Comma-separated module names imported at start-up; each may register
+    # event subscribers and reconcilers (see mechanisms.core.plugins).
+    plugins: str = ""
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

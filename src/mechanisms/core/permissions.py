@@ -1,0 +1,101 @@
+"""Authorisation, checked in the service layer so every interface gets the same answer.
+
+A person's role in a team is the highest role they hold in that team or any team
+above it (an organisation's leader leads every team in it); site administrators
+are admins everywhere. Whatever the person may do, a credential may do no more
+than its scope: a viewer-scoped token can read and nothing else.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from mechanisms.core.context import Ctx
+from mechanisms.core.errors import Forbidden, NotAuthenticated, NotFound
+from mechanisms.core.identity import Principal, Role
+from mechanisms.core.tables import Membership, Team
+
+
+def team_lineage(ctx: Ctx, team_id: int) -> list[int]:
+    """The team and every team above it, nearest first."""
+    lineage: list[int] = []
+    current: int | None = team_id
+    while current is not None and current not in lineage:
+        team = ctx.session.get(Team, current)
+        if team is None:
+            if not lineage:
+                raise NotFound(f"team {team_id} not found")
+            break
+        lineage.append(team.id)
+        current = team.parent_id
+    return lineage
+
+
+def _held_role(ctx: Ctx, principal: Principal, team_id: int) -> Role | None:
+    if principal.is_site_admin:
+        return Role.ADMIN
+    if principal.user_id is None:
+        return None
+    roles = ctx.session.execute(
+        select(Membership.role).where(
+            Membership.user_id == principal.user_id,
+            Membership.team_id.in_(team_lineage(ctx, team_id)),
+        )
+    ).scalars()
+    held = [Role.parse(r) for r in roles]
+    return max(held) if held else None
+
+
+def team_role(ctx: Ctx, team_id: int, principal: Principal | None = None) -> Role | None:
+    principal = principal or ctx.principal
+    return principal.capped(_held_role(ctx, principal, team_id))
+
+
+def _require_authenticated(ctx: Ctx) -> None:
+    if not ctx.principal.is_authenticated:
+        raise NotAuthenticated("sign in or send an API token")
+
+
+def _refuse(ctx: Ctx, needed: Role, where: str) -> Forbidden:
+    scope_note = ""
+    if ctx.principal.scope < needed:
+        scope_note = f" (this credential is limited to {ctx.principal.scope.label})"
+    return Forbidden(
+        f"{ctx.principal.actor} needs the {needed.label} role {where}{scope_note}",
+        details={"needed_role": needed.label},
+    )
+
+
+def require_team_role(ctx: Ctx, team_id: int, needed: Role) -> Role:
+    _require_authenticated(ctx)
+    held = team_role(ctx, team_id)
+    if held is None or held < needed:
+        team = ctx.session.get(Team, team_id)
+        raise _refuse(ctx, needed, f"in team {team.slug if team else team_id}")
+    return held
+
+
+def site_role(ctx: Ctx) -> Role | None:
+    """The highest role held anywhere; only site administrators hold the site's admin role."""
+    principal = ctx.principal
+    if principal.is_site_admin:
+        return principal.capped(Role.ADMIN)
+    if principal.user_id is None:
+        return None
+    roles = [
+        Role.parse(r)
+        for r in ctx.session.execute(
+            select(Membership.role).where(Membership.user_id == principal.user_id)
+        ).scalars()
+    ]
+    best = min(max(roles), Role.LEADER) if roles else Role.VIEWER
+    return principal.capped(best)
+
+
+def require_site_role(ctx: Ctx, needed: Role) -> Role:
+    """For actions that belong to no single team (webhooks, users, the audit trail)."""
+    _require_authenticated(ctx)
+    held = site_role(ctx)
+    if held is None or held < needed:
+        raise _refuse(ctx, needed, "for the whole site")
+    return held

@@ -1,0 +1,78 @@
+"""The mechanisms this build contains.
+
+Each mechanism is a package with the same files (domain, service, api, cli, pages,
+tables). Importing the package registers its tables, event subscribers and worker
+jobs; its ``api.router``, ``pages.router`` and ``cli.app`` are picked up here.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from mechanisms.core.config import get_settings
+
+
+@dataclass(frozen=True)
+class Mechanism:
+    name: str
+    title: str
+    summary: str
+    # False until the mechanism ships; the navigation shows it as coming.
+    built: bool = False
+
+
+MECHANISMS: list[Mechanism] = [
+    Mechanism("flags", "Flags", "Feature access, treatment groups, throttled rollout"),
+    Mechanism("ops", "Ops", "Detective metrics, alarms that act, tickets, on-call"),
+    Mechanism("deploys", "Deploys", "Pipelines, block days, break-glass"),
+    Mechanism("docs", "Docs", "Decision docs, checked and reviewed"),
+    Mechanism("roadmap", "Roadmap", "Feedback and findings become the plan"),
+    Mechanism("stickers", "Stickers", "Recognition for using the mechanisms well"),
+]
+
+
+def built() -> list[Mechanism]:
+    return [m for m in MECHANISMS if m.built]
+
+
+def _optional(module_name: str) -> ModuleType | None:
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name:
+            return None
+        raise
+
+
+def import_all() -> None:
+    import mechanisms.core.tables  # noqa: F401
+
+    for mechanism in built():
+        importlib.import_module(f"mechanisms.{mechanism.name}")
+    for plugin in filter(None, (p.strip() for p in get_settings().plugins.split(","))):
+        importlib.import_module(plugin)
+
+
+def _parts(part: str, attribute: str) -> list[tuple[str, Any]]:
+    """(mechanism name, attribute) for each built mechanism that has this part."""
+    found = []
+    for mechanism in built():
+        module = _optional(f"mechanisms.{mechanism.name}.{part}")
+        if module is not None:
+            found.append((mechanism.name, getattr(module, attribute)))
+    return found
+
+
+def api_routers() -> list[Any]:
+    return [router for _, router in _parts("api", "router")]
+
+
+def page_routers() -> list[Any]:
+    return [router for _, router in _parts("pages", "router")]
+
+
+def cli_apps() -> list[tuple[str, Any]]:
+    return _parts("cli", "app")

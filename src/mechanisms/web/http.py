@@ -1,0 +1,311 @@
+"""What every HTTP route shares: one transaction per request, who is asking, the error
+shape, input types that behave the same on SQLite and PostgreSQL, and the guards that
+run before any handler (body size, NUL bytes, metrics)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
+from prometheus_client import CollectorRegistry, Histogram
+from pydantic import AfterValidator, BaseModel, ConfigDict
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from mechanisms.core import accounts
+from mechanisms.core.context import Ctx
+from mechanisms.core.errors import Forbidden, MechanismsError, NotAuthenticated
+from mechanisms.core.identity import ANONYMOUS, Principal
+
+log = logging.getLogger("mechanisms.http")
+
+MACHINE_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/redoc"})
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+SESSION_COOKIE = "mech_session"
+CSRF_HEADER = "x-csrf-token"
+
+
+# --- input types --------------------------------------------------------------------
+
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL rejects NUL in text while SQLite stores it: refuse it for both.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_no_nul)]
+
+
+class Input(BaseModel):
+    """Base of every request body: strict types (no "1" for 1 or 1 for true) and no
+    unknown fields, so a typo is an error rather than silently ignored."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+# --- errors -------------------------------------------------------------------------
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details}}
+
+
+def error_response(status: int, code: str, message: str, details: Any = None) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(error_body(code, message, details), status_code=status, headers=headers)
+
+
+def _is_page(request: Request) -> bool:
+    """Pages answer errors in HTML; the API and machine endpoints in JSON."""
+    path = request.url.path
+    if path.startswith("/api/") or path in MACHINE_PATHS:
+        return False
+    route = request.scope.get("route")
+    if route is not None:
+        return not getattr(route, "include_in_schema", True)
+    return "text/html" in request.headers.get("accept", "")
+
+
+def refusal(
+    request: Request, status: int, code: str, message: str, details: Any = None
+) -> Response:
+    if _is_page(request):
+        return request.app.state.render_error(request, status, code, message)
+    return error_response(status, code, message, details)
+
+
+def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
+    return [
+        {
+            "field": ".".join(str(p) for p in err.get("loc", ()) if p != "body"),
+            "problem": err.get("msg"),
+        }
+        for err in exc.errors()
+    ]
+
+
+async def on_mechanisms_error(request: Request, exc: MechanismsError) -> Response:
+    return refusal(request, exc.status, exc.code, exc.message, exc.details)
+
+
+async def on_validation_error(request: Request, exc: RequestValidationError) -> Response:
+    if any(err.get("type") == "json_invalid" for err in exc.errors()):
+        return refusal(request, 400, "malformed_json", "the request body is not valid JSON")
+    details = _validation_details(exc)
+    first = details[0] if details else {"field": "", "problem": "invalid"}
+    where = f" ({first['field']})" if first["field"] else ""
+    return refusal(request, 422, "invalid_input", f"{first['problem']}{where}", details)
+
+
+HTTP_CODES = {
+    400: "bad_request",
+    401: "not_authenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "too_large",
+    415: "unsupported_media_type",
+    429: "too_many_requests",
+}
+
+
+async def on_http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    message = exc.detail if isinstance(exc.detail, str) else "request refused"
+    response = refusal(request, exc.status_code, HTTP_CODES.get(exc.status_code, "error"), message)
+    if exc.headers:
+        response.headers.update(exc.headers)
+    return response
+
+
+async def on_unexpected_error(_request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error", exc_info=exc)
+    return error_response(500, "internal_error", "an unexpected error occurred; it was logged")
+
+
+EXCEPTION_HANDLERS: dict[Any, Callable[..., Any]] = {
+    MechanismsError: on_mechanisms_error,
+    RequestValidationError: on_validation_error,
+    StarletteHTTPException: on_http_error,
+    Exception: on_unexpected_error,
+}
+
+
+# --- who is asking ------------------------------------------------------------------
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        raise NotAuthenticated("the Authorization header must be 'Bearer <token>'")
+    return value.strip()
+
+
+def authenticate(request: Request) -> tuple[Principal, str | None]:
+    """The principal behind the request and, for web sessions, its CSRF token.
+
+    Looks up credentials in short transactions of their own, before the request's
+    unit of work begins, so the token's last-use stamp never waits on that work."""
+    state = request.app.state
+    now = state.clock.now()
+    token = _bearer(request)
+    if token is not None:
+        with state.db.transaction(write=False) as session:
+            checked = accounts.check_token(session, token, now)
+        if checked.touch:
+            with state.db.transaction() as session:
+                accounts.touch_token(session, checked.token_id, now)
+        return checked.principal, None
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        with state.db.transaction(write=False) as session:
+            signed = accounts.signed_in(session, cookie, now)
+        if signed is not None:
+            request.state.web_session_id = signed.session_id
+            return signed.principal, signed.csrf_token
+    return ANONYMOUS, None
+
+
+def check_csrf(request: Request, expected: str | None, submitted: str | None = None) -> None:
+    """Browsers send the session cookie by themselves; a state change must also carry the
+    session's CSRF token, which only our own pages know."""
+    if request.method in SAFE_METHODS or expected is None:
+        return
+    submitted = submitted or request.headers.get(CSRF_HEADER)
+    if not submitted or submitted != expected:
+        raise Forbidden(
+            "missing or wrong CSRF token; reload the page and try again", code="csrf_failed"
+        )
+
+
+def request_ctx(request: Request) -> Ctx:
+    """FastAPI dependency: the unit of work opened by ``UnitOfWorkRoute`` plus who acts."""
+    principal, csrf = authenticate(request)
+    check_csrf(request, csrf)
+    request.state.principal = principal
+    request.state.csrf_token = csrf
+    return Ctx(request.state.db_session, principal, request.app.state.clock.now())
+
+
+class UnitOfWorkRoute(APIRoute):
+    """One request, one transaction: committed before the response is sent when the
+    handler succeeds, rolled back when it fails. Services only flush."""
+
+    def get_route_handler(self) -> Callable[[Request], Any]:
+        handler = super().get_route_handler()
+
+        async def in_transaction(request: Request) -> Response:
+            write = request.method not in SAFE_METHODS
+            session = request.app.state.db.session(write=write)
+            request.state.db_session = session
+            try:
+                response = await handler(request)
+                if write and response.status_code < 400:
+                    await run_in_threadpool(session.commit)
+                else:
+                    await run_in_threadpool(session.rollback)
+                return response
+            except BaseException:
+                await run_in_threadpool(session.rollback)
+                raise
+            finally:
+                await run_in_threadpool(session.close)
+
+        return in_transaction
+
+
+# --- guards before routing ----------------------------------------------------------
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class RequestGuards:
+    """Refuses oversized bodies (413) and NUL bytes in the URL (400) before any handler
+    runs, and times every request into a Prometheus histogram by route template."""
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, registry: CollectorRegistry) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.latency = Histogram(
+            "mech_http_request_duration_seconds",
+            "HTTP request latency by method, route template and status.",
+            ["method", "route", "status"],
+            registry=registry,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = {"code": 500, "sent": False}
+
+        async def tracking_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"], status["sent"] = message["status"], True
+            await send(message)
+
+        try:
+            refusal = self._refusal(scope)
+            if refusal is not None:
+                await refusal(scope, receive, tracking_send)
+            else:
+                await self.app(scope, self._limited(receive), tracking_send)
+        except BodyTooLarge:
+            if not status["sent"]:
+                await self._too_large()(scope, receive, tracking_send)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            self.latency.labels(scope["method"], template, str(status["code"])).observe(
+                time.perf_counter() - started
+            )
+
+    def _too_large(self) -> Response:
+        return error_response(
+            413, "too_large", f"the request body exceeds {self.max_body_bytes} bytes"
+        )
+
+    def _refusal(self, scope: Scope) -> Response | None:
+        raw = scope.get("raw_path", b"") + b"?" + scope.get("query_string", b"")
+        if b"%00" in raw or b"\x00" in raw:
+            return error_response(400, "bad_request", "the URL must not contain NUL characters")
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    return error_response(400, "bad_request", "Content-Length is not a number")
+                if declared > self.max_body_bytes:
+                    return self._too_large()
+        return None
+
+    def _limited(self, receive: Receive) -> Receive:
+        seen = 0
+        limit = self.max_body_bytes
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise BodyTooLarge
+            return message
+
+        return limited_receive
