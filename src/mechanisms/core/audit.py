@@ -157,20 +157,18 @@ def verify(session: Session) -> VerifyResult:
             row.change_digest,
             row.details,
         )
-        problem = None
-        if row.seq != expected_seq:
-            problem = (
-                f"sequence {row.seq} where {expected_seq} was expected "
-                "(a record was deleted or reordered)"
-            )
+        problem, bad_seq = None, row.seq
+        if row.seq > expected_seq:
+            problem = "it is missing or out of order (a record was deleted or reordered)"
+            bad_seq = expected_seq
+        elif row.seq < expected_seq:
+            problem = f"it comes after record {expected_seq - 1} (records were reordered)"
         elif row.prev_hash != expected_prev:
-            problem = (
-                "its link to the previous record is broken (a record was deleted or reordered)"
-            )
+            problem = "its link to the previous record is broken (records were deleted or reordered)"
         elif link_hash(row.prev_hash, fields) != row.hash:
             problem = "its content does not match its hash (the record was edited)"
         if problem:
-            return VerifyResult(False, checked, row.seq, row.id, problem)
+            return VerifyResult(False, checked, bad_seq, row.id, problem)
         expected_prev, expected_seq, checked = row.hash, row.seq + 1, checked + 1
 
     head = session.get(AuditHead, HEAD_ID)

@@ -122,8 +122,7 @@ class Database:
             yield session
             if write:
                 session.commit()
-            else:
-                session.rollback()
+            # A reader just closes: rollback() would expire what it loaded.
         except BaseException:
             session.rollback()
             raise

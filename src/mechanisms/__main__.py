@@ -1,0 +1,3 @@
+from mechanisms.cli import main
+
+main()

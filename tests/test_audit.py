@@ -1,0 +1,111 @@
+"""The audit trail: every change appends a hash-chained record; tampering is found."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from sqlalchemy import text
+
+from mechanisms.core import accounts, audit
+from mechanisms.core.db import Database
+
+
+def _verify(db: Database) -> audit.VerifyResult:
+    with db.transaction(write=False) as session:
+        return audit.verify(session)
+
+
+def _records(db: Database) -> list[tuple[int, str]]:
+    with db.engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(text("SELECT seq, action FROM audit_records ORDER BY seq"))]
+
+
+def test_every_change_appends_one_chained_record(db, org, run):
+    before = len(_records(db))
+    run(accounts.create_team, "search", "Search", parent="acme")
+    run(accounts.set_membership, "search", "eve", "leader")
+    actions = [a for _, a in _records(db)[before:]]
+    assert actions == ["team.created", "team.member_set"]
+    result = _verify(db)
+    assert result.ok and result.checked == len(_records(db))
+
+
+def test_records_show_the_change_field_by_field(db, org, run):
+    run(accounts.set_membership, "payments", "eve", "leader")
+    with db.transaction(write=False) as session:
+        newest = audit.browse(session, audit.AuditFilter(action="team.member_set", limit=1))[0]
+    assert newest.details["changes"] == {"role": ["engineer", "leader"]}
+    assert newest.details["user"] == "eve"
+    assert newest.actor == "system:test"
+
+
+def test_a_failed_change_leaves_no_record(db, org, run):
+    before = _records(db)
+    with pytest.raises(Exception, match="already exists"):
+        run(accounts.create_team, "payments", "Again")
+    assert _records(db) == before
+    assert _verify(db).ok
+
+
+@pytest.mark.parametrize(
+    "tamper, reason",
+    [
+        ("UPDATE audit_records SET actor = 'mallory' WHERE seq = 3", "edited"),
+        ("UPDATE audit_records SET details = '{\"changes\": {}}' WHERE seq = 3", "edited"),
+        ("DELETE FROM audit_records WHERE seq = 3", "missing"),
+    ],
+)
+def test_verify_names_the_first_bad_record(db, org, tamper, reason):
+    with db.engine.begin() as conn:
+        conn.execute(text(tamper))
+    result = _verify(db)
+    assert not result.ok
+    assert result.first_bad_seq == 3
+    assert reason in result.reason
+
+
+def test_verify_finds_records_swapped_in_place(db, org):
+    # Swap the content (not the ids) of records 2 and 3: each row is self-consistent
+    # but the chain no longer links.
+    cols = "seq, at, actor, action, object_type, object_id, change_digest, details, prev_hash, hash"
+    with db.engine.begin() as conn:
+        two = conn.execute(text(f"SELECT {cols} FROM audit_records WHERE seq = 2")).one()
+        three = conn.execute(text(f"SELECT {cols} FROM audit_records WHERE seq = 3")).one()
+        conn.execute(text("UPDATE audit_records SET seq = -2 WHERE seq = 2"))
+        conn.execute(text("UPDATE audit_records SET seq = -3 WHERE seq = 3"))
+        sets = ", ".join(f"{c.strip()} = :{c.strip()}" for c in cols.split(","))
+        conn.execute(text(f"UPDATE audit_records SET {sets} WHERE seq = -2"), dict(three._mapping))
+        conn.execute(text(f"UPDATE audit_records SET {sets} WHERE seq = -3"), dict(two._mapping))
+    result = _verify(db)
+    assert not result.ok and result.first_bad_seq == 2
+    assert "out of order" in result.reason
+
+
+def test_verify_finds_the_newest_records_deleted(db, org):
+    last = _records(db)[-1][0]
+    with db.engine.begin() as conn:
+        conn.execute(text("DELETE FROM audit_records WHERE seq >= :s"), {"s": last - 1})
+    result = _verify(db)
+    assert not result.ok
+    assert "newest records were deleted" in result.reason
+
+
+def test_cli_verify_exits_0_then_1_after_tampering(db, org, monkeypatch):
+    env = {"MECH_DATABASE_URL": db.url, "PATH": "/usr/bin:/bin"}
+
+    def verify_cli() -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "mechanisms", "audit", "verify"],
+            capture_output=True, text=True, env=env, timeout=60,
+        )
+
+    ok = verify_cli()
+    assert ok.returncode == 0, ok.stderr
+    assert "intact" in ok.stdout
+    with db.engine.begin() as conn:
+        conn.execute(text("UPDATE audit_records SET action = 'nothing.happened' WHERE seq = 5"))
+    bad = verify_cli()
+    assert bad.returncode == 1
+    assert "record 5" in bad.stderr and "edited" in bad.stderr
