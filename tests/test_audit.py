@@ -6,10 +6,11 @@ import subprocess
 import sys
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text, update
 
 from mechanisms.core import accounts, audit
 from mechanisms.core.db import Database
+from mechanisms.core.tables import AuditRecord
 
 
 def _verify(db: Database) -> audit.VerifyResult:
@@ -69,15 +70,15 @@ def test_verify_names_the_first_bad_record(db, org, tamper, reason):
 def test_verify_finds_records_swapped_in_place(db, org):
     # Swap the content (not the ids) of records 2 and 3: each row is self-consistent
     # but the chain no longer links.
-    cols = "seq, at, actor, action, object_type, object_id, change_digest, details, prev_hash, hash"
+    table = AuditRecord.__table__
+    content = [c for c in table.columns if c.name != "id"]
     with db.engine.begin() as conn:
-        two = conn.execute(text(f"SELECT {cols} FROM audit_records WHERE seq = 2")).one()
-        three = conn.execute(text(f"SELECT {cols} FROM audit_records WHERE seq = 3")).one()
-        conn.execute(text("UPDATE audit_records SET seq = -2 WHERE seq = 2"))
-        conn.execute(text("UPDATE audit_records SET seq = -3 WHERE seq = 3"))
-        sets = ", ".join(f"{c.strip()} = :{c.strip()}" for c in cols.split(","))
-        conn.execute(text(f"UPDATE audit_records SET {sets} WHERE seq = -2"), dict(three._mapping))
-        conn.execute(text(f"UPDATE audit_records SET {sets} WHERE seq = -3"), dict(two._mapping))
+        two = conn.execute(select(*content).where(table.c.seq == 2)).one()._asdict()
+        three = conn.execute(select(*content).where(table.c.seq == 3)).one()._asdict()
+        conn.execute(update(table).where(table.c.seq == 2).values(seq=-2))
+        conn.execute(update(table).where(table.c.seq == 3).values(seq=-3))
+        conn.execute(update(table).where(table.c.seq == -2).values(**three))
+        conn.execute(update(table).where(table.c.seq == -3).values(**two))
     result = _verify(db)
     assert not result.ok and result.first_bad_seq == 2
     assert "out of order" in result.reason
