@@ -19,6 +19,8 @@ class Settings(BaseSettings):
     secure_cookies: bool = False
     worker_tick_seconds: float = 1.0
     worker_batch: int = 100
+    # How long a worker holds claimed work before another worker may take it over.
+    worker_lease_seconds: float = 60.0
     webhook_timeout_seconds: float = 10.0
     webhook_max_attempts: int = 8
     # Comma-separated module names imported at start-up; each may register

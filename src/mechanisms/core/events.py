@@ -28,8 +28,6 @@ log = logging.getLogger(__name__)
 
 HANDLER_PREFIX = "handler:"
 WEBHOOK_PREFIX = "webhook:"
-# How long a worker may hold a delivery before another worker may try it again.
-LEASE = timedelta(seconds=60)
 BACKOFF_BASE = timedelta(seconds=5)
 BACKOFF_CAP = timedelta(hours=1)
 
@@ -190,8 +188,11 @@ def due_delivery_ids(session: Session, now: datetime, limit: int) -> list[int]:
     return list(session.execute(query).scalars())
 
 
-def claim(session: Session, delivery_id: int, now: datetime) -> int | None:
-    """Take a lease on one delivery; returns its new version, or None if another worker won."""
+def claim(session: Session, delivery_id: int, now: datetime, lease: timedelta) -> int | None:
+    """Take a lease on one delivery; returns its new version, or None if another worker won.
+
+    A worker that dies holding a lease simply lets it run out; then the delivery is due
+    again. The lease must outlast the slowest attempt, or two workers may both try it."""
     result = session.execute(
         update(Delivery)
         .where(
@@ -200,7 +201,7 @@ def claim(session: Session, delivery_id: int, now: datetime) -> int | None:
             or_(Delivery.lease_until.is_(None), Delivery.lease_until <= now),
         )
         .values(
-            lease_until=now + LEASE,
+            lease_until=now + lease,
             version=Delivery.version + 1,
             attempts=Delivery.attempts + 1,
         )

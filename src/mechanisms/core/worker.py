@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 import httpx
@@ -100,7 +100,8 @@ class Deliver:
         now = worker.clock.now()
         with worker.db.transaction() as session:
             due = events.due_delivery_ids(session, now, worker.settings.worker_batch)
-            claimed = [(i, v) for i in due if (v := events.claim(session, i, now)) is not None]
+            lease = timedelta(seconds=worker.settings.worker_lease_seconds)
+            claimed = [(i, v) for i in due if (v := events.claim(session, i, now, lease)) is not None]
         if not claimed:
             return 0
         handler_work, webhook_work = [], []
@@ -135,7 +136,12 @@ class Deliver:
                 if subscriber is None:
                     raise LookupError(f"no subscriber named {name!r} is registered in this process")
                 subscriber.handler(Ctx(session, WORKER, worker.clock.now()), message)
-                events.mark_delivered(session, delivery_id, version, worker.clock.now())
+                # The handler's writes commit only together with "delivered", and only if
+                # this worker still holds the lease: that makes them happen exactly once.
+                if not events.mark_delivered(session, delivery_id, version, worker.clock.now()):
+                    raise StaleState("another worker took this delivery over")
+        except StaleState:
+            return
         except Exception as exc:
             log.warning("handler %s failed on event %s: %s", name, message.id, exc)
             with worker.db.transaction() as session:
