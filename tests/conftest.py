@@ -69,7 +69,9 @@ def database_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
 
 def backend_url(database_urls: dict[str, str], backend: str) -> str:
     if backend not in database_urls:
-        pytest.skip(f"PostgreSQL tests need {PG_ENV} (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)")
+        pytest.skip(
+            f"PostgreSQL tests need {PG_ENV} (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)"
+        )
     return database_urls[backend]
 
 
@@ -122,7 +124,9 @@ def clock() -> ManualClock:
 def run(db: Database, clock: ManualClock) -> Callable[..., object]:
     """run(fn, *args, as_=principal) calls a service in one committed unit of work."""
 
-    def call(fn: Callable[..., object], *args: object, as_: Principal | None = None, **kwargs: object) -> object:
+    def call(
+        fn: Callable[..., object], *args: object, as_: Principal | None = None, **kwargs: object
+    ) -> object:
         with db.transaction() as session:
             return fn(Ctx(session, as_ or system_principal("test"), clock.now()), *args, **kwargs)
 

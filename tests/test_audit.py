@@ -20,7 +20,10 @@ def _verify(db: Database) -> audit.VerifyResult:
 
 def _records(db: Database) -> list[tuple[int, str]]:
     with db.engine.connect() as conn:
-        return [tuple(r) for r in conn.execute(text("SELECT seq, action FROM audit_records ORDER BY seq"))]
+        return [
+            tuple(r)
+            for r in conn.execute(text("SELECT seq, action FROM audit_records ORDER BY seq"))
+        ]
 
 
 def test_every_change_appends_one_chained_record(db, org, run):
@@ -99,7 +102,10 @@ def test_cli_verify_exits_0_then_1_after_tampering(db, org, monkeypatch):
     def verify_cli() -> subprocess.CompletedProcess:
         return subprocess.run(
             [sys.executable, "-m", "mechanisms", "audit", "verify"],
-            capture_output=True, text=True, env=env, timeout=60,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
         )
 
     ok = verify_cli()

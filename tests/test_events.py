@@ -64,12 +64,20 @@ def handled() -> Iterator[Recorder]:
 
 def emit(db, clock, event_type: str, object_id: str, **payload: object) -> int:
     with db.transaction() as session:
-        return events.emit(Ctx(session, system_principal("test"), clock.now()), event_type, "thing", object_id, payload).id
+        return events.emit(
+            Ctx(session, system_principal("test"), clock.now()),
+            event_type,
+            "thing",
+            object_id,
+            payload,
+        ).id
 
 
 def statuses(db) -> dict[str, int]:
     with db.transaction(write=False) as session:
-        return dict(session.execute(select(Delivery.status, func.count()).group_by(Delivery.status)).all())
+        return dict(
+            session.execute(select(Delivery.status, func.count()).group_by(Delivery.status)).all()
+        )
 
 
 def test_an_event_exists_only_if_its_change_committed(db, clock):
