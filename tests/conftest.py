@@ -112,6 +112,18 @@ def sqlite_db(database_urls: dict[str, str]) -> Iterator[Database]:
     database.dispose()
 
 
+@pytest.fixture(autouse=True, scope="session")
+def cheap_password_hashing() -> Iterator[None]:
+    """argon2 at its production cost makes every seeded user take ~100 ms; tests only need
+    the same algorithm, not the same cost."""
+    from argon2 import PasswordHasher
+
+    original = accounts._hasher
+    accounts._hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    yield
+    accounts._hasher = original
+
+
 # --- time and actors ----------------------------------------------------------------
 
 

@@ -25,7 +25,7 @@ class Mechanism:
 
 
 MECHANISMS: list[Mechanism] = [
-    Mechanism("flags", "Flags", "Feature access, treatment groups, throttled rollout"),
+    Mechanism("flags", "Flags", "Feature access, treatment groups, throttled rollout", built=True),
     Mechanism("ops", "Ops", "Detective metrics, alarms that act, tickets, on-call"),
     Mechanism("deploys", "Deploys", "Pipelines, block days, break-glass"),
     Mechanism("docs", "Docs", "Decision docs, checked and reviewed"),

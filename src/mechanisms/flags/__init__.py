@@ -1,0 +1,18 @@
+"""Flags: feature access controls, treatment groups, throttled rollout, automatic rollback.
+
+Importing the package registers its tables, its worker job (deployment steps and
+monitor checks), its event subscriber (roll back when a watched alarm fires) and
+its demo data."""
+
+from mechanisms.core import events
+from mechanisms.core.context import Ctx
+from mechanisms.core.worker import Reconciler, register
+from mechanisms.flags import service, tables  # noqa: F401
+
+register(Reconciler("flags.deployments", find_due=service.due_deployments, advance=service.advance))
+
+
+@events.subscribe("flags.rollback-on-alarm", "alarms.state_changed")
+def _rollback_on_alarm(ctx: Ctx, message: events.EventMessage) -> None:
+    if message.payload.get("state") == service.ALARM:
+        service.rollback_on_alarm(ctx, message.payload["name"])
