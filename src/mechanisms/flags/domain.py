@@ -54,6 +54,16 @@ FLAG_NOT_FOUND, TYPE_MISMATCH, TARGETING_KEY_MISSING, PARSE_ERROR, GENERAL = (
     "GENERAL",
 )
 
+# OpenFeature's reasons; ours beyond them are reported as DEFAULT with the detail in metadata.
+STANDARD_REASONS = frozenset(
+    {STATIC, DEFAULT, TARGETING_MATCH, SPLIT, DISABLED, ERROR, "CACHED", "STALE", "UNKNOWN"}
+)
+
+
+def standard_reason(reason: str) -> str:
+    return reason if reason in STANDARD_REASONS else DEFAULT
+
+
 KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 Key = Annotated[str, Field(pattern=KEY_PATTERN)]
 
