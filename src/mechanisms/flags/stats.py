@@ -512,7 +512,7 @@ def _relative(arms: _Arms) -> tuple[float, float] | None:
         math.sqrt(arms.var_treatment) / scale,
         (mt / scale) * (math.sqrt(arms.var_control) / scale),
     )
-    if not (math.isfinite(relative) and math.isfinite(std_error)):
+    if not (math.isfinite(relative) and math.isfinite(std_error * std_error)):
         return None  # a control mean too close to 0 for a meaningful lift
     return relative, std_error
 
@@ -797,7 +797,7 @@ def always_valid(
 
     with α = 1 − ``level``. Both can be looked at after every batch without inflating the
     error rate (asymptotically, with the plug-in variance). ``0`` lies outside the interval
-    exactly when ``p < α``.
+    exactly when ``p < α`` (at a single look, i.e. without ``previous_p_value``).
 
     ``tau2`` is on the estimator's scale (squared metric units; squared lift with
     ``relative``). By default it is ``mixing_variance(V, n_C + n_T, level, tuning_n)``, which
@@ -833,6 +833,8 @@ def always_valid(
     if tau2 is None:
         ratio = (arms.n_control + arms.n_treatment) * _rho2(level, tuning_n)
         tau2 = std_error * std_error * ratio
+        if not math.isfinite(tau2):
+            raise ValueError("metric values are too large for a mixing variance")
     else:
         tau2 = _as_real(tau2, "tau2")
         if tau2 <= 0:
