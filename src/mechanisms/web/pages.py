@@ -7,7 +7,7 @@ import secrets
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -356,7 +356,15 @@ def retry_delivery_form(request: Request, delivery_id: int, ctx: FormCtx) -> Res
 
 def login_redirect(request: Request) -> Response:
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    if request.method not in ("GET", "HEAD"):
+        # A form endpoint would answer the GET that follows sign-in with 405.
+        target = "/"
     if is_htmx(request):
+        # Come back to the page the person was on, not to the fragment or form endpoint
+        # htmx called.
+        current = urlsplit(request.headers.get("hx-current-url", ""))
+        if current.path:
+            target = current.path + (f"?{current.query}" if current.query else "")
         return Response(status_code=401, headers={"HX-Redirect": f"/login?next={quote(target)}"})
     return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
 

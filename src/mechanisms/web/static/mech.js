@@ -1,12 +1,15 @@
-// Shows why an htmx request was refused (htmx 2 does not swap 4xx/5xx answers),
-// and keeps the desktop menu open (it is a <details> that folds on phones).
+// Shows why an htmx request was refused (htmx 2 does not swap 4xx/5xx answers), keeps
+// the menu unfolded on wide screens (it is a <details> that folds on phones), and copies
+// shown-once secrets to the clipboard.
 (function () {
   function flash(message) {
     var box = document.getElementById("flash");
     if (!box) return;
     box.textContent = message;
     box.hidden = false;
+    box.scrollIntoView({ block: "nearest" });
   }
+
   document.addEventListener("htmx:responseError", function (event) {
     var xhr = event.detail.xhr;
     var text = xhr.responseText || ("Request failed (" + xhr.status + ")");
@@ -20,8 +23,46 @@
     var box = document.getElementById("flash");
     if (box) box.hidden = true;
   });
-  document.addEventListener("DOMContentLoaded", function () {
+
+  // The menu's toggle is hidden by CSS on wide screens; there the menu stays open.
+  function fitMenu() {
     var menu = document.getElementById("main-menu");
-    if (menu && window.matchMedia("(min-width: 768px)").matches) menu.open = true;
+    if (!menu) return;
+    var wide = getComputedStyle(menu.querySelector("summary")).display === "none";
+    if (wide) {
+      menu.open = true;
+      menu.dataset.autoOpened = "1";
+    } else if (menu.dataset.autoOpened) {
+      menu.open = false;
+      delete menu.dataset.autoOpened;
+    }
+  }
+  document.addEventListener("DOMContentLoaded", fitMenu);
+  window.addEventListener("resize", fitMenu);
+
+  // Close the phone menu when a tap lands outside it or Escape is pressed.
+  document.addEventListener("click", function (event) {
+    var menu = document.getElementById("main-menu");
+    if (menu && menu.open && !menu.dataset.autoOpened && !menu.contains(event.target)) {
+      menu.open = false;
+    }
+  });
+  document.addEventListener("keydown", function (event) {
+    var menu = document.getElementById("main-menu");
+    if (event.key === "Escape" && menu && menu.open && !menu.dataset.autoOpened) {
+      menu.open = false;
+    }
+  });
+
+  // <button data-copy="#id"> copies the text of the element it names.
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-copy]");
+    if (!button) return;
+    var source = document.querySelector(button.getAttribute("data-copy"));
+    if (!source || !navigator.clipboard) return;
+    navigator.clipboard.writeText(source.textContent.trim()).then(
+      function () { button.textContent = "Copied"; },
+      function () { button.textContent = "Select and copy it by hand"; }
+    );
   });
 })();
