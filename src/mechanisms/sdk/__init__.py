@@ -1,0 +1,13 @@
+"""Python SDK: evaluate flags in-process from a rule set kept fresh by ETag polling or
+server-sent events, with an OpenFeature provider on top.
+
+    from mechanisms.sdk import FlagsClient
+    flags = FlagsClient("http://mech.internal:8080", app="shop", environment="prod", token=TOKEN)
+    if flags.boolean("checkout-v2", False, {"targetingKey": user.id, "country": user.country}):
+        ...
+"""
+
+from mechanisms.sdk.client import FlagsClient
+from mechanisms.sdk.provider import MechanismsProvider
+
+__all__ = ["FlagsClient", "MechanismsProvider"]
