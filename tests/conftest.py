@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import settings
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -27,6 +28,11 @@ from mechanisms.core.config import Settings
 from mechanisms.core.context import Ctx
 from mechanisms.core.db import Base, Database
 from mechanisms.core.identity import Principal, system_principal
+
+# CI runs every property test with the same examples, so a failure there can be replayed.
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+settings.register_profile("dev", deadline=None)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 PG_ENV = "MECH_TEST_DATABASE_URL"
 BACKENDS = ["sqlite", "postgresql"]

@@ -840,6 +840,187 @@ def ofrep_configuration(app: str, environment: str, ctx: CtxDep) -> JSONResponse
     )
 
 
+# --- experiments --------------------------------------------------------------------
+
+
+class MetricIn(Input):
+    name: Key
+    kind: Literal["conversion", "numeric"] = "numeric"
+    higher_is_better: bool = True
+    guardrail: dict[str, Any] | None = None
+
+
+class ExperimentIn(Input):
+    control: Text = Field(max_length=128)
+    metrics: list[MetricIn] = Field(min_length=1, max_length=20)
+    hypothesis: Text = Field(default="", max_length=5000)
+
+
+class ExperimentOut(BaseModel):
+    id: int
+    flag: str
+    environment: str
+    hypothesis: str
+    control: str
+    weights: dict[str, float]
+    metrics: list[dict[str, Any]]
+    state: str
+    started_at: datetime
+    ended_at: datetime | None
+    decision: str | None
+    decision_variant: str | None
+    reason: str | None
+    decided_by: str | None
+
+
+class DecisionIn(Input):
+    decision: Literal["ship", "rollback"]
+    reason: Text = Field(min_length=1, max_length=5000)
+    variant: Text | None = Field(default=None, max_length=128)
+    strategy: Text = Field(default="Linear20PercentEvery6Minutes", max_length=128)
+
+
+class ExposuresIn(Input):
+    exposures: list[dict[str, Any]] = Field(max_length=1000)
+
+
+class FeedbackIn(Input):
+    events: list[dict[str, Any]] = Field(max_length=1000)
+
+
+class Accepted(BaseModel):
+    accepted: int
+
+
+def _experiment_out(ctx: Ctx, e: Any) -> ExperimentOut:
+    from mechanisms.flags.tables import Flag
+
+    return ExperimentOut(
+        id=e.id,
+        flag=ctx.session.get(Flag, e.flag_id).key,
+        environment=_env_key(ctx, e.environment_id),
+        hypothesis=e.hypothesis,
+        control=e.control_variant,
+        weights=e.weights,
+        metrics=e.metrics,
+        state=e.state,
+        started_at=e.started_at,
+        ended_at=e.ended_at,
+        decision=e.decision,
+        decision_variant=e.decision_variant,
+        reason=e.reason,
+        decided_by=e.decided_by,
+    )
+
+
+def _dataclass_json(value: Any) -> Any:
+    """Results are dataclasses of the stats module: plain JSON for the API."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _dataclass_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): _dataclass_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_dataclass_json(v) for v in value]
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return None
+    return value
+
+
+@management.post(
+    "/apps/{app}/flags/{flag}/environments/{environment}/experiments",
+    response_model=ExperimentOut,
+    status_code=201,
+)
+def start_experiment(
+    app: str, flag: str, environment: str, body: ExperimentIn, ctx: CtxDep
+) -> ExperimentOut:
+    from mechanisms.flags import experiments
+
+    metrics = [m.model_dump() for m in body.metrics]
+    return _experiment_out(
+        ctx,
+        experiments.start(
+            ctx,
+            app,
+            flag,
+            environment,
+            control=body.control,
+            metrics=metrics,
+            hypothesis=body.hypothesis,
+        ),
+    )
+
+
+@management.get("/apps/{app}/experiments", response_model=list[ExperimentOut])
+def list_experiments(
+    app: str, ctx: CtxDep, flag: Annotated[str | None, Query(max_length=128)] = None
+) -> list[ExperimentOut]:
+    from mechanisms.flags import experiments
+
+    return [_experiment_out(ctx, e) for e in experiments.list_for(ctx, app, flag)]
+
+
+@management.get("/experiments/{experiment_id}", response_model=ExperimentOut)
+def get_experiment(experiment_id: int, ctx: CtxDep) -> ExperimentOut:
+    from mechanisms.flags import experiments
+
+    return _experiment_out(ctx, experiments.get(ctx, experiment_id))
+
+
+@management.get("/experiments/{experiment_id}/results", response_model=dict[str, Any])
+def experiment_results(
+    experiment_id: int, ctx: CtxDep, level: Annotated[float, Query(gt=0.5, lt=1)] = 0.95
+) -> dict[str, Any]:
+    from mechanisms.flags import experiments
+
+    found = experiments.results(ctx, experiment_id, level)
+    return {
+        "experiment": _experiment_out(ctx, found.experiment).model_dump(mode="json"),
+        "exposures": found.exposures,
+        "sample_ratio": _dataclass_json(found.sample_ratio),
+        "metrics": [
+            {
+                "metric": m.metric,
+                "not_enough_data": m.not_enough_data,
+                "analysis": _dataclass_json(m.analysis),
+                "guardrails": _dataclass_json(m.guardrails),
+            }
+            for m in found.metrics
+        ],
+        "comments": found.comments,
+    }
+
+
+@management.post("/experiments/{experiment_id}/decision", response_model=ConfigChangeOut)
+def decide_experiment(experiment_id: int, body: DecisionIn, ctx: CtxDep) -> ConfigChangeOut:
+    from mechanisms.flags import experiments
+
+    change = experiments.decide(
+        ctx, experiment_id, body.decision, body.reason, variant=body.variant, strategy=body.strategy
+    )
+    return _change_out(ctx, change)
+
+
+@management.post(
+    "/apps/{app}/environments/{environment}/exposures", response_model=Accepted, status_code=202
+)
+def post_exposures(app: str, environment: str, body: ExposuresIn, ctx: CtxDep) -> Accepted:
+    from mechanisms.flags import experiments
+
+    return Accepted(accepted=experiments.record_exposures(ctx, app, environment, body.exposures))
+
+
+@management.post(
+    "/apps/{app}/environments/{environment}/feedback", response_model=Accepted, status_code=202
+)
+def post_feedback(app: str, environment: str, body: FeedbackIn, ctx: CtxDep) -> Accepted:
+    from mechanisms.flags import experiments
+
+    return Accepted(accepted=experiments.record_feedback(ctx, app, environment, body.events))
+
+
 router = APIRouter()
 router.include_router(management)
 router.include_router(ofrep)

@@ -847,10 +847,13 @@ def _check_monitors(monitors: Any) -> dict[str, Any]:
         isinstance(a, str) and 0 < len(a) <= 200 for a in alarms
     ):
         raise _invalid("monitors.alarms", "monitors.alarms must be a list of alarm names")
-    unknown = set(monitors) - {"alarms"}
+    guardrails = monitors.get("guardrails", False)
+    if not isinstance(guardrails, bool):
+        raise _invalid("monitors.guardrails", "monitors.guardrails is true or false")
+    unknown = set(monitors) - {"alarms", "guardrails"}
     if unknown:
         raise _invalid(f"monitors.{sorted(unknown)[0]}", "unknown monitor kind")
-    return {"alarms": sorted(set(alarms))}
+    return {"alarms": sorted(set(alarms)), "guardrails": guardrails}
 
 
 def deploy(
@@ -1003,6 +1006,17 @@ def _claim(ctx: Ctx, dep: FlagDeployment) -> None:
     ctx.session.refresh(dep)
 
 
+def finish_now(ctx: Ctx, dep: FlagDeployment, note: str) -> None:
+    """Make a running deployment's version live for everyone at once, skipping the steps
+    and bake left (an experiment decision builds on what people were shown)."""
+    _claim(ctx, dep)
+    flag = ctx.session.get(Flag, dep.flag_id)
+    env = ctx.session.get(FlagEnvironment, dep.environment_id)
+    _complete(ctx, flag, env, _state(ctx.session, flag, env), dep)
+    _record_step(ctx, dep, note)
+    _bump(env, ctx.now)
+
+
 def firing_alarms(session: Session, dep: FlagDeployment) -> list[str]:
     names = dep.monitors.get("alarms", [])
     if not names:
@@ -1047,6 +1061,14 @@ def advance(ctx: Ctx, deployment_id: int) -> None:
     flag = ctx.session.get(Flag, dep.flag_id)
     env = ctx.session.get(FlagEnvironment, dep.environment_id)
     app = ctx.session.get(FlagApp, flag.app_id)
+    if dep.monitors.get("guardrails"):
+        # Imported here because experiments builds on this module.
+        from mechanisms.flags import experiments
+
+        crossed = experiments.crossed_guardrails(ctx, flag, env)
+        if crossed:
+            _rollback(ctx, dep, "guardrail crossed: " + "; ".join(crossed), automatic=True)
+            return
     strategy = rollout.Strategy.model_validate(dep.strategy)
     steps = rollout.plan(strategy)
     state = _state(ctx.session, flag, env)

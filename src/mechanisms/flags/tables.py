@@ -228,3 +228,65 @@ class AlarmState(Base):
     state: Mapped[str] = mapped_column(String(24))
     reason: Mapped[str] = mapped_column(Text, default="")
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class FlagExperiment(Base):
+    """A flag's variants run as an experiment in one environment."""
+
+    __tablename__ = "flag_experiments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    flag_id: Mapped[int] = mapped_column(ForeignKey("flags.id", ondelete="CASCADE"))
+    environment_id: Mapped[int] = mapped_column(
+        ForeignKey("flag_environments.id", ondelete="CASCADE")
+    )
+    hypothesis: Mapped[str] = mapped_column(Text, default="")
+    control_variant: Mapped[str] = mapped_column(String(128))
+    # The split the experiment expects, {variant: percent}, for the sample-ratio check.
+    weights: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # [{name, kind: conversion|numeric, higher_is_better, guardrail: {direction, bound}?}]
+    metrics: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    # running → shipped | rolled_back
+    state: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    decision: Mapped[str | None] = mapped_column(String(16))
+    decision_variant: Mapped[str | None] = mapped_column(String(128))
+    reason: Mapped[str | None] = mapped_column(Text)
+    decided_by: Mapped[str | None] = mapped_column(String(200))
+    created_by: Mapped[str] = mapped_column(String(200))
+
+
+class FlagExposure(Base):
+    """The first time a unit was served a variant of a flag (reported by SDKs)."""
+
+    __tablename__ = "flag_exposures"
+    __table_args__ = (UniqueConstraint("environment_id", "flag_key", "targeting_key"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    environment_id: Mapped[int] = mapped_column(
+        ForeignKey("flag_environments.id", ondelete="CASCADE")
+    )
+    flag_key: Mapped[str] = mapped_column(String(128))
+    targeting_key: Mapped[str] = mapped_column(String(256))
+    variant: Mapped[str] = mapped_column(String(128))
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class FlagFeedback(Base):
+    """Feedback keyed by targeting key: a rating, a conversion, a latency, a comment."""
+
+    __tablename__ = "flag_feedback"
+    __table_args__ = (
+        Index("ix_flag_feedback_metric", "environment_id", "metric", "targeting_key"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    environment_id: Mapped[int] = mapped_column(
+        ForeignKey("flag_environments.id", ondelete="CASCADE")
+    )
+    targeting_key: Mapped[str] = mapped_column(String(256))
+    metric: Mapped[str] = mapped_column(String(128))
+    value: Mapped[float] = mapped_column(Float)
+    comment: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -2,7 +2,7 @@
 
 Revision ID: 0002_flags
 Revises: 0001_core
-Create Date: 2026-11-26 17:34:33.927881
+Create Date: 2026-11-26 17:44:08.832311
 """
 
 import sqlalchemy as sa
@@ -106,6 +106,50 @@ def upgrade() -> None:
         sa.UniqueConstraint("app_id", "key", name=op.f("uq_flag_segments_app_id")),
     )
     op.create_table(
+        "flag_exposures",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("environment_id", sa.Integer(), nullable=False),
+        sa.Column("flag_key", sa.String(length=128), nullable=False),
+        sa.Column("targeting_key", sa.String(length=256), nullable=False),
+        sa.Column("variant", sa.String(length=128), nullable=False),
+        sa.Column("first_seen_at", mechanisms.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["environment_id"],
+            ["flag_environments.id"],
+            name=op.f("fk_flag_exposures_environment_id_flag_environments"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_flag_exposures")),
+        sa.UniqueConstraint(
+            "environment_id",
+            "flag_key",
+            "targeting_key",
+            name=op.f("uq_flag_exposures_environment_id"),
+        ),
+    )
+    op.create_table(
+        "flag_feedback",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("environment_id", sa.Integer(), nullable=False),
+        sa.Column("targeting_key", sa.String(length=256), nullable=False),
+        sa.Column("metric", sa.String(length=128), nullable=False),
+        sa.Column("value", sa.Float(), nullable=False),
+        sa.Column("comment", sa.Text(), nullable=True),
+        sa.Column("at", mechanisms.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["environment_id"],
+            ["flag_environments.id"],
+            name=op.f("fk_flag_feedback_environment_id_flag_environments"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_flag_feedback")),
+    )
+    with op.batch_alter_table("flag_feedback", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_flag_feedback_metric", ["environment_id", "metric", "targeting_key"], unique=False
+        )
+
+    op.create_table(
         "flags",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("app_id", sa.Integer(), nullable=False),
@@ -206,6 +250,37 @@ def upgrade() -> None:
         batch_op.create_index("ix_flag_deployments_due", ["state", "next_step_at"], unique=False)
 
     op.create_table(
+        "flag_experiments",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("flag_id", sa.Integer(), nullable=False),
+        sa.Column("environment_id", sa.Integer(), nullable=False),
+        sa.Column("hypothesis", sa.Text(), nullable=False),
+        sa.Column("control_variant", sa.String(length=128), nullable=False),
+        sa.Column("weights", sa.JSON(), nullable=False),
+        sa.Column("metrics", sa.JSON(), nullable=False),
+        sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("started_at", mechanisms.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("ended_at", mechanisms.core.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("decision", sa.String(length=16), nullable=True),
+        sa.Column("decision_variant", sa.String(length=128), nullable=True),
+        sa.Column("reason", sa.Text(), nullable=True),
+        sa.Column("decided_by", sa.String(length=200), nullable=True),
+        sa.Column("created_by", sa.String(length=200), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["environment_id"],
+            ["flag_environments.id"],
+            name=op.f("fk_flag_experiments_environment_id_flag_environments"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["flag_id"],
+            ["flags.id"],
+            name=op.f("fk_flag_experiments_flag_id_flags"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_flag_experiments")),
+    )
+    op.create_table(
         "flag_versions",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("flag_id", sa.Integer(), nullable=False),
@@ -288,12 +363,18 @@ def downgrade() -> None:
 
     op.drop_table("flag_deployment_steps")
     op.drop_table("flag_versions")
+    op.drop_table("flag_experiments")
     with op.batch_alter_table("flag_deployments", schema=None) as batch_op:
         batch_op.drop_index("ix_flag_deployments_due")
 
     op.drop_table("flag_deployments")
     op.drop_table("flag_change_requests")
     op.drop_table("flags")
+    with op.batch_alter_table("flag_feedback", schema=None) as batch_op:
+        batch_op.drop_index("ix_flag_feedback_metric")
+
+    op.drop_table("flag_feedback")
+    op.drop_table("flag_exposures")
     op.drop_table("flag_segments")
     op.drop_table("flag_layers")
     op.drop_table("flag_environments")
