@@ -7,7 +7,7 @@ its demo data."""
 from mechanisms.core import events
 from mechanisms.core.context import Ctx
 from mechanisms.core.worker import Reconciler, register
-from mechanisms.flags import service, tables  # noqa: F401
+from mechanisms.flags import demo, service, tables  # noqa: F401
 
 register(Reconciler("flags.deployments", find_due=service.due_deployments, advance=service.advance))
 
