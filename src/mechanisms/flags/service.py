@@ -924,21 +924,7 @@ def _deploy(
     else:
         state.deployment_id = dep.id
     _bump(env, ctx.now)
-    audit.record(
-        ctx,
-        "flags.deployment_started",
-        "flag",
-        f"{app.key}/{flag.key}",
-        after=deployment_snapshot(dep),
-        details={"environment": env.key},
-    )
-    events.emit(
-        ctx,
-        "flags.deployment_started",
-        "flag",
-        f"{app.key}/{flag.key}",
-        {"environment": env.key, **deployment_snapshot(dep)},
-    )
+    _announce(ctx, "flags.deployment_started", app, flag, env, dep)
     return dep
 
 
@@ -1017,6 +1003,24 @@ def finish_now(ctx: Ctx, dep: FlagDeployment, note: str) -> None:
     _bump(env, ctx.now)
 
 
+def _announce(
+    ctx: Ctx,
+    action: str,
+    app: FlagApp,
+    flag: Flag,
+    env: FlagEnvironment,
+    dep: FlagDeployment,
+    **extra: Any,
+) -> None:
+    """A deployment changed: the audit record and the event other mechanisms follow."""
+    subject = f"{app.key}/{flag.key}"
+    snapshot = deployment_snapshot(dep)
+    audit.record(
+        ctx, action, "flag", subject, after=snapshot, details={"environment": env.key, **extra}
+    )
+    events.emit(ctx, action, "flag", subject, {"environment": env.key, **extra, **snapshot})
+
+
 def firing_alarms(session: Session, dep: FlagDeployment) -> list[str]:
     names = dep.monitors.get("alarms", [])
     if not names:
@@ -1087,21 +1091,7 @@ def advance(ctx: Ctx, deployment_id: int) -> None:
             "flags.deployment_completed" if dep.state == "complete" else "flags.deployment_stepped"
         )
     _bump(env, ctx.now)
-    audit.record(
-        ctx,
-        event,
-        "flag",
-        f"{app.key}/{flag.key}",
-        after=deployment_snapshot(dep),
-        details={"environment": env.key},
-    )
-    events.emit(
-        ctx,
-        event,
-        "flag",
-        f"{app.key}/{flag.key}",
-        {"environment": env.key, **deployment_snapshot(dep)},
-    )
+    _announce(ctx, event, app, flag, env, dep)
 
 
 def rollback(ctx: Ctx, deployment_id: int, reason: str) -> FlagDeployment:
@@ -1133,21 +1123,7 @@ def _rollback(ctx: Ctx, dep: FlagDeployment, reason: str, *, automatic: bool) ->
     dep.percent = 0.0
     _record_step(ctx, dep, dep.reason)
     _bump(env, ctx.now)
-    audit.record(
-        ctx,
-        "flags.deployment_rolled_back",
-        "flag",
-        f"{app.key}/{flag.key}",
-        after=deployment_snapshot(dep),
-        details={"environment": env.key, "automatic": automatic},
-    )
-    events.emit(
-        ctx,
-        "flags.deployment_rolled_back",
-        "flag",
-        f"{app.key}/{flag.key}",
-        {"environment": env.key, "automatic": automatic, **deployment_snapshot(dep)},
-    )
+    _announce(ctx, "flags.deployment_rolled_back", app, flag, env, dep, automatic=automatic)
 
 
 def deployments(
