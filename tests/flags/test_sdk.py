@@ -148,3 +148,58 @@ def test_the_openfeature_provider(live):
         assert (mismatch.value, mismatch.error_code) == ("d", ErrorCode.TYPE_MISMATCH)
     finally:
         api.clear_providers()
+
+
+def test_an_alarm_through_the_api_rolls_back_what_the_sdk_serves(live, sqlite_db):
+    """End to end: an alarm set over HTTP fires, the worker rolls the deployment back,
+    and an SDK client serves the previous version again."""
+    import httpx
+
+    from mechanisms.core.worker import Worker
+
+    url, token, run = live
+    run(
+        service.set_config,
+        "shop",
+        "checkout-v2",
+        "beta",
+        ON,
+        strategy="Linear50PercentEvery30Seconds",
+        monitors={"alarms": ["checkout-errors"]},
+    )
+    client = FlagsClient(
+        url, app="shop", environment="beta", token=token, poll_seconds=0.1, report_exposures=False
+    )
+    assert client.wait_until_ready(5)
+    keys = [f"user-{i}" for i in range(400)]
+    assert (
+        0.3
+        < sum(client.boolean("checkout-v2", False, {"targetingKey": k}) for k in keys) / len(keys)
+        < 0.7
+    )
+    admin = {"Authorization": f"Bearer {live_admin_token(sqlite_db)}"}
+    answer = httpx.put(
+        f"{url}/api/v1/flags/alarms/checkout-errors",
+        json={"state": "ALARM", "reason": "5xx at 3 %"},
+        headers=admin,
+    )
+    assert answer.status_code == 200, answer.text
+    worker = Worker(sqlite_db)
+    try:
+        worker.tick()
+    finally:
+        worker.close()
+    assert eventually(
+        lambda: not any(client.boolean("checkout-v2", False, {"targetingKey": k}) for k in keys)
+    )
+    deployment = run(service.deployments, "shop", "checkout-v2", "beta")[0]
+    assert deployment.state == "rolled_back" and "checkout-errors" in deployment.reason
+    client.close()
+
+
+def live_admin_token(db) -> str:
+    from mechanisms.core import accounts
+
+    with db.transaction() as session:
+        ctx = Ctx(session, system_principal("test"), SystemClock().now())
+        return accounts.create_token(ctx, "ada", "alarm-test", "admin")[1]
