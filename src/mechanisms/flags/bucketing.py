@@ -16,10 +16,29 @@ BUCKETING_VERSION = 1
 BUCKETS = 100_000
 
 
-def bucket(salt: str, key: str) -> int:
+# MurmurHash3 x86 32-bit over the UTF-8 bytes of a str: murmur3(text, 0, False) is unsigned.
+murmur3 = mmh3.hash
+
+
+def key_text(value: object) -> str:
+    """The text a key is hashed as: strings as they are, booleans as ``true``/``false``,
+    whole numbers in decimal, other numbers in their shortest round-trip form (the JSON
+    text of the value)."""
+    if value.__class__ is str:
+        return value  # type: ignore[return-value]
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def bucket(salt: str, key: object) -> int:
     """MurmurHash3 x86 32-bit, seed 0, of the UTF-8 bytes of ``salt + "/" + key``, as an
     unsigned integer, modulo 100,000."""
-    return mmh3.hash(f"{salt}/{key}", 0, signed=False) % BUCKETS
+    return mmh3.hash(f"{salt}/{key_text(key)}", 0, False) % BUCKETS
 
 
 def percent_to_buckets(percent: float) -> int:

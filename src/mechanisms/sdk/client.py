@@ -16,6 +16,7 @@ from mechanisms.flags.domain import Engine, Evaluation, RuleSet
 log = logging.getLogger("mechanisms.sdk")
 
 EMPTY = RuleSet(environment="")
+NO_CONTEXT: Mapping[str, Any] = {}
 EXPOSURE_BATCH = 500
 
 
@@ -84,6 +85,8 @@ class FlagsClient:
     def _value(
         self, key: str, default: Any, context: Mapping[str, Any] | None, flag_type: str
     ) -> Any:
+        if not self._report_exposures:
+            return self._engine.value(key, context or NO_CONTEXT, flag_type, default)
         result = self.evaluate(key, context, flag_type)
         return default if result.is_error else result.value
 
