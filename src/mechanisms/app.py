@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -99,7 +99,12 @@ def create_app(
             )
         return JSONResponse({"status": "ready", "database": "ok"})
 
-    @app.get("/metrics", tags=["operations"], summary="Prometheus text exposition")
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        summary="Prometheus text exposition",
+        response_class=PlainTextResponse,
+    )
     def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 

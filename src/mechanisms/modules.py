@@ -61,7 +61,7 @@ def _parts(part: str, attribute: str) -> list[tuple[str, Any]]:
     found = []
     for mechanism in built():
         module = _optional(f"mechanisms.{mechanism.name}.{part}")
-        if module is not None:
+        if module is not None and hasattr(module, attribute):
             found.append((mechanism.name, getattr(module, attribute)))
     return found
 
@@ -72,6 +72,11 @@ def api_routers() -> list[Any]:
 
 def page_routers() -> list[Any]:
     return [router for _, router in _parts("pages", "router")]
+
+
+def middlewares() -> list[Any]:
+    """ASGI middleware classes a mechanism's api module lists in ``middleware``."""
+    return [m for _, listed in _parts("api", "middleware") for m in listed]
 
 
 def cli_apps() -> list[tuple[str, Any]]:

@@ -3,6 +3,8 @@ driving the running server, plus the bulk endpoint's ETag caching."""
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 from openfeature import api
@@ -139,6 +141,10 @@ def test_bulk_evaluation_with_etag(server, run):
     no_key = httpx.post(endpoint, json={"context": {}}, headers=auth).json()["flags"]
     assert {f["key"]: f for f in no_key}["checkout-v2"]["errorCode"] == "TARGETING_KEY_MISSING"
     run(service.kill, "shop", "checkout-v2", "test")
-    changed = httpx.post(endpoint, json=body, headers={**auth, "If-None-Match": etag})
+    # Remote evaluation looks for a new rule set at most once a second.
+    deadline = time.monotonic() + 3
+    while (changed := httpx.post(endpoint, json=body, headers={**auth, "If-None-Match": etag})).status_code == 304:
+        assert time.monotonic() < deadline, "the killed flag never reached remote evaluation"
+        time.sleep(0.1)
     assert changed.status_code == 200
     assert {f["key"]: f for f in changed.json()["flags"]}["checkout-v2"]["reason"] == "DISABLED"

@@ -10,11 +10,19 @@ from pydantic import BaseModel, Field
 
 from mechanisms.core import accounts, audit, webhooks
 from mechanisms.core.context import Ctx
-from mechanisms.core.errors import InvalidInput
+from mechanisms.core.errors import InvalidInput, NotAuthenticated
 from mechanisms.core.identity import Role
 from mechanisms.core.permissions import require_site_role
 from mechanisms.core.tables import ApiToken, Team, User
-from mechanisms.web.http import Input, Text, UnitOfWorkRoute, request_ctx
+from mechanisms.web.http import (
+    BigRowId,
+    Input,
+    Instant,
+    RowId,
+    Text,
+    UnitOfWorkRoute,
+    request_ctx,
+)
 
 router = APIRouter(prefix="/api/v1", route_class=UnitOfWorkRoute)
 CtxDep = Annotated[Ctx, Depends(request_ctx)]
@@ -113,7 +121,7 @@ class TokenOut(BaseModel):
 class TokenIn(Input):
     name: Text = Field(min_length=1, max_length=200)
     scope: RoleName = "engineer"
-    expires_at: datetime | None = None
+    expires_at: Instant | None = None
     username: Text | None = Field(
         default=None,
         max_length=64,
@@ -159,7 +167,7 @@ class WebhookOut(BaseModel):
 
 
 class WebhookIn(Input):
-    url: Text = Field(max_length=2000)
+    url: Text = Field(max_length=2000, pattern=r"^https?://[^/?#\s]")
     event_types: list[Text] = Field(default_factory=lambda: ["*"], min_length=1, max_length=100)
     description: Text = Field(default="", max_length=500)
 
@@ -192,6 +200,8 @@ class DeliveryOut(BaseModel):
 @router.get("/me", response_model=MeOut, tags=["identity"])
 def me(ctx: CtxDep) -> MeOut:
     principal = ctx.principal
+    if not principal.is_authenticated:
+        raise NotAuthenticated("sign in or send an API token")
     user = ctx.session.get(User, principal.user_id) if principal.user_id else None
     memberships = accounts.memberships_of(ctx.session, user.id) if user else []
     return MeOut(
@@ -280,7 +290,7 @@ def create_token(body: TokenIn, ctx: CtxDep) -> TokenCreated:
 
 
 @router.delete("/tokens/{token_id}", response_model=TokenOut, tags=["identity"])
-def revoke_token(token_id: int, ctx: CtxDep) -> TokenOut:
+def revoke_token(token_id: RowId, ctx: CtxDep) -> TokenOut:
     return TokenOut.of(accounts.revoke_token(ctx, token_id))
 
 
@@ -291,8 +301,8 @@ def browse_audit(
     action: Annotated[str | None, Query(max_length=100)] = None,
     object_type: Annotated[str | None, Query(max_length=64)] = None,
     object_id: Annotated[str | None, Query(max_length=200)] = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Annotated[Instant | None, Query()] = None,
+    until: Annotated[Instant | None, Query()] = None,
     before_seq: Annotated[int | None, Query(ge=1, le=2**62)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> AuditPage:
@@ -339,7 +349,7 @@ def create_webhook(body: WebhookIn, ctx: CtxDep) -> WebhookCreated:
 
 
 @router.patch("/webhooks/{webhook_id}", response_model=WebhookOut, tags=["events"])
-def patch_webhook(webhook_id: int, body: WebhookPatch, ctx: CtxDep) -> WebhookOut:
+def patch_webhook(webhook_id: RowId, body: WebhookPatch, ctx: CtxDep) -> WebhookOut:
     return WebhookOut(**webhooks.snapshot(webhooks.set_active(ctx, webhook_id, body.active)))
 
 
@@ -353,6 +363,6 @@ def list_deliveries(
 
 
 @router.post("/deliveries/{delivery_id}/retry", response_model=DeliveryOut, tags=["events"])
-def retry_delivery(delivery_id: int, ctx: CtxDep) -> DeliveryOut:
+def retry_delivery(delivery_id: BigRowId, ctx: CtxDep) -> DeliveryOut:
     webhooks.retry_dead(ctx, delivery_id)
     return DeliveryOut(**webhooks.get_delivery(ctx, delivery_id))

@@ -22,7 +22,7 @@ from sqlalchemy import Select, func, select
 
 from mechanisms.core import audit
 from mechanisms.core.context import Ctx
-from mechanisms.core.errors import InvalidInput, NotFound
+from mechanisms.core.errors import Conflict, InvalidInput, NotFound
 from mechanisms.core.events import EventMessage
 from mechanisms.core.identity import Role
 from mechanisms.core.permissions import require_site_role
@@ -90,10 +90,20 @@ def send(client: httpx.Client, webhook: Webhook, message: EventMessage) -> SendR
 
 
 def _validate_url(url: str) -> str:
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    url = url.strip()
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- raises ValueError for a port that is no port
+    except ValueError:
+        parts = None
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or any(c.isspace() or not c.isprintable() for c in url)
+    ):
         raise InvalidInput("url must be an absolute http or https URL", details={"field": "url"})
-    return url.strip()
+    return url
 
 
 def _validate_event_types(event_types: list[str]) -> list[str]:
@@ -218,7 +228,8 @@ def retry_dead(ctx: Ctx, delivery_id: int) -> Delivery:
     if delivery is None:
         raise NotFound(f"delivery {delivery_id} not found")
     if delivery.status != "dead":
-        raise InvalidInput(
+        # The request is well-formed; the delivery's state is what refuses it.
+        raise Conflict(
             f"delivery {delivery_id} is {delivery.status}; only dead deliveries can be retried"
         )
     delivery.status = "pending"

@@ -18,13 +18,13 @@ from starlette.concurrency import run_in_threadpool
 from mechanisms.core.context import Ctx
 from mechanisms.core.identity import system_principal
 from mechanisms.flags import service
-from mechanisms.flags.domain import (
-    FLAG_NOT_FOUND,
-    PARSE_ERROR,
-    Engine,
-    Evaluation,
-    RuleSet,
-    standard_reason,
+from mechanisms.flags.domain import FLAG_NOT_FOUND, RuleSet
+from mechanisms.flags.ofrep import (
+    OfrepFastPath,
+    context_of,
+    engine_cache,
+    failure_body,
+    success_body,
 )
 from mechanisms.web.http import Input, Text, UnitOfWorkRoute, request_ctx
 
@@ -695,67 +695,12 @@ class OfrepRequest(BaseModel):
     context: dict[str, Any] | None = None
 
 
-def _engine_for(request: Request, ctx: Ctx, app: str, environment: str) -> tuple[str, Engine]:
-    """A compiled engine per rule-set revision, shared by requests until the next change."""
-    service.can_read(ctx)
-    found = service.get_app(ctx, app)
-    env = service.get_environment(ctx, found, environment)
-    tag = service.etag(found, env)
-    cache: dict[tuple[str, str], tuple[str, Engine]] = request.app.state.__dict__.setdefault(
-        "ofrep_engines", {}
-    )
-    cached = cache.get((app, environment))
-    if cached is not None and cached[0] == tag:
-        return cached
-    ruleset = service.ruleset(ctx.session, found, env)
-    cache[(app, environment)] = (tag, Engine(ruleset))
-    return cache[(app, environment)]
-
-
-def _ofrep_success(result: Evaluation) -> dict[str, Any]:
-    metadata = {k: v for k, v in result.metadata.items() if isinstance(v, str | int | float | bool)}
-    reason = standard_reason(result.reason)
-    if reason != result.reason:
-        metadata["reasonDetail"] = result.reason
-    if result.rule_id:
-        metadata["ruleId"] = result.rule_id
-    return {
-        "key": result.key,
-        "reason": reason,
-        "variant": result.variant,
-        "value": result.value,
-        "metadata": metadata,
-    }
-
-
-def _ofrep_failure(result: Evaluation) -> dict[str, Any]:
-    code = (
-        result.error_code
-        if result.error_code
-        in ("PARSE_ERROR", "TARGETING_KEY_MISSING", "INVALID_CONTEXT", FLAG_NOT_FOUND)
-        else "GENERAL"
-    )
-    return {"key": result.key, "errorCode": code, "errorDetails": result.error_message or code}
-
-
-def _ofrep_refusal(key: str | None, code: str, details: str) -> JSONResponse:
-    body = {"errorCode": code, "errorDetails": details}
-    return JSONResponse({"key": key, **body} if key else body, status_code=400)
-
-
-async def _context_of(request: Request, key: str | None) -> dict[str, Any] | JSONResponse:
-    """The evaluation context from an OFREP body ``{"context": {...}}`` (both optional)."""
-    raw = await request.body()
-    try:
-        body = json.loads(raw) if raw.strip() else {}
-    except ValueError:
-        return _ofrep_refusal(key, PARSE_ERROR, "the body is not valid JSON")
-    context = body.get("context") if isinstance(body, dict) else None
-    if not isinstance(body, dict) or not isinstance(context, dict | None):
-        return _ofrep_refusal(
-            key, "INVALID_CONTEXT", "the body must be an object with an optional object 'context'"
-        )
-    return context or {}
+async def _ofrep_context(request: Request, key: str | None) -> dict[str, Any] | JSONResponse:
+    context = context_of(await request.body())
+    if isinstance(context, tuple):
+        body = {"errorCode": context[0], "errorDetails": context[1]}
+        return JSONResponse({"key": key, **body} if key else body, status_code=400)
+    return context
 
 
 OFREP_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -778,16 +723,19 @@ OFREP_RESPONSES: dict[int | str, dict[str, Any]] = {
 async def ofrep_single(
     app: str, environment: str, key: str, request: Request, ctx: CtxDep
 ) -> JSONResponse:
-    context = await _context_of(request, key)
+    """Answered by ``mechanisms.flags.ofrep.OfrepFastPath`` before routing; this route
+    documents the contract and serves an app assembled without the fast path."""
+    context = await _ofrep_context(request, key)
     if isinstance(context, JSONResponse):
         return context
-    _tag, engine = await run_in_threadpool(_engine_for, request, ctx, app, environment)
-    result = engine.evaluate(key, context)
+    state = request.app.state
+    rules = await engine_cache(state).get(state.db, state.clock, app, environment)
+    result = rules.engine.evaluate(key, context)
     if result.error_code == FLAG_NOT_FOUND:
-        return JSONResponse(_ofrep_failure(result), status_code=404)
+        return JSONResponse(failure_body(result), status_code=404)
     if result.is_error:
-        return JSONResponse(_ofrep_failure(result), status_code=400)
-    return JSONResponse(_ofrep_success(result))
+        return JSONResponse(failure_body(result), status_code=400)
+    return JSONResponse(success_body(result))
 
 
 @ofrep.post(
@@ -806,10 +754,12 @@ async def ofrep_bulk(
     ctx: CtxDep,
     if_none_match: Annotated[str | None, Header(max_length=500)] = None,
 ) -> Response:
-    context = await _context_of(request, None)
+    context = await _ofrep_context(request, None)
     if isinstance(context, JSONResponse):
         return context
-    tag, engine = await run_in_threadpool(_engine_for, request, ctx, app, environment)
+    state = request.app.state
+    rules = await engine_cache(state).get(state.db, state.clock, app, environment)
+    tag, engine = rules.etag, rules.engine
     # The same rule set and the same context give the same answers: tag both.
     digest = hashlib.sha256(json.dumps(context, sort_keys=True, default=str).encode()).hexdigest()[
         :16
@@ -818,7 +768,7 @@ async def ofrep_bulk(
     if _etag_matches(if_none_match, body_tag):
         return Response(status_code=304, headers={"ETag": body_tag})
     flags = [
-        _ofrep_failure(r) if r.is_error else _ofrep_success(r) for r in engine.evaluate_all(context)
+        failure_body(r) if r.is_error else success_body(r) for r in engine.evaluate_all(context)
     ]
     return JSONResponse({"flags": flags}, headers={"ETag": body_tag})
 
@@ -1024,3 +974,4 @@ def post_feedback(app: str, environment: str, body: FeedbackIn, ctx: CtxDep) -> 
 router = APIRouter()
 router.include_router(management)
 router.include_router(ofrep)
+middleware = [OfrepFastPath]

@@ -7,21 +7,31 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import Request
+from fastapi import Path, Request, Security
+from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CollectorRegistry, Histogram
-from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+)
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mechanisms.core import accounts
 from mechanisms.core.context import Ctx
-from mechanisms.core.errors import Forbidden, MechanismsError, NotAuthenticated
+from mechanisms.core.errors import Forbidden, InvalidInput, MechanismsError, NotAuthenticated
 from mechanisms.core.identity import ANONYMOUS, Principal
 
 log = logging.getLogger("mechanisms.http")
@@ -39,10 +49,46 @@ def _no_nul(value: str) -> str:
     # PostgreSQL rejects NUL in text while SQLite stores it: refuse it for both.
     if "\x00" in value:
         raise ValueError("must not contain NUL characters")
+    # JSON may escape lone UTF-16 surrogates ("\ud800"); no database can store them.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode (no lone surrogates)") from None
     return value
 
 
 Text = Annotated[str, AfterValidator(_no_nul)]
+
+
+def _parse_instant(value: Any) -> Any:
+    # Strict models refuse ISO strings for datetimes, and lax parsing reads "0.5" as a
+    # Unix time: accept ISO 8601 text (and datetimes from Python callers) only.
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            pass
+    raise ValueError("must be an ISO 8601 date-time with a time zone, e.g. 2030-01-31T12:00:00Z")
+
+
+def _to_utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of range") from None
+
+
+# A moment in time: an ISO 8601 string with an offset, normalised to UTC.
+Instant = Annotated[AwareDatetime, BeforeValidator(_parse_instant), AfterValidator(_to_utc)]
+
+# Ids of INTEGER columns (32-bit on PostgreSQL) and of BIGINT ones: a larger number can
+# name no row, and the database would refuse to even compare it.
+MAX_ID = 2**31 - 1
+MAX_BIG_ID = 2**63 - 1
+RowId = Annotated[int, Path(ge=1, le=MAX_ID)]
+BigRowId = Annotated[int, Path(ge=1, le=MAX_BIG_ID)]
 
 
 class Input(BaseModel):
@@ -53,6 +99,36 @@ class Input(BaseModel):
 
 
 # --- errors -------------------------------------------------------------------------
+
+
+class ErrorInfo(BaseModel):
+    code: str = Field(description="stable machine-readable code, e.g. not_found")
+    message: str = Field(description="what went wrong, for people")
+    details: Any = Field(default=None, description="more about it, e.g. the field at fault")
+
+
+class ErrorOut(BaseModel):
+    error: ErrorInfo
+
+
+def _error_doc(description: str, **extra: Any) -> dict[str, Any]:
+    return {"model": ErrorOut, "description": description, **extra}
+
+
+# Documented on every API route: the refusals any request may meet.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _error_doc("malformed request (e.g. the body is not valid JSON)"),
+    401: _error_doc(
+        "missing, unknown, revoked or expired credentials",
+        headers={"WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}},
+    ),
+    403: _error_doc("the caller's role or the credential's scope does not allow this"),
+    404: _error_doc("no such object"),
+    409: _error_doc("conflicts with the current state (e.g. already exists)"),
+    413: _error_doc("the request body is too large"),
+    415: _error_doc("the request body is not JSON"),
+    422: _error_doc("invalid input; details name the fields at fault"),
+}
 
 
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
@@ -86,8 +162,8 @@ def refusal(
 def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
     return [
         {
-            "field": ".".join(str(p) for p in err.get("loc", ()) if p != "body"),
-            "problem": err.get("msg"),
+            "field": ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body",
+            "problem": str(err.get("msg", "invalid")).removeprefix("Value error, "),
         }
         for err in exc.errors()
     ]
@@ -98,12 +174,23 @@ async def on_mechanisms_error(request: Request, exc: MechanismsError) -> Respons
 
 
 async def on_validation_error(request: Request, exc: RequestValidationError) -> Response:
-    if any(err.get("type") == "json_invalid" for err in exc.errors()):
+    errors = exc.errors()
+    if any(err.get("type") == "json_invalid" for err in errors):
         return refusal(request, 400, "malformed_json", "the request body is not valid JSON")
+    # FastAPI hands the raw bytes to the model when the Content-Type is not JSON.
+    if any(
+        tuple(err.get("loc", ())) == ("body",) and isinstance(err.get("input"), bytes)
+        for err in errors
+    ):
+        return refusal(
+            request,
+            415,
+            "unsupported_media_type",
+            "send the request body as JSON with Content-Type: application/json",
+        )
     details = _validation_details(exc)
-    first = details[0] if details else {"field": "", "problem": "invalid"}
-    where = f" ({first['field']})" if first["field"] else ""
-    return refusal(request, 422, "invalid_input", f"{first['problem']}{where}", details)
+    first = details[0] if details else {"field": "body", "problem": "invalid"}
+    return refusal(request, 422, "invalid_input", f"{first['problem']} ({first['field']})", details)
 
 
 HTTP_CODES = {
@@ -191,10 +278,46 @@ def check_csrf(request: Request, expected: str | None, submitted: str | None = N
         )
 
 
-def request_ctx(request: Request) -> Ctx:
+def _query_names(dependant: Dependant) -> set[str]:
+    names = {field.alias for field in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+def _refuse_unknown_query_parameters(request: Request) -> None:
+    """Like unknown body fields, an unknown query parameter is most likely a typo
+    (``?staus=dead``) that would otherwise be ignored without a word."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    unknown = sorted(set(request.query_params) - _query_names(route.dependant))
+    if unknown:
+        raise InvalidInput(
+            f"unknown query parameter {unknown[0]!r}",
+            details=[
+                {"field": f"query.{name}", "problem": "unknown query parameter"} for name in unknown
+            ],
+        )
+
+
+# Documents the API's authentication in the OpenAPI description; ``authenticate`` does the
+# checking (this dependency never refuses by itself).
+API_TOKEN = HTTPBearer(
+    auto_error=False,
+    scheme_name="ApiToken",
+    description="An API token: `Authorization: Bearer mech_…`",
+)
+
+
+def request_ctx(
+    request: Request,
+    _token: Annotated[HTTPAuthorizationCredentials | None, Security(API_TOKEN)] = None,
+) -> Ctx:
     """FastAPI dependency: the unit of work opened by ``UnitOfWorkRoute`` plus who acts."""
     principal, csrf = authenticate(request)
     check_csrf(request, csrf)
+    _refuse_unknown_query_parameters(request)
     request.state.principal = principal
     request.state.csrf_token = csrf
     return Ctx(request.state.db_session, principal, request.app.state.clock.now())
@@ -202,7 +325,17 @@ def request_ctx(request: Request) -> Ctx:
 
 class UnitOfWorkRoute(APIRoute):
     """One request, one transaction: committed before the response is sent when the
-    handler succeeds, rolled back when it fails. Services only flush."""
+    handler succeeds, rolled back when it fails. Services only flush.
+
+    Every route documents the error answers it may give (``ERROR_RESPONSES``), so each
+    mechanism's API describes its refusals without repeating them."""
+
+    def __init__(
+        self, path: str, endpoint: Callable[..., Any], *, responses: Any = None, **kwargs: Any
+    ) -> None:
+        super().__init__(
+            path, endpoint, responses={**ERROR_RESPONSES, **(responses or {})}, **kwargs
+        )
 
     def get_route_handler(self) -> Callable[[Request], Any]:
         handler = super().get_route_handler()
@@ -230,8 +363,12 @@ class UnitOfWorkRoute(APIRoute):
 # --- guards before routing ----------------------------------------------------------
 
 
-class BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(StarletteHTTPException):
+    """Raised while a handler reads the body. An HTTPException, because FastAPI turns any
+    other error during body parsing into a generic 400."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the request body exceeds {limit} bytes")
 
 
 class RequestGuards:
@@ -305,7 +442,7 @@ class RequestGuards:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    raise BodyTooLarge
+                    raise BodyTooLarge(limit)
             return message
 
         return limited_receive
