@@ -77,6 +77,9 @@ def create_app(
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
+    # Mechanisms' fast paths (e.g. OFREP evaluation) sit inside the guards: body limit, metrics.
+    for middleware in modules.middlewares():
+        app.add_middleware(middleware)
     app.add_middleware(RequestGuards, max_body_bytes=settings.max_body_bytes, registry=registry)
 
     @app.get("/healthz", tags=["operations"], summary="The process is up")
