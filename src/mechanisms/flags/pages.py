@@ -1,0 +1,1554 @@
+"""The flags web UI: applications, the flags list, a flag's page and editor, rollout
+charts, experiment results, history, segments and alarm states.
+
+Server-rendered with Jinja2 and htmx; pictures are inline SVG drawn here. Pages call the
+flags service (and the experiments module) only, so authorisation stays there. The
+templates live in ``flags/templates`` and are found as ``flags/<name>.html``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Annotated, Any, get_args
+
+from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi.responses import RedirectResponse, Response
+from jinja2 import ChoiceLoader, FileSystemLoader, PrefixLoader
+from starlette.datastructures import FormData
+
+from mechanisms.core import accounts
+from mechanisms.core.context import Ctx
+from mechanisms.core.errors import InvalidInput, MechanismsError, NotFound
+from mechanisms.core.identity import Role
+from mechanisms.core.permissions import team_role
+from mechanisms.flags import experiments, rollout, service, stats
+from mechanisms.flags.domain import TARGETING_KEY, Op
+from mechanisms.web import pages as web
+from mechanisms.web.http import UnitOfWorkRoute
+from mechanisms.web.pages import FormCtx, PageCtx, is_htmx
+
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+router = APIRouter(route_class=UnitOfWorkRoute, include_in_schema=False)
+
+
+def _register_templates() -> None:
+    """Let the shared page renderer find this module's templates as ``flags/…`` (they
+    extend the shell's base.html), without the shell knowing about flags."""
+    env = web.templates.env
+    if getattr(env, "_flags_templates", False):
+        return
+    env.loader = ChoiceLoader(
+        [env.loader, PrefixLoader({"flags": FileSystemLoader(str(TEMPLATES_DIR))})]
+    )
+    env._flags_templates = True  # type: ignore[attr-defined]
+
+
+_register_templates()
+
+
+# --- formatting helpers the templates use -------------------------------------------
+
+OPS: list[str] = list(get_args(Op))
+OP_LABELS = {
+    "equals": "is",
+    "in": "is one of",
+    "contains": "contains",
+    "starts_with": "starts with",
+    "ends_with": "ends with",
+    "matches": "matches",
+    "lt": "<",
+    "lte": "≤",
+    "gt": ">",
+    "gte": "≥",
+    "semver_eq": "version =",
+    "semver_lt": "version <",
+    "semver_lte": "version ≤",
+    "semver_gt": "version >",
+    "semver_gte": "version ≥",
+    "before": "is before",
+    "after": "is after",
+    "segment_match": "is in segment",
+}
+# Ops whose values are always text: a "2" typed there stays the string "2".
+STRING_OPS = {
+    "contains",
+    "starts_with",
+    "ends_with",
+    "matches",
+    "segment_match",
+    "semver_eq",
+    "semver_lt",
+    "semver_lte",
+    "semver_gt",
+    "semver_gte",
+}
+NUMBER_RE = re.compile(r"-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?")
+PALETTE = ["#2563eb", "#f59e0b", "#0d9488", "#db2777", "#7c3aed", "#65a30d", "#0891b2", "#dc2626"]
+KINDS = list(service.FLAG_KINDS)
+TYPES = list(service.FLAG_TYPES)
+
+
+def _when(value: datetime | None, seconds: bool = False) -> str:
+    if value is None:
+        return "—"
+    return value.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
+
+
+def _pct(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.3f}".rstrip("0").rstrip(".") + " %"
+
+
+def _value(value: Any, limit: int = 60) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _variant_colors(config: dict[str, Any]) -> dict[str, str]:
+    names = list(config.get("variants") or {}) if isinstance(config, dict) else []
+    return {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(names)}
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        minutes, rest = divmod(seconds, 60)
+        return f"{minutes} min" + (f" {rest} s" if rest else "")
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours} h" + (f" {rest // 60} min" if rest // 60 else "")
+
+
+def _split_sum(parts: list[dict[str, Any]]) -> float:
+    total = 0.0
+    for part in parts:
+        try:
+            total += float(part.get("percent", 0))
+        except (TypeError, ValueError):
+            continue
+    return round(total, 3)
+
+
+def _strategy_summary(strategy: rollout.Strategy) -> str:
+    steps = rollout.plan(strategy)
+    shares = ", ".join(_pct(p) for _, p in steps[:6]) + (" …" if len(steps) > 6 else "")
+    total = sum(wait for wait, _ in steps)
+    text = f"{shares}" + (f" over {_duration(total)}" if total else " at once")
+    if strategy.bake_seconds:
+        text += f", then bake {_duration(strategy.bake_seconds)}"
+    return text
+
+
+H = SimpleNamespace(
+    when=_when,
+    pct=_pct,
+    value=_value,
+    duration=_duration,
+    op_label=lambda op: OP_LABELS.get(op, op),
+    colors=_variant_colors,
+    palette=PALETTE,
+    split_sum=_split_sum,
+)
+
+
+def _render(request: Request, template: str, status_code: int = 200, **values: Any) -> Response:
+    return web.render(
+        request, f"flags/{template}", status_code=status_code, section="flags", h=H, **values
+    )
+
+
+def _done(request: Request, url: str) -> Response:
+    """After an action: htmx follows HX-Redirect, a plain form post a 303."""
+    if is_htmx(request):
+        return Response(status_code=200, headers={"HX-Redirect": url})
+    return RedirectResponse(url, status_code=303)
+
+
+def _back(target: str | None, default: str) -> str:
+    # Only our own pages: a crafted link must not send people elsewhere after an action.
+    if target and target.startswith("/flags") and "//" not in target and "\\" not in target:
+        return target
+    return default
+
+
+def _teams(ctx: Ctx) -> dict[int, Any]:
+    return {t.id: t for t in accounts.list_teams(ctx)}
+
+
+def _can_change(ctx: Ctx, team_id: int) -> bool:
+    """Only decides which buttons to show; the service decides what is allowed."""
+    role = team_role(ctx, team_id)
+    return role is not None and role >= Role.ENGINEER
+
+
+async def _form(request: Request) -> FormData:
+    return await request.form()
+
+
+FormFields = Annotated[FormData, Depends(_form)]
+
+
+def _text(form: FormData, name: str, default: str = "") -> str:
+    value = form.get(name, default)
+    return value if isinstance(value, str) else default
+
+
+# --- applications -------------------------------------------------------------------
+
+
+@router.get("/flags")
+def apps_page(request: Request, ctx: PageCtx) -> Response:
+    apps = service.list_apps(ctx)
+    teams = _teams(ctx)
+    rows = []
+    for app in apps:
+        flags = service.list_flags(ctx, app.key)
+        rows.append(
+            {
+                "app": app,
+                "team": teams.get(app.owner_team_id),
+                "environments": service.environments(ctx.session, app),
+                "flags": len(flags),
+                "kinds": sorted({f.kind for f in flags}),
+            }
+        )
+    return _render(request, "apps.html", rows=rows, teams=list(teams.values()))
+
+
+@router.post("/flags")
+def create_app_form(
+    request: Request,
+    ctx: FormCtx,
+    key: Annotated[str, Form(max_length=128)] = "",
+    name: Annotated[str, Form(max_length=200)] = "",
+    owner_team: Annotated[str, Form(max_length=64)] = "",
+) -> Response:
+    app = service.create_app(ctx, key.strip(), name, owner_team)
+    return _done(request, f"/flags/{app.key}")
+
+
+# --- alarm states (until the ops mechanism owns alarms) -----------------------------
+
+
+@router.get("/flags/alarms")
+def alarms_page(request: Request, ctx: PageCtx) -> Response:
+    return _render(request, "alarms.html", alarms=service.list_alarm_states(ctx))
+
+
+@router.post("/flags/alarms")
+def set_alarm_form(
+    request: Request,
+    ctx: FormCtx,
+    name: Annotated[str, Form(max_length=200)] = "",
+    state: Annotated[str, Form(max_length=24)] = "OK",
+    reason: Annotated[str, Form(max_length=2000)] = "",
+) -> Response:
+    service.set_alarm_state(ctx, name.strip(), state, reason.strip())
+    return _done(request, "/flags/alarms")
+
+
+# --- experiments --------------------------------------------------------------------
+
+
+def _flag_by_id(ctx: Ctx, flag_id: int) -> tuple[Any, Any]:
+    """(application, flag) of a flag id, found through the service's listings."""
+    for app in service.list_apps(ctx):
+        for flag in service.list_flags(ctx, app.key, include_archived=True):
+            if flag.id == flag_id:
+                return app, flag
+    raise NotFound("the experiment's flag is gone")
+
+
+def _fmt_number(value: float | None, kind: str, *, difference: bool = False) -> str:
+    if value is None or not math.isfinite(value):
+        return "—" if value is None else ("+∞" if value > 0 else "−∞")
+    if kind == "conversion":
+        text = f"{value * 100:+.2f} pp" if difference else f"{value * 100:.2f} %"
+    else:
+        text = f"{value:+.4g}" if difference else f"{value:.4g}"
+    return text.replace("-", "−")
+
+
+def _fmt_interval(low: float, high: float, kind: str) -> str:
+    return (
+        f"[{_fmt_number(low, kind, difference=True)}, {_fmt_number(high, kind, difference=True)}]"
+    )
+
+
+def _fmt_p(p: float | None) -> str:
+    if p is None:
+        return "—"
+    return "< 0.0001" if p < 0.0001 else f"{p:.4f}"
+
+
+def _nice_ceil(value: float) -> float:
+    """The next "round" number (1, 2, 2.5, 5 × 10^k) at or above value, for axis ends."""
+    if not value > 0 or not math.isfinite(value):
+        return 1.0
+    power = 10 ** math.floor(math.log10(value))
+    for factor in (1, 2, 2.5, 5, 10):
+        if factor * power >= value * (1 - 1e-12):
+            return factor * power
+    return 10 * power
+
+
+@dataclass
+class IntervalRow:
+    variant: str
+    color: str
+    estimate: float
+    ci: tuple[float, float]
+    av: tuple[float, float]
+    verdict: str  # better | worse | unclear
+
+
+@dataclass
+class IntervalPlot:
+    rows: list[IntervalRow]
+    span: float
+    ticks: list[tuple[float, str]] = field(default_factory=list)
+
+    def x(self, value: float) -> float:
+        """Position in the plot's 0..1000 viewBox; values beyond the span sit at the edge."""
+        if not math.isfinite(value):
+            return 1000.0 if value > 0 else 0.0
+        return max(0.0, min(1000.0, 500 + value / self.span * 500))
+
+
+def _interval_plot(
+    metric: dict[str, Any], analysis: stats.ExperimentAnalysis, colors: dict[str, str]
+) -> IntervalPlot | None:
+    rows = []
+    higher = metric.get("higher_is_better", True)
+    for name, result in analysis.treatments.items():
+        if result.comparison is None or result.sequential is None:
+            continue
+        c, s = result.comparison, result.sequential
+        if c.ci_low > 0:
+            verdict = "better" if higher else "worse"
+        elif c.ci_high < 0:
+            verdict = "worse" if higher else "better"
+        else:
+            verdict = "unclear"
+        rows.append(
+            IntervalRow(
+                name,
+                colors.get(name, PALETTE[0]),
+                c.difference,
+                (c.ci_low, c.ci_high),
+                (s.ci_low, s.ci_high),
+                verdict,
+            )
+        )
+    if not rows:
+        return None
+    finite = [abs(v) for r in rows for v in (*r.ci, *r.av, r.estimate) if math.isfinite(v)]
+    span = _nice_ceil((max(finite) if finite else 0.0) * 1.05)
+    plot = IntervalPlot(rows, span)
+
+    def tick(v: float) -> str:
+        if not v:
+            return "0"
+        text = f"{v * 100:+.4g} pp" if metric["kind"] == "conversion" else f"{v:+.4g}"
+        return text.replace("-", "−")
+
+    plot.ticks = [(plot.x(v), tick(v)) for v in (-span, -span / 2, 0.0, span / 2, span)]
+    return plot
+
+
+def _metric_view(m: experiments.MetricResult, colors: dict[str, str]) -> dict[str, Any]:
+    metric, kind = m.metric, m.metric["kind"]
+    higher = metric.get("higher_is_better", True)
+    view: dict[str, Any] = {
+        "metric": metric,
+        "problem": m.not_enough_data,
+        "rows": [],
+        "plot": None,
+    }
+    analysis = m.analysis
+    if analysis is None:
+        return view
+    for name, described in analysis.variants.items():
+        row: dict[str, Any] = {
+            "variant": name,
+            "color": colors.get(name, PALETTE[0]),
+            "control": name == analysis.control,
+            "n": described.n,
+            "mean": _fmt_number(described.mean, kind),
+        }
+        treated = analysis.treatments.get(name)
+        if treated is not None and treated.comparison is not None:
+            c, b, s = treated.comparison, treated.bayesian, treated.sequential
+            chance = b.chance_to_beat_control if b else None
+            if chance is not None and not higher:
+                chance = 1 - chance
+            row.update(
+                difference=_fmt_number(c.difference, kind, difference=True),
+                relative=(
+                    f"{c.relative_difference:+.1%}".replace("-", "−")
+                    if c.relative_difference is not None
+                    else ""
+                ),
+                ci=_fmt_interval(c.ci_low, c.ci_high, kind),
+                p=_fmt_p(c.p_value),
+                significant=c.p_value < 1 - analysis.level,
+                chance=f"{chance:.1%}" if chance is not None else "—",
+                av=_fmt_interval(s.ci_low, s.ci_high, kind) if s else "—",
+                av_p=_fmt_p(s.p_value) if s else "—",
+            )
+        elif treated is not None:
+            row["problem"] = treated.not_enough_data
+        view["rows"].append(row)
+    view["plot"] = _interval_plot(metric, analysis, colors)
+    view["level"] = f"{analysis.level:.0%}"
+    return view
+
+
+@router.get("/flags/experiments/{experiment_id}")
+def experiment_page(request: Request, experiment_id: int, ctx: PageCtx) -> Response:
+    found = experiments.results(ctx, experiment_id)
+    e = found.experiment
+    app, flag = _flag_by_id(ctx, e.flag_id)
+    variants = list(found.exposures)
+    colors = {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(variants)}
+    total = sum(found.exposures.values())
+    weight_total = sum(e.weights.values()) or 1
+    exposures = [
+        {
+            "variant": name,
+            "color": colors[name],
+            "n": n,
+            "observed": n / total if total else 0.0,
+            "expected": e.weights.get(name, 0.0) / weight_total,
+        }
+        for name, n in found.exposures.items()
+    ]
+    guardrails = [
+        {"metric": m.metric, "variant": variant, "result": g}
+        for m in found.metrics
+        for variant, g in m.guardrails.items()
+    ]
+    return _render(
+        request,
+        "experiment.html",
+        experiment=e,
+        app=app,
+        flag=flag,
+        results=found,
+        exposures=exposures,
+        total=total,
+        metrics=[_metric_view(m, colors) for m in found.metrics],
+        guardrails=guardrails,
+        colors=colors,
+        treatments=[v for v in e.weights if v != e.control_variant],
+        strategies=service.list_strategies(ctx),
+        can_change=_can_change(ctx, flag.owner_team_id),
+        fmt_p=_fmt_p,
+    )
+
+
+@router.post("/flags/experiments/{experiment_id}/decide")
+def decide_form(
+    request: Request,
+    experiment_id: int,
+    ctx: FormCtx,
+    decision: Annotated[str, Form(max_length=200)] = "",
+    reason: Annotated[str, Form(max_length=2000)] = "",
+    strategy: Annotated[str, Form(max_length=128)] = "Linear20PercentEvery6Minutes",
+) -> Response:
+    kind, _, variant = decision.partition(":")
+    experiments.decide(ctx, experiment_id, kind, reason, variant=variant or None, strategy=strategy)
+    return _done(request, f"/flags/experiments/{experiment_id}")
+
+
+# --- change requests ----------------------------------------------------------------
+
+
+@router.post("/flags/change-requests/{request_id}/{verdict}")
+def decide_change_form(
+    request: Request,
+    request_id: int,
+    verdict: str,
+    ctx: FormCtx,
+    note: Annotated[str, Form(max_length=2000)] = "",
+    next: Annotated[str, Form(max_length=500)] = "",
+) -> Response:
+    if verdict == "approve":
+        service.approve_change(ctx, request_id, note)
+    elif verdict == "reject":
+        service.reject_change(ctx, request_id, note)
+    else:
+        raise InvalidInput("approve or reject", details={"field": "verdict"})
+    target = _back(next, "/flags")
+    verdict_done = "approved" if verdict == "approve" else "rejected"
+    return _done(request, f"{target}{'&' if '?' in target else '?'}done={verdict_done}")
+
+
+# --- one application's flags ---------------------------------------------------------
+
+
+@dataclass
+class FlagRow:
+    flag: Any
+    team: Any
+    states: dict[str, service.FlagStatus]
+
+    @property
+    def stale(self) -> bool:
+        return any(s.stale for s in self.states.values())
+
+
+def _flag_rows(ctx: Ctx, app_key: str, kind: str, stale: bool, q: str) -> list[FlagRow]:
+    teams = _teams(ctx)
+    rows: dict[int, FlagRow] = {}
+    for status in service.statuses(ctx, app_key):
+        flag = status.flag
+        row = rows.setdefault(flag.id, FlagRow(flag, teams.get(flag.owner_team_id), {}))
+        row.states[status.environment] = status
+    needle = q.strip().lower()
+    return [
+        r
+        for r in rows.values()
+        if (not kind or r.flag.kind == kind)
+        and (not stale or r.stale)
+        and (not needle or needle in r.flag.key.lower())
+    ]
+
+
+@router.get("/flags/{app_key}")
+def app_page(
+    request: Request,
+    app_key: str,
+    ctx: PageCtx,
+    kind: Annotated[str, Query(max_length=32)] = "",
+    stale: Annotated[str, Query(max_length=8)] = "",
+    q: Annotated[str, Query(max_length=128)] = "",
+) -> Response:
+    app = service.get_app(ctx, app_key)
+    envs = service.environments(ctx.session, app)
+    rows = _flag_rows(ctx, app_key, kind, bool(stale), q)
+    values = {
+        "app": app,
+        "environments": envs,
+        "rows": rows,
+        "filters": {"kind": kind, "stale": bool(stale), "q": q},
+    }
+    if is_htmx(request) and request.headers.get("hx-target") == "flag-rows":
+        return _render(request, "flag_rows.html", **values)
+    return _render(
+        request,
+        "app.html",
+        kinds=KINDS,
+        types=TYPES,
+        teams=list(_teams(ctx).values()),
+        team=_teams(ctx).get(app.owner_team_id),
+        experiments=experiments.list_for(ctx, app_key)[:20],
+        env_names={e.id: e.key for e in envs},
+        flag_keys={r.flag.id: r.flag.key for r in _flag_rows(ctx, app_key, "", False, "")},
+        can_change=_can_change(ctx, app.owner_team_id),
+        **values,
+    )
+
+
+@router.post("/flags/{app_key}/flags")
+def create_flag_form(
+    request: Request,
+    app_key: str,
+    ctx: FormCtx,
+    key: Annotated[str, Form(max_length=128)] = "",
+    kind: Annotated[str, Form(max_length=32)] = "release",
+    flag_type: Annotated[str, Form(max_length=16)] = "boolean",
+    description: Annotated[str, Form(max_length=2000)] = "",
+    variants: Annotated[str, Form(max_length=100_000)] = "",
+) -> Response:
+    parsed = _json_field(variants, "variants") if variants.strip() else None
+    flag = service.create_flag(
+        ctx,
+        app_key,
+        key.strip(),
+        flag_type=flag_type,
+        kind=kind,
+        description=description,
+        variants=parsed,
+    )
+    return _done(request, f"/flags/{app_key}/{flag.key}")
+
+
+# --- segments -----------------------------------------------------------------------
+
+
+def _segments_page(
+    request: Request,
+    ctx: Ctx,
+    app_key: str,
+    status_code: int = 200,
+    error: dict[str, Any] | None = None,
+) -> Response:
+    app = service.get_app(ctx, app_key)
+    segments = service.list_segments(ctx, app_key)
+    return _render(
+        request,
+        "segments.html",
+        status_code=status_code,
+        app=app,
+        segments=segments,
+        pretty={s.key: json.dumps(s.definition, indent=2, ensure_ascii=False) for s in segments},
+        error=error,
+        can_change=_can_change(ctx, app.owner_team_id),
+        example=json.dumps(
+            {
+                "included": ["user-1"],
+                "excluded": [],
+                "rules": [[{"attribute": "email", "op": "ends_with", "values": ["@acme.test"]}]],
+            },
+            indent=2,
+        ),
+    )
+
+
+@router.get("/flags/{app_key}/-/segments")
+def segments_page(request: Request, app_key: str, ctx: PageCtx) -> Response:
+    return _segments_page(request, ctx, app_key)
+
+
+@router.post("/flags/{app_key}/-/segments")
+def set_segment_form(
+    request: Request,
+    app_key: str,
+    ctx: FormCtx,
+    key: Annotated[str, Form(max_length=128)] = "",
+    description: Annotated[str, Form(max_length=2000)] = "",
+    definition: Annotated[str, Form(max_length=900_000)] = "",
+    action: Annotated[str, Form(max_length=16)] = "save",
+) -> Response:
+    try:
+        if action == "delete":
+            service.delete_segment(ctx, app_key, key)
+        else:
+            service.set_segment(
+                ctx, app_key, key.strip(), _json_field(definition, "definition"), description
+            )
+    except MechanismsError as exc:
+        # Show the form again as typed, with the reason, and write nothing.
+        ctx.session.rollback()
+        error = {
+            "key": key,
+            "description": description,
+            "definition": definition,
+            "message": exc.message,
+            "field": (exc.details or {}).get("field") if isinstance(exc.details, dict) else None,
+            "new": key not in {s.key for s in service.list_segments(ctx, app_key)},
+        }
+        return _segments_page(request, ctx, app_key, exc.status, error)
+    return _done(request, f"/flags/{app_key}/-/segments#segment-{key}")
+
+
+# --- one flag -----------------------------------------------------------------------
+
+
+@dataclass
+class EnvView:
+    env: Any
+    status: service.FlagStatus
+    versions: list[Any]
+    live: Any
+    deploying: Any | None
+    deployment: Any | None
+    change_requests: list[Any]
+
+    @property
+    def latest(self) -> int:
+        return self.versions[0].number
+
+    @property
+    def deploying_diff(self) -> list[tuple[str, str]]:
+        return _diff(self.live.config, self.deploying.config) if self.deploying else []
+
+
+def _diff(before: dict[str, Any] | None, after: dict[str, Any]) -> list[tuple[str, str]]:
+    """(kind, line) of a unified diff between two configurations, pretty-printed."""
+
+    def lines(config: dict[str, Any] | None) -> list[str]:
+        if config is None:
+            return []
+        return json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False).splitlines()
+
+    out = []
+    for line in difflib.unified_diff(lines(before), lines(after), lineterm="", n=2):
+        if line.startswith(("---", "+++")):
+            continue
+        kind = {"@": "hunk", "+": "add", "-": "del"}.get(line[:1], "ctx")
+        out.append((kind, line))
+    return out
+
+
+def _env_views(ctx: Ctx, app: Any, flag: Any) -> list[EnvView]:
+    statuses = {s.environment: s for s in service.statuses(ctx, app.key) if s.flag.id == flag.id}
+    requests = [r for r in service.change_requests(ctx, app.key, "open") if r.flag_id == flag.id]
+    views = []
+    for env in service.environments(ctx.session, app):
+        status = statuses.get(env.key)
+        if status is None:
+            continue
+        versions = service.versions(ctx, app.key, flag.key, env.key)
+        by_number = {v.number: v for v in versions}
+        dep = status.deployment
+        views.append(
+            EnvView(
+                env=env,
+                status=status,
+                versions=versions,
+                live=by_number[status.live_number],
+                deploying=by_number.get(dep.to_number) if dep else None,
+                deployment=dep,
+                change_requests=[r for r in requests if r.environment_id == env.id],
+            )
+        )
+    return views
+
+
+NOTICES = {
+    "saved": "Saved: version {v} is deploying in {env}.",
+    "requested": "Change request {cr} opened for {env}: another person approves it.",
+    "killed": "Killed: every environment serves the off variant now.",
+    "rolled_back": "Rolled back: {env} serves version {v} again.",
+    "restored": "Version {v} was restored in {env}.",
+    "approved": "Approved: the change is deploying.",
+    "rejected": "Rejected the change request.",
+}
+
+
+def _notice(request: Request) -> str | None:
+    template = NOTICES.get(request.query_params.get("done", ""))
+    if template is None:
+        return None
+    env = request.query_params.get("env", "")
+    numbers = {k: request.query_params.get(k, "") for k in ("v", "cr")}
+    if not re.fullmatch(r"[A-Za-z0-9._-]{0,64}", env) or not all(
+        n.isdigit() or not n for n in numbers.values()
+    ):
+        return None
+    return template.format(env=env, **numbers)
+
+
+@router.get("/flags/{app_key}/{flag_key}")
+def flag_page(request: Request, app_key: str, flag_key: str, ctx: PageCtx) -> Response:
+    app = service.get_app(ctx, app_key)
+    flag = service.get_flag(ctx, app, flag_key)
+    views = _env_views(ctx, app, flag)
+    requests = [
+        {
+            "request": r,
+            "env": v.env,
+            "diff": _diff(
+                next((x.config for x in v.versions if x.number == r.base_number), None), r.config
+            ),
+            "mine": r.requested_by == ctx.principal.actor,
+        }
+        for v in views
+        for r in v.change_requests
+    ]
+    return _render(
+        request,
+        "flag.html",
+        app=app,
+        flag=flag,
+        team=_teams(ctx).get(flag.owner_team_id),
+        views=views,
+        requests=requests,
+        experiments=experiments.list_for(ctx, app.key, flag.key),
+        env_names={v.env.id: v.env.key for v in views},
+        charts={v.deployment.id: _chart_for(ctx, v.deployment) for v in views if v.deployment},
+        can_change=_can_change(ctx, flag.owner_team_id),
+        notice=_notice(request),
+    )
+
+
+@router.post("/flags/{app_key}/{flag_key}/kill")
+def kill_form(
+    request: Request,
+    app_key: str,
+    flag_key: str,
+    ctx: FormCtx,
+    reason: Annotated[str, Form(max_length=2000)] = "",
+) -> Response:
+    service.kill(ctx, app_key, flag_key, reason)
+    return _done(request, f"/flags/{app_key}/{flag_key}?done=killed")
+
+
+@router.post("/flags/{app_key}/{flag_key}/{env_key}/restore")
+def restore_form(
+    request: Request,
+    app_key: str,
+    flag_key: str,
+    env_key: str,
+    ctx: FormCtx,
+    number: Annotated[int, Form(ge=1, le=2**31 - 1)],
+    strategy: Annotated[str, Form(max_length=128)] = "AllAtOnce",
+) -> Response:
+    change = service.restore(ctx, app_key, flag_key, env_key, number, strategy)
+    base = f"/flags/{app_key}/{flag_key}"
+    if change.change_request is not None:
+        return _done(request, f"{base}?done=requested&env={env_key}&cr={change.change_request.id}")
+    return _done(request, f"{base}?done=restored&env={env_key}&v={number}")
+
+
+@router.get("/flags/{app_key}/{flag_key}/history")
+def history_page(
+    request: Request,
+    app_key: str,
+    flag_key: str,
+    ctx: PageCtx,
+    env: Annotated[str, Query(max_length=64)] = "",
+) -> Response:
+    app = service.get_app(ctx, app_key)
+    flag = service.get_flag(ctx, app, flag_key)
+    envs = service.environments(ctx.session, app)
+    current = service.get_environment(ctx, app, env) if env else envs[0]
+    versions = service.versions(ctx, app.key, flag.key, current.key)
+    live = next(
+        s.live_number
+        for s in service.statuses(ctx, app.key)
+        if s.flag.id == flag.id and s.environment == current.key
+    )
+    entries = [
+        {
+            "version": v,
+            "diff": _diff(versions[i + 1].config if i + 1 < len(versions) else None, v.config),
+        }
+        for i, v in enumerate(versions)
+    ]
+    return _render(
+        request,
+        "history.html",
+        app=app,
+        flag=flag,
+        environments=envs,
+        current=current,
+        entries=entries,
+        live=live,
+        deployments=service.deployments(ctx, app.key, flag.key, current.key),
+        can_change=_can_change(ctx, flag.owner_team_id),
+    )
+
+
+# --- deployments and the rollout chart ----------------------------------------------
+
+
+@dataclass
+class Chart:
+    deployment: Any
+    actual: str
+    area: str
+    planned: str
+    points: list[tuple[float, float, str]]
+    now_x: float | None
+    x_ticks: list[tuple[float, str, str]]
+    caption: str
+    steps_total: int
+
+
+def _nice_interval(total_seconds: float) -> int:
+    for step in (10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 43200, 86400):
+        if total_seconds / step <= 5:
+            return step
+    return 86400 * max(1, math.ceil(total_seconds / 86400 / 5))
+
+
+def _rollout_chart(dep: Any, steps: list[Any], now: datetime) -> Chart:
+    """The deployment's share over time as a step line in a 1000×100 viewBox (x: time,
+    y: 100 − percent), its planned future steps dashed."""
+    strategy = rollout.Strategy.model_validate(dep.strategy)
+    plan = rollout.plan(strategy)
+    running = dep.state in service.RUNNING
+    start = dep.started_at
+    end_actual = now if running else (dep.finished_at or (steps[-1].at if steps else start))
+    planned: list[tuple[datetime, float]] = []
+    planned_end = end_actual
+    if running and dep.next_step_at is not None:
+        # A worker that fell behind moves the whole plan later, not into the past.
+        shift = max(timedelta(0), now - dep.next_step_at)
+        at = dep.next_step_at + shift
+        if dep.state == "rolling":
+            for k in range(dep.step + 1, len(plan)):
+                if k > dep.step + 1:
+                    at += timedelta(seconds=plan[k][0])
+                planned.append((at, plan[k][1]))
+            planned_end = at + timedelta(seconds=strategy.bake_seconds)
+        else:
+            planned_end = at
+    end = max(end_actual, planned_end)
+    total = max((end - start).total_seconds(), 1.0)
+
+    def x(at: datetime) -> float:
+        return round(max(0.0, min(1.0, (at - start).total_seconds() / total)) * 1000, 2)
+
+    def y(percent: float) -> float:
+        return round(100 - percent, 2)
+
+    actual = f"M0 {y(0)}"
+    points = []
+    for step in steps:
+        actual += f" H{x(step.at)} V{y(step.percent)}"
+        label = f"{step.at.strftime('%H:%M:%S')} UTC · {_pct(step.percent)} · {step.note}"
+        points.append((x(step.at), y(step.percent), label))
+    actual += f" H{x(end_actual)}"
+    planned_path = ""
+    if running:
+        planned_path = f"M{x(end_actual)} {y(dep.percent)}"
+        for at, percent in planned:
+            planned_path += f" H{x(at)} V{y(percent)}"
+        planned_path += f" H{x(planned_end)}"
+    interval = _nice_interval(total)
+    fmt = "%H:%M:%S" if interval < 60 else "%H:%M"
+    ticks = []
+    offset = 0
+    while offset <= total + 1e-6:
+        at = start + timedelta(seconds=offset)
+        align = "start" if offset == 0 else ("end" if x(at) > 940 else "middle")
+        ticks.append((x(at) / 10, at.strftime(fmt), align))
+        offset += interval
+    if dep.state == "rolling":
+        when = dep.next_step_at.strftime("%H:%M:%S") if dep.next_step_at else "—"
+        caption = (
+            f"Step {dep.step + 1} of {len(plan)}: {_pct(dep.percent)} of keys get version "
+            f"{dep.to_number}; next step at {when} UTC."
+        )
+    elif dep.state == "baking":
+        when = dep.next_step_at.strftime("%H:%M:%S") if dep.next_step_at else "—"
+        caption = f"Everyone gets version {dep.to_number}; baking until {when} UTC."
+    elif dep.state == "complete":
+        caption = f"Complete: version {dep.to_number} is live for everyone."
+    else:
+        caption = f"Rolled back to version {dep.from_number}: {dep.reason or 'no reason given'}"
+    return Chart(
+        dep,
+        actual,
+        actual + " V100 Z",
+        planned_path,
+        points,
+        x(now) if running else None,
+        ticks,
+        caption,
+        len(plan),
+    )
+
+
+def _chart_for(ctx: Ctx, dep: Any) -> Chart:
+    return _rollout_chart(dep, service.deployment_steps(ctx, dep.id), ctx.now)
+
+
+def _deployment(ctx: Ctx, app_key: str, flag_key: str, deployment_id: int) -> Any:
+    for dep in service.deployments(ctx, app_key, flag_key):
+        if dep.id == deployment_id:
+            return dep
+    raise NotFound(f"deployment {deployment_id} of {flag_key} not found")
+
+
+@router.get("/flags/{app_key}/{flag_key}/deployments/{deployment_id}")
+def deployment_page(
+    request: Request, app_key: str, flag_key: str, deployment_id: int, ctx: PageCtx
+) -> Response:
+    app = service.get_app(ctx, app_key)
+    flag = service.get_flag(ctx, app, flag_key)
+    dep = _deployment(ctx, app_key, flag_key, deployment_id)
+    env = next(e for e in service.environments(ctx.session, app) if e.id == dep.environment_id)
+    steps = service.deployment_steps(ctx, dep.id)
+    return _render(
+        request,
+        "deployment.html",
+        app=app,
+        flag=flag,
+        env=env,
+        dep=dep,
+        steps=steps,
+        chart=_rollout_chart(dep, steps, ctx.now),
+        can_change=_can_change(ctx, flag.owner_team_id),
+    )
+
+
+@router.get("/flags/{app_key}/{flag_key}/deployments/{deployment_id}/chart")
+def deployment_chart(
+    request: Request, app_key: str, flag_key: str, deployment_id: int, ctx: PageCtx
+) -> Response:
+    dep = _deployment(ctx, app_key, flag_key, deployment_id)
+    return _render(
+        request,
+        "chart.html",
+        app_key=app_key,
+        flag_key=flag_key,
+        chart=_chart_for(ctx, dep),
+    )
+
+
+@router.post("/flags/{app_key}/{flag_key}/deployments/{deployment_id}/rollback")
+def rollback_form(
+    request: Request,
+    app_key: str,
+    flag_key: str,
+    deployment_id: int,
+    ctx: FormCtx,
+    reason: Annotated[str, Form(max_length=2000)] = "",
+    next: Annotated[str, Form(max_length=500)] = "",
+) -> Response:
+    _deployment(ctx, app_key, flag_key, deployment_id)
+    service.rollback(ctx, deployment_id, reason)
+    return _done(request, _back(next, f"/flags/{app_key}/{flag_key}/deployments/{deployment_id}"))
+
+
+# --- the editor ---------------------------------------------------------------------
+#
+# The editor's form mirrors the configuration: every input is named by its path in it
+# (``rules.0.clauses.1.values``), so an error the service reports for a path lands next
+# to the input of that name. Adding, removing and moving rows posts the form back and
+# renders it again (htmx swaps it in; without JavaScript the whole page comes back), so
+# nothing typed is lost and no client-side templates are needed.
+
+
+def _looks_typed(text: str) -> bool:
+    return text in ("true", "false", "null") or bool(NUMBER_RE.fullmatch(text)) or text[:1] == '"'
+
+
+def _values_text(op: str, values: list[Any]) -> str:
+    lines = []
+    for value in values:
+        if isinstance(value, str) and (op in STRING_OPS or not _looks_typed(value)):
+            lines.append(value)
+        else:
+            lines.append(json.dumps(value, ensure_ascii=False))
+    return "\n".join(lines)
+
+
+def _parse_values(op: str, text: str) -> list[Any]:
+    """One value per line. Numbers and true/false are typed (except for text ops);
+    quotes keep a value as text."""
+    values: list[Any] = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line:
+            continue
+        if len(line) >= 2 and line[0] == line[-1] == '"':
+            try:
+                values.append(json.loads(line))
+                continue
+            except ValueError:
+                pass
+        if op in STRING_OPS:
+            values.append(line)
+        elif line in ("true", "false"):
+            values.append(line == "true")
+        elif NUMBER_RE.fullmatch(line):
+            values.append(json.loads(line))
+        else:
+            values.append(line)
+    return values
+
+
+def _pct_text(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    return f"{value:.3f}".rstrip("0").rstrip(".")
+
+
+def _even_split(names: list[str]) -> list[dict[str, str]]:
+    chosen = names[:2] if len(names) >= 2 else names
+    if not chosen:
+        return []
+    share = math.floor(100_000 / len(chosen)) / 1000
+    parts = [{"variant": n, "percent": _pct_text(share)} for n in chosen]
+    parts[-1]["percent"] = _pct_text(round(100 - share * (len(chosen) - 1), 3))
+    return parts
+
+
+def _serve_model(serve: Any, names: list[str]) -> dict[str, Any]:
+    serve = serve if isinstance(serve, dict) else {}
+    split = serve.get("split")
+    return {
+        "mode": "split" if split is not None else "variant",
+        "variant": serve.get("variant") or (names[0] if names else ""),
+        "split": [
+            {"variant": p.get("variant", ""), "percent": _pct_text(p.get("percent", ""))}
+            for p in split
+            if isinstance(p, dict)
+        ]
+        if split
+        else _even_split(names),
+        "bucket_by": serve.get("bucket_by") or TARGETING_KEY,
+    }
+
+
+def _model_from_config(config: dict[str, Any]) -> dict[str, Any]:
+    names = list(config.get("variants", {}))
+    return {
+        "enabled": bool(config.get("enabled", True)),
+        "off_variant": config.get("off_variant", ""),
+        "variants_text": json.dumps(config.get("variants", {}), indent=2, ensure_ascii=False),
+        "prerequisites_text": json.dumps(config.get("prerequisites") or [], indent=2)
+        if config.get("prerequisites")
+        else "",
+        "targets": {
+            **{name: "" for name in names},
+            **{k: "\n".join(v) for k, v in (config.get("targets") or {}).items()},
+        },
+        "rules": [
+            {
+                "id": rule.get("id", ""),
+                "description": rule.get("description", ""),
+                "clauses": [
+                    {
+                        "attribute": c.get("attribute", ""),
+                        "op": c.get("op", "in"),
+                        "values": _values_text(c.get("op", "in"), c.get("values", [])),
+                        "negate": bool(c.get("negate", False)),
+                    }
+                    for c in rule.get("clauses", [])
+                ],
+                "serve": _serve_model(rule.get("serve"), names),
+            }
+            for rule in config.get("rules", [])
+        ],
+        "fallthrough": _serve_model(config.get("fallthrough"), names),
+    }
+
+
+def _indices(form: FormData, prefix: str) -> list[int]:
+    pattern = re.compile(re.escape(prefix) + r"(\d+)(\.|$)")
+    return sorted({int(m.group(1)) for key in form if (m := pattern.match(key))})
+
+
+def _serve_from_form(form: FormData, prefix: str) -> dict[str, Any]:
+    return {
+        "mode": "split" if _text(form, f"{prefix}.mode") == "split" else "variant",
+        "variant": _text(form, f"{prefix}.variant"),
+        "split": [
+            {
+                "variant": _text(form, f"{prefix}.split.{k}.variant"),
+                "percent": _text(form, f"{prefix}.split.{k}.percent").strip(),
+            }
+            for k in _indices(form, f"{prefix}.split.")
+        ],
+        "bucket_by": _text(form, f"{prefix}.bucket_by").strip() or TARGETING_KEY,
+    }
+
+
+def _model_from_form(form: FormData) -> dict[str, Any]:
+    rules = []
+    for i in _indices(form, "rules."):
+        p = f"rules.{i}"
+        rules.append(
+            {
+                "id": _text(form, f"{p}.id").strip(),
+                "description": _text(form, f"{p}.description").strip(),
+                "clauses": [
+                    {
+                        "attribute": _text(form, f"{p}.clauses.{j}.attribute").strip(),
+                        "op": _text(form, f"{p}.clauses.{j}.op", "in"),
+                        "values": _text(form, f"{p}.clauses.{j}.values"),
+                        "negate": _text(form, f"{p}.clauses.{j}.negate") == "on",
+                    }
+                    for j in _indices(form, f"{p}.clauses.")
+                ],
+                "serve": _serve_from_form(form, f"{p}.serve"),
+            }
+        )
+    return {
+        "enabled": _text(form, "enabled") == "on",
+        "off_variant": _text(form, "off_variant"),
+        "variants_text": _text(form, "variants"),
+        "prerequisites_text": _text(form, "prerequisites"),
+        "targets": {
+            key.removeprefix("targets."): _text(form, key)
+            for key in form
+            if key.startswith("targets.")
+        },
+        "rules": rules,
+        "fallthrough": _serve_from_form(form, "fallthrough"),
+    }
+
+
+def _json_field(text: str, name: str, prefix: str = "") -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise InvalidInput(
+            f"{prefix}{name}: not valid JSON ({exc})", details={"field": f"{prefix}{name}"}
+        ) from None
+
+
+def _number(text: str) -> float | str:
+    try:
+        value = float(text)
+    except ValueError:
+        return text  # the service says what is wrong with it, next to the input
+    return int(value) if value.is_integer() else value
+
+
+def _serve_config(serve: dict[str, Any]) -> dict[str, Any]:
+    if serve["mode"] == "split":
+        out: dict[str, Any] = {
+            "split": [
+                {"variant": p["variant"], "percent": _number(p["percent"])} for p in serve["split"]
+            ]
+        }
+        if serve["bucket_by"] != TARGETING_KEY:
+            out["bucket_by"] = serve["bucket_by"]
+        return out
+    return {"variant": serve["variant"]}
+
+
+def _split_keys(text: str) -> list[str]:
+    return [k.strip() for k in re.split(r"[\n,]", text) if k.strip()]
+
+
+def _config_from_model(model: dict[str, Any]) -> dict[str, Any]:
+    """The configuration the service gets: the whole of it, built from the form."""
+    prerequisites = model["prerequisites_text"].strip()
+    rules = []
+    for rule in model["rules"]:
+        clauses = []
+        for c in rule["clauses"]:
+            attribute = c["attribute"] or (TARGETING_KEY if c["op"] == "segment_match" else "")
+            clause: dict[str, Any] = {
+                "attribute": attribute,
+                "op": c["op"],
+                "values": _parse_values(c["op"], c["values"]),
+            }
+            if c["negate"]:
+                clause["negate"] = True
+            clauses.append(clause)
+        out = {"id": rule["id"], "clauses": clauses, "serve": _serve_config(rule["serve"])}
+        if rule["description"]:
+            out["description"] = rule["description"]
+        rules.append(out)
+    return {
+        "variants": _json_field(model["variants_text"], "variants", "config."),
+        "enabled": model["enabled"],
+        "off_variant": model["off_variant"],
+        "targets": {v: keys for v, text in model["targets"].items() if (keys := _split_keys(text))},
+        "prerequisites": _json_field(prerequisites, "prerequisites", "config.")
+        if prerequisites
+        else [],
+        "rules": rules,
+        "fallthrough": _serve_config(model["fallthrough"]),
+    }
+
+
+def _variant_names(model: dict[str, Any], fallback: list[str]) -> list[str]:
+    try:
+        variants = json.loads(model["variants_text"])
+    except ValueError:
+        return fallback
+    return list(variants) if isinstance(variants, dict) and variants else fallback
+
+
+def _new_rule_id(model: dict[str, Any]) -> str:
+    taken = {r["id"] for r in model["rules"]}
+    n = len(model["rules"]) + 1
+    while f"rule-{n}" in taken:
+        n += 1
+    return f"rule-{n}"
+
+
+def _serve_at(model: dict[str, Any], prefix: str) -> dict[str, Any] | None:
+    if prefix == "fallthrough":
+        return model["fallthrough"]
+    m = re.fullmatch(r"rules\.(\d+)\.serve", prefix)
+    if m and int(m.group(1)) < len(model["rules"]):
+        return model["rules"][int(m.group(1))]["serve"]
+    return None
+
+
+def _apply(model: dict[str, Any], op: str, names: list[str]) -> str | None:
+    """Apply one editing step to the model; returns the path to focus afterwards."""
+    verb, _, arg = op.partition(":")
+    rules = model["rules"]
+
+    def index(text: str, length: int) -> int | None:
+        return int(text) if text.isdigit() and int(text) < length else None
+
+    if verb == "add_rule":
+        rules.append(
+            {
+                "id": _new_rule_id(model),
+                "description": "",
+                "clauses": [{"attribute": "", "op": "in", "values": "", "negate": False}],
+                "serve": _serve_model({"variant": names[0] if names else ""}, names),
+            }
+        )
+        return f"rules.{len(rules) - 1}.clauses.0.attribute"
+    if verb in ("remove_rule", "up", "down", "add_clause"):
+        i = index(arg, len(rules))
+        if i is None:
+            return None
+        if verb == "remove_rule":
+            rules.pop(i)
+        elif verb == "up" and i > 0:
+            rules[i - 1], rules[i] = rules[i], rules[i - 1]
+            return f"rules.{i - 1}"
+        elif verb == "down" and i + 1 < len(rules):
+            rules[i + 1], rules[i] = rules[i], rules[i + 1]
+            return f"rules.{i + 1}"
+        elif verb == "add_clause":
+            rules[i]["clauses"].append({"attribute": "", "op": "in", "values": "", "negate": False})
+            return f"rules.{i}.clauses.{len(rules[i]['clauses']) - 1}.attribute"
+        return None
+    if verb == "remove_clause":
+        i_text, _, j_text = arg.partition(":")
+        i = index(i_text, len(rules))
+        if i is not None:
+            j = index(j_text, len(rules[i]["clauses"]))
+            if j is not None:
+                rules[i]["clauses"].pop(j)
+        return None
+    if verb in ("add_part", "remove_part"):
+        prefix, _, k_text = arg.partition(":")
+        serve = _serve_at(model, prefix)
+        if serve is None:
+            return None
+        parts = serve["split"]
+        if verb == "add_part":
+            used = {p["variant"] for p in parts}
+            free = [n for n in names if n not in used] or names or [""]
+            parts.append({"variant": free[0], "percent": "0"})
+            return f"{prefix}.split.{len(parts) - 1}.percent"
+        k = index(k_text, len(parts))
+        if k is not None:
+            parts.pop(k)
+    return None
+
+
+def _anchors(model: dict[str, Any]) -> list[str]:
+    """Every path the editor can show an error next to."""
+    found = ["variants", "prerequisites", "off_variant", "enabled", "targets", "rules"]
+    found += ["strategy", "monitors", "monitors.alarms", "monitors.guardrails", "base_number"]
+    found += [f"targets.{name}" for name in model["targets"]]
+
+    def serve(prefix: str, s: dict[str, Any]) -> None:
+        found.extend([prefix, f"{prefix}.split", f"{prefix}.variant", f"{prefix}.bucket_by"])
+        for k in range(len(s["split"])):
+            found.extend([f"{prefix}.split.{k}", f"{prefix}.split.{k}.variant"])
+            found.append(f"{prefix}.split.{k}.percent")
+
+    serve("fallthrough", model["fallthrough"])
+    for i, rule in enumerate(model["rules"]):
+        found.extend([f"rules.{i}", f"rules.{i}.id", f"rules.{i}.description"])
+        for j in range(len(rule["clauses"])):
+            found.append(f"rules.{i}.clauses.{j}")
+            found.extend(f"rules.{i}.clauses.{j}.{x}" for x in ("attribute", "op", "values"))
+        serve(f"rules.{i}.serve", rule["serve"])
+    return found
+
+
+def _place_error(exc: MechanismsError, model: dict[str, Any]) -> dict[str, Any]:
+    """Where an error belongs in the editor and how to say it there."""
+    field_name = exc.details.get("field") if isinstance(exc.details, dict) else None
+    message = exc.message
+    problem = message
+    if field_name and message.startswith(f"{field_name}: "):
+        problem = message[len(field_name) + 2 :]
+    path = (field_name or "").removeprefix("config.").removeprefix("config")
+    # A check across the whole configuration names the field inside its message.
+    inner = re.match(r"^([A-Za-z_][\w.-]*): (.*)$", problem)
+    if (
+        not path
+        and inner
+        and inner.group(1).split(".")[0]
+        in (
+            "off_variant",
+            "targets",
+            "rules",
+            "fallthrough",
+            "variants",
+            "prerequisites",
+        )
+    ):
+        path, problem = inner.group(1), inner.group(2)
+    anchor = None
+    for candidate in _anchors(model):
+        fits = path == candidate or path.startswith(candidate + ".")
+        if fits and (anchor is None or len(candidate) > len(anchor)):
+            anchor = candidate
+    return {
+        "message": message,
+        "problem": problem,
+        "anchor": anchor,
+        "where": _where(anchor or path),
+        "code": exc.code,
+    }
+
+
+def _where(path: str) -> str:
+    words = []
+    parts = path.split(".") if path else []
+    i = 0
+    while i < len(parts):
+        part = parts[i]
+        nxt = parts[i + 1] if i + 1 < len(parts) else None
+        if part == "rules" and nxt and nxt.isdigit():
+            words.append(f"Rule {int(nxt) + 1}")
+            i += 2
+        elif part == "clauses" and nxt and nxt.isdigit():
+            words.append(f"condition {int(nxt) + 1}")
+            i += 2
+        elif part == "split" and nxt and nxt.isdigit():
+            words.append(f"split row {int(nxt) + 1}")
+            i += 2
+        elif part == "targets" and nxt:
+            words.append(f"allow list for {'.'.join(parts[i + 1 :])}")
+            break
+        else:
+            words.append(
+                {
+                    "fallthrough": "Default rule",
+                    "serve": "serve",
+                    "off_variant": "Off variant",
+                    "variants": "Variants",
+                    "prerequisites": "Prerequisites",
+                    "base_number": "Version",
+                    "strategy": "Strategy",
+                    "monitors": "Monitors",
+                }.get(part, part)
+            )
+            i += 1
+    return " › ".join(words)
+
+
+@dataclass
+class EditorState:
+    model: dict[str, Any]
+    base_number: int
+    based_on: int
+    comment: str = ""
+    strategy: str = "AllAtOnce"
+    alarms: str = ""
+    guardrails: bool = False
+    error: dict[str, Any] | None = None
+    focus: str | None = None
+
+
+def _editor(
+    request: Request,
+    ctx: Ctx,
+    app_key: str,
+    flag_key: str,
+    env_key: str,
+    state: EditorState,
+    status_code: int = 200,
+) -> Response:
+    app = service.get_app(ctx, app_key)
+    flag = service.get_flag(ctx, app, flag_key)
+    env = service.get_environment(ctx, app, env_key)
+    fallback = list(_served_config(ctx, app, flag, env)[1].get("variants", {}))
+    names = _variant_names(state.model, fallback)
+    strategies = service.list_strategies(ctx)
+    return _render(
+        request,
+        "editor.html",
+        status_code=status_code,
+        app=app,
+        flag=flag,
+        env=env,
+        s=state,
+        m=state.model,
+        names=names,
+        colors={n: PALETTE[i % len(PALETTE)] for i, n in enumerate(names)},
+        ops=[(op, OP_LABELS[op]) for op in OPS],
+        strategies=[(n, d or _strategy_summary(st), p) for n, d, st, p in strategies],
+        segments=service.list_segments(ctx, app_key),
+        alarms=service.list_alarm_states(ctx),
+        flag_keys=[f.key for f in service.list_flags(ctx, app_key) if f.key != flag.key],
+        error_at=state.error["anchor"] if state.error else None,
+        edit_url=f"/flags/{app.key}/{flag.key}/{env.key}/edit",
+    )
+
+
+def _served_config(ctx: Ctx, app: Any, flag: Any, env: Any) -> tuple[int, dict[str, Any]]:
+    """The version an edit starts from: the one being deployed, else the live one."""
+    status = next(
+        s
+        for s in service.statuses(ctx, app.key)
+        if s.flag.id == flag.id and s.environment == env.key
+    )
+    number = status.deployment.to_number if status.deployment else status.live_number
+    version = next(
+        v for v in service.versions(ctx, app.key, flag.key, env.key) if v.number == number
+    )
+    return number, version.config
+
+
+@router.get("/flags/{app_key}/{flag_key}/{env_key}/edit")
+def editor_page(
+    request: Request, app_key: str, flag_key: str, env_key: str, ctx: PageCtx
+) -> Response:
+    app = service.get_app(ctx, app_key)
+    flag = service.get_flag(ctx, app, flag_key)
+    env = service.get_environment(ctx, app, env_key)
+    number, config = _served_config(ctx, app, flag, env)
+    latest = service.versions(ctx, app_key, flag_key, env_key)[0].number
+    state = EditorState(_model_from_config(config), base_number=latest, based_on=number)
+    return _editor(request, ctx, app_key, flag_key, env_key, state)
+
+
+@router.post("/flags/{app_key}/{flag_key}/{env_key}/edit")
+def editor_submit(
+    request: Request,
+    app_key: str,
+    flag_key: str,
+    env_key: str,
+    ctx: FormCtx,
+    form: FormFields,
+) -> Response:
+    model = _model_from_form(form)
+    base = _text(form, "base_number")
+    state = EditorState(
+        model,
+        base_number=int(base) if base.isdigit() else 0,
+        based_on=int(_text(form, "based_on", "0") or 0) if _text(form, "based_on").isdigit() else 0,
+        comment=_text(form, "comment"),
+        strategy=_text(form, "strategy", "AllAtOnce"),
+        alarms=_text(form, "alarms"),
+        guardrails=_text(form, "guardrails") == "on",
+    )
+    op = _text(form, "op", "save")
+    if op != "save":
+        app = service.get_app(ctx, app_key)
+        flag = service.get_flag(ctx, app, flag_key)
+        env = service.get_environment(ctx, app, env_key)
+        fallback = list(_served_config(ctx, app, flag, env)[1].get("variants", {}))
+        state.focus = _apply(model, op, _variant_names(model, fallback))
+        return _editor(request, ctx, app_key, flag_key, env_key, state)
+    try:
+        change = service.set_config(
+            ctx,
+            app_key,
+            flag_key,
+            env_key,
+            _config_from_model(model),
+            comment=state.comment,
+            base_number=state.base_number or None,
+            strategy=state.strategy,
+            monitors={
+                "alarms": [a for a in re.split(r"[\s,]+", state.alarms) if a],
+                "guardrails": state.guardrails,
+            },
+        )
+    except MechanismsError as exc:
+        # Nothing of a refused change stays: undo it before showing the form again.
+        ctx.session.rollback()
+        state.error = _place_error(exc, model)
+        return _editor(request, ctx, app_key, flag_key, env_key, state, exc.status)
+    base_url = f"/flags/{app_key}/{flag_key}"
+    if change.change_request is not None:
+        url = f"{base_url}?done=requested&env={env_key}&cr={change.change_request.id}"
+    else:
+        url = f"{base_url}?done=saved&env={env_key}&v={change.version.number}"
+    return _done(request, url)
