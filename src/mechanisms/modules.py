@@ -20,13 +20,19 @@ class Mechanism:
     name: str
     title: str
     summary: str
-    # False until the mechanism ships; the navigation shows it as coming.
+    # False until the mechanism's pages ship; the navigation shows it as coming.
     built: bool = False
+    # True once its service, API and worker jobs exist, even before its pages do.
+    code: bool = False
+
+    @property
+    def importable(self) -> bool:
+        return self.built or self.code
 
 
 MECHANISMS: list[Mechanism] = [
     Mechanism("flags", "Flags", "Feature access, treatment groups, throttled rollout", built=True),
-    Mechanism("ops", "Ops", "Detective metrics, alarms that act, tickets, on-call"),
+    Mechanism("ops", "Ops", "Detective metrics, alarms that act, tickets, on-call", code=True),
     Mechanism("deploys", "Deploys", "Pipelines, block days, break-glass"),
     Mechanism("docs", "Docs", "Decision docs, checked and reviewed"),
     Mechanism("roadmap", "Roadmap", "Feedback and findings become the plan"),
@@ -36,6 +42,10 @@ MECHANISMS: list[Mechanism] = [
 
 def built() -> list[Mechanism]:
     return [m for m in MECHANISMS if m.built]
+
+
+def importable() -> list[Mechanism]:
+    return [m for m in MECHANISMS if m.importable]
 
 
 def _optional(module_name: str) -> ModuleType | None:
@@ -50,7 +60,7 @@ def _optional(module_name: str) -> ModuleType | None:
 def import_all() -> None:
     import mechanisms.core.tables  # noqa: F401
 
-    for mechanism in built():
+    for mechanism in importable():
         importlib.import_module(f"mechanisms.{mechanism.name}")
     for plugin in filter(None, (p.strip() for p in get_settings().plugins.split(","))):
         importlib.import_module(plugin)
@@ -59,7 +69,7 @@ def import_all() -> None:
 def _parts(part: str, attribute: str) -> list[tuple[str, Any]]:
     """(mechanism name, attribute) for each built mechanism that has this part."""
     found = []
-    for mechanism in built():
+    for mechanism in importable():
         module = _optional(f"mechanisms.{mechanism.name}.{part}")
         if module is not None and hasattr(module, attribute):
             found.append((mechanism.name, getattr(module, attribute)))

@@ -14,5 +14,8 @@ register(Reconciler("flags.deployments", find_due=service.due_deployments, advan
 
 @events.subscribe("flags.rollback-on-alarm", "alarms.state_changed")
 def _rollback_on_alarm(ctx: Ctx, message: events.EventMessage) -> None:
+    # Alarms of the ops mechanism reach rollouts through this event; mirroring their state
+    # here lets the worker's reconcile pass see them as well.
+    service.mirror_alarm_state(ctx, message.payload["name"], message.payload.get("state", ""))
     if message.payload.get("state") == service.ALARM:
         service.rollback_on_alarm(ctx, message.payload["name"])

@@ -1440,6 +1440,20 @@ def set_alarm_state(ctx: Ctx, name: str, state: str, reason: str = "") -> AlarmS
     return row
 
 
+def mirror_alarm_state(ctx: Ctx, name: str, state: str) -> None:
+    """Record an alarm state announced by an event (no audit: the announcer audited it)."""
+    if state not in ("OK", ALARM, "INSUFFICIENT_DATA") or not name:
+        return
+    row = ctx.session.execute(
+        select(AlarmState).where(AlarmState.name == name)
+    ).scalar_one_or_none()
+    if row is None:
+        ctx.session.add(AlarmState(name=name, state=state, reason="", updated_at=ctx.now))
+    elif row.state != state:
+        row.state, row.updated_at = state, ctx.now
+    ctx.session.flush()
+
+
 def list_alarm_states(ctx: Ctx) -> list[AlarmState]:
     can_read(ctx)
     return list(ctx.session.execute(select(AlarmState).order_by(AlarmState.name)).scalars())

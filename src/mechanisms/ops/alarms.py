@@ -1,0 +1,461 @@
+"""Ops service: services, alarms on the built-in metrics, their evaluation by the worker,
+and the events other mechanisms act on (``alarms.state_changed``: flag rollouts roll
+back, deploys stop, tickets are cut).
+
+The worker evaluates every due alarm in one pass: it loads the rollups of the metrics
+involved once, computes each alarm's datapoints in memory, and writes only the alarms
+whose state changed. A percentile is merged from the rollups' sketches, never averaged.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from mechanisms.core import accounts, audit, events
+from mechanisms.core.context import Ctx
+from mechanisms.core.errors import Conflict, InvalidInput, NotFound
+from mechanisms.core.identity import Role
+from mechanisms.core.permissions import require_site_role, require_team_role
+from mechanisms.ops import alarm_rules, metrics
+from mechanisms.ops.alarm_rules import AlarmDefinition, AlarmState
+from mechanisms.ops.tables import Alarm, AlarmTransition, MetricRollup, MetricSeries, OpsService
+
+EVALUATION_INTERVAL = timedelta(seconds=60)
+SEVERITIES = range(1, 6)
+
+
+def _invalid(field: str, message: str) -> InvalidInput:
+    return InvalidInput(f"{field}: {message}", details={"field": field})
+
+
+# --- services -----------------------------------------------------------------------
+
+
+def create_service(ctx: Ctx, key: str, name: str, owner_team: str) -> OpsService:
+    team = accounts.get_team(ctx, owner_team)
+    require_team_role(ctx, team.id, Role.ENGINEER)
+    if (
+        not key
+        or len(key) > 128
+        or not key.replace("-", "").replace("_", "").replace(".", "").isalnum()
+    ):
+        raise _invalid("key", "1-128 letters, digits, '.', '_' or '-'")
+    if ctx.session.execute(select(OpsService.id).where(OpsService.key == key)).first():
+        raise Conflict(f"service {key!r} already exists", details={"field": "key"})
+    service = OpsService(
+        key=key, name=name.strip() or key, owner_team_id=team.id, created_at=ctx.now
+    )
+    ctx.session.add(service)
+    ctx.session.flush()
+    audit.record(
+        ctx,
+        "ops.service_created",
+        "ops_service",
+        key,
+        after={"key": key, "name": service.name, "team": team.slug},
+    )
+    return service
+
+
+def get_service(ctx: Ctx, key: str) -> OpsService:
+    found = ctx.session.execute(
+        select(OpsService).where(OpsService.key == key)
+    ).scalar_one_or_none()
+    if found is None:
+        raise NotFound(f"service {key!r} not found", details={"field": "service"})
+    return found
+
+
+def list_services(ctx: Ctx) -> list[OpsService]:
+    require_site_role(ctx, Role.VIEWER)
+    return list(ctx.session.execute(select(OpsService).order_by(OpsService.key)).scalars())
+
+
+# --- alarms -------------------------------------------------------------------------
+
+
+def alarm_snapshot(alarm: Alarm) -> dict[str, Any]:
+    return {
+        "name": alarm.name,
+        "kind": alarm.kind,
+        "metric": alarm.metric,
+        "match": alarm.match,
+        "definition": alarm.definition,
+        "severity": alarm.severity,
+        "state": alarm.state,
+    }
+
+
+def _check_match(match: Any) -> dict[str, str]:
+    if not isinstance(match, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in match.items()
+    ):
+        raise _invalid("match", "an object of label names to values")
+    return match
+
+
+def create_alarm(
+    ctx: Ctx,
+    name: str,
+    service_key: str,
+    *,
+    metric: str | None = None,
+    match: dict[str, str] | None = None,
+    definition: dict[str, Any] | None = None,
+    rule: str | None = None,
+    severity: int = 3,
+    description: str = "",
+) -> Alarm:
+    """A metric alarm (metric + definition) or a composite alarm (rule over other alarms)."""
+    service = get_service(ctx, service_key)
+    require_team_role(ctx, service.owner_team_id, Role.ENGINEER)
+    if not name or len(name) > 200 or "\x00" in name:
+        raise _invalid("name", "1-200 characters")
+    if ctx.session.execute(select(Alarm.id).where(Alarm.name == name)).first():
+        raise Conflict(f"alarm {name!r} already exists", details={"field": "name"})
+    if severity not in SEVERITIES:
+        raise _invalid("severity", "1 (SEV1, the most severe) to 5")
+    if (rule is None) == (metric is None):
+        raise _invalid("metric", "give a metric and its definition, or a composite rule")
+    if rule is not None:
+        kind, stored, metric_name, labels = (
+            "composite",
+            {"rule": _check_rule(ctx, name, rule)},
+            None,
+            {},
+        )
+    else:
+        if not metrics.NAME_RE.match(metric or ""):
+            raise _invalid("metric", "a Prometheus metric name")
+        try:
+            parsed = AlarmDefinition.model_validate(definition or {})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = "definition." + ".".join(str(p) for p in first["loc"])
+            raise _invalid(field.rstrip("."), first["msg"].removeprefix("Value error, ")) from None
+        kind, stored, metric_name, labels = (
+            "metric",
+            parsed.model_dump(mode="json"),
+            metric,
+            _check_match(match or {}),
+        )
+    alarm = Alarm(
+        name=name,
+        service_id=service.id,
+        description=description.strip(),
+        kind=kind,
+        metric=metric_name,
+        match=labels,
+        definition=stored,
+        severity=severity,
+        state=AlarmState.INSUFFICIENT_DATA.value,
+        state_reason="Unchecked: initial alarm creation",
+        state_changed_at=ctx.now,
+        next_evaluation_at=ctx.now,
+        version=0,
+        created_at=ctx.now,
+    )
+    ctx.session.add(alarm)
+    ctx.session.flush()
+    audit.record(ctx, "ops.alarm_created", "alarm", name, after=alarm_snapshot(alarm))
+    return alarm
+
+
+def _check_rule(ctx: Ctx, name: str, rule: str) -> str:
+    try:
+        parsed = alarm_rules.parse_rule(rule)
+    except alarm_rules.RuleSyntaxError as exc:
+        raise _invalid("rule", str(exc)) from None
+    known = set(
+        ctx.session.execute(select(Alarm.name).where(Alarm.name.in_(parsed.alarms))).scalars()
+    )
+    unknown = sorted(set(parsed.alarms) - known - {name})
+    if unknown:
+        raise _invalid("rule", f"unknown alarm {unknown[0]!r}")
+    composites = {
+        a.name: a.definition["rule"]
+        for a in ctx.session.execute(select(Alarm).where(Alarm.kind == "composite")).scalars()
+    }
+    try:
+        alarm_rules.check_composite_cycles({**composites, name: rule})
+    except ValueError as exc:
+        raise _invalid("rule", str(exc)) from None
+    return str(parsed)
+
+
+def get_alarm(ctx: Ctx, name: str) -> Alarm:
+    require_site_role(ctx, Role.VIEWER)
+    found = ctx.session.execute(select(Alarm).where(Alarm.name == name)).scalar_one_or_none()
+    if found is None:
+        raise NotFound(f"alarm {name!r} not found", details={"field": "alarm"})
+    return found
+
+
+def list_alarms(ctx: Ctx, state: str | None = None) -> list[Alarm]:
+    require_site_role(ctx, Role.VIEWER)
+    query = select(Alarm).order_by(Alarm.name)
+    if state:
+        query = query.where(Alarm.state == state)
+    return list(ctx.session.execute(query).scalars())
+
+
+def history(ctx: Ctx, name: str, limit: int = 100) -> list[AlarmTransition]:
+    alarm = get_alarm(ctx, name)
+    return list(
+        ctx.session.execute(
+            select(AlarmTransition)
+            .where(AlarmTransition.alarm_id == alarm.id)
+            .order_by(AlarmTransition.id.desc())
+            .limit(max(1, min(limit, 1000)))
+        ).scalars()
+    )
+
+
+def firing(session: Session, names: list[str]) -> list[str]:
+    """Which of these alarms are in ALARM now (for rollouts and deploy gates)."""
+    if not names:
+        return []
+    return list(
+        session.execute(
+            select(Alarm.name).where(Alarm.name.in_(names), Alarm.state == "ALARM")
+        ).scalars()
+    )
+
+
+def _transition(
+    ctx: Ctx, alarm: Alarm, new_state: str, reason: str, datapoints: list[dict[str, Any]]
+) -> None:
+    previous = alarm.state
+    alarm.state, alarm.state_reason, alarm.state_changed_at = new_state, reason, ctx.now
+    ctx.session.add(
+        AlarmTransition(
+            alarm_id=alarm.id,
+            at=ctx.now,
+            from_state=previous,
+            to_state=new_state,
+            reason=reason,
+            datapoints=datapoints,
+        )
+    )
+    audit.record(
+        ctx,
+        "alarms.state_changed",
+        "alarm",
+        alarm.name,
+        before={"state": previous},
+        after={"state": new_state},
+        details={"reason": reason},
+    )
+    events.emit(
+        ctx,
+        "alarms.state_changed",
+        "alarm",
+        alarm.name,
+        {
+            "name": alarm.name,
+            "state": new_state,
+            "previous": previous,
+            "reason": reason,
+            "severity": alarm.severity,
+        },
+    )
+
+
+def set_state(ctx: Ctx, name: str, state: str, reason: str) -> Alarm:
+    """Set an alarm's state by hand (to test what acts on it); the next evaluation decides
+    again, as CloudWatch's SetAlarmState does."""
+    alarm = get_alarm(ctx, name)
+    service = ctx.session.get(OpsService, alarm.service_id)
+    require_team_role(ctx, service.owner_team_id, Role.ENGINEER)
+    if state not in AlarmState.__members__:
+        raise _invalid("state", "OK, ALARM or INSUFFICIENT_DATA")
+    if not reason.strip():
+        raise _invalid("reason", "say why")
+    if alarm.state != state:
+        _transition(ctx, alarm, state, f"Set by {ctx.principal.actor}: {reason.strip()}", [])
+    ctx.session.flush()
+    return alarm
+
+
+# --- evaluation ---------------------------------------------------------------------
+
+
+@dataclass
+class _SeriesRows:
+    labels: dict[str, str]
+    rows: list[MetricRollup]
+
+
+def _rows_by_metric(
+    session: Session, names: set[str], start: datetime, end: datetime
+) -> dict[str, list[_SeriesRows]]:
+    """Every rollup of these metrics in [start, end), grouped by series, in one pass."""
+    series = {
+        s.id: s
+        for s in session.execute(select(MetricSeries).where(MetricSeries.name.in_(names))).scalars()
+    }
+    grouped: dict[int, _SeriesRows] = {sid: _SeriesRows(s.labels, []) for sid, s in series.items()}
+    if series:
+        for row in session.execute(
+            select(MetricRollup).where(
+                MetricRollup.series_id.in_(list(series)),
+                MetricRollup.bucket_start >= start,
+                MetricRollup.bucket_start < end,
+            )
+        ).scalars():
+            grouped[row.series_id].rows.append(row)
+    by_metric: dict[str, list[_SeriesRows]] = defaultdict(list)
+    for sid, s in series.items():
+        by_metric[s.name].append(grouped[sid])
+    return by_metric
+
+
+def _datapoints(
+    definition: AlarmDefinition,
+    match: dict[str, str],
+    series: list[_SeriesRows],
+    start: datetime,
+    end: datetime,
+) -> dict[datetime, float | None]:
+    period = definition.period_seconds
+    buckets: dict[datetime, metrics.Bucket] = {}
+    for s in series:
+        if any(s.labels.get(k) != v for k, v in match.items()):
+            continue
+        for row in s.rows:
+            at = alarm_rules.period_start(row.bucket_start, period)
+            if not start <= at < end:
+                continue
+            bucket = buckets.get(at)
+            sketch = metrics.sketch_of(row.sketch) if definition.statistic.startswith("p") else None
+            if bucket is None:
+                buckets[at] = metrics.Bucket(row.count, row.sum, row.min, row.max, sketch)
+            else:
+                bucket.add(row.count, row.sum, row.min, row.max, sketch)
+    points: dict[datetime, float | None] = {}
+    cursor = start
+    while cursor < end:
+        found = buckets.get(cursor)
+        points[cursor] = found.value(definition.statistic) if found else None
+        cursor += timedelta(seconds=period)
+    return points
+
+
+def evaluate_due(ctx: Ctx, limit: int = 20_000) -> int:
+    """Evaluate every metric alarm that is due, then every composite; returns how many
+    changed state. Runs in one transaction (the worker's job)."""
+    due = list(
+        ctx.session.execute(
+            select(Alarm)
+            .where(Alarm.kind == "metric", Alarm.next_evaluation_at <= ctx.now)
+            .order_by(Alarm.next_evaluation_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).scalars()
+    )
+    metric_alarms = due
+    definitions = {a.id: AlarmDefinition.model_validate(a.definition) for a in metric_alarms}
+    windows = {
+        a.id: alarm_rules.evaluation_window(definitions[a.id], ctx.now) for a in metric_alarms
+    }
+    changed = 0
+    if metric_alarms:
+        earliest = min(w[0] for w in windows.values())
+        rows = _rows_by_metric(ctx.session, {a.metric for a in metric_alarms}, earliest, ctx.now)
+        for alarm in metric_alarms:
+            definition, (start, end) = definitions[alarm.id], windows[alarm.id]
+            points = _datapoints(definition, alarm.match, rows.get(alarm.metric, []), start, end)
+            result = alarm_rules.evaluate(definition, points, ctx.now, AlarmState(alarm.state))
+            if result.new_state.value != alarm.state:
+                changed += 1
+                decided = [
+                    {
+                        "at": p.timestamp.isoformat(),
+                        "value": p.value,
+                        "breaching": p.breaching,
+                        "filled": p.filled,
+                    }
+                    for p in result.evaluated
+                ]
+                _transition(ctx, alarm, result.new_state.value, result.reason, decided)
+    # Composites follow their inputs at once: every pass looks at all of them (cheap).
+    composites = list(
+        ctx.session.execute(
+            select(Alarm).where(Alarm.kind == "composite").with_for_update(skip_locked=True)
+        ).scalars()
+    )
+    changed += _evaluate_composites(ctx, composites)
+    ids = [a.id for a in due + composites]
+    for start in range(0, len(ids), 900):
+        ctx.session.execute(
+            update(Alarm)
+            .where(Alarm.id.in_(ids[start : start + 900]))
+            .values(
+                evaluated_at=ctx.now,
+                next_evaluation_at=ctx.now + EVALUATION_INTERVAL,
+                version=Alarm.version + 1,
+            )
+        )
+    ctx.session.flush()
+    return changed
+
+
+def _evaluate_composites(ctx: Ctx, composites: list[Alarm]) -> int:
+    if not composites:
+        return 0
+    changed = 0
+    states = dict(ctx.session.execute(select(Alarm.name, Alarm.state)).all())
+    for alarm in composites:
+        fired = alarm_rules.evaluate_rule(alarm.definition["rule"], states)
+        new_state = "ALARM" if fired else "OK"
+        if new_state != alarm.state:
+            _transition(
+                ctx,
+                alarm,
+                new_state,
+                f"Composite rule {alarm.definition['rule']} is {str(fired).upper()}",
+                [],
+            )
+            states[alarm.name] = new_state
+            changed += 1
+    return changed
+
+
+def ingest_json(
+    ctx: Ctx, raw: Any, limits: metrics.IngestLimits | None = None
+) -> metrics.IngestResult:
+    require_site_role(ctx, Role.ENGINEER)
+    limits = limits or metrics.IngestLimits()
+    return metrics.ingest(ctx, metrics.parse_json(raw, ctx.now, limits), limits)
+
+
+def ingest_prometheus(
+    ctx: Ctx, text: str, limits: metrics.IngestLimits | None = None
+) -> metrics.IngestResult:
+    require_site_role(ctx, Role.ENGINEER)
+    limits = limits or metrics.IngestLimits()
+    return metrics.ingest(ctx, metrics.parse_prometheus(text, ctx.now, limits), limits)
+
+
+def query(
+    ctx: Ctx,
+    name: str,
+    match: dict[str, str],
+    statistic: str,
+    start: datetime,
+    end: datetime,
+    period: int,
+) -> list[tuple[datetime, float | None]]:
+    require_site_role(ctx, Role.VIEWER)
+    if end <= start or (end - start) / timedelta(seconds=max(period, 60)) > 10_000:
+        raise _invalid(
+            "start", "start must be before end, with at most 10,000 periods between them"
+        )
+    return metrics.query(ctx.session, name, _check_match(match), statistic, start, end, period)

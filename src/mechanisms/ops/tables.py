@@ -1,0 +1,96 @@
+"""Tables of the ops mechanism. Other modules use the service, never these."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Float, ForeignKey, Integer, LargeBinary, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from mechanisms.core.db import Base, UTCDateTime
+from mechanisms.core.tables import BigId
+
+
+class MetricSeries(Base):
+    """One time series: a metric name and its labels."""
+
+    __tablename__ = "ops_metric_series"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), index=True)
+    labels: Mapped[dict[str, str]] = mapped_column(JSON)
+    # name{label="value",...} with labels sorted: the series' identity.
+    key: Mapped[str] = mapped_column(String(2000), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class MetricRollup(Base):
+    """A series' samples in one bucket (a minute, or an hour once downsampled): count, sum,
+    min, max and a DDSketch, so any percentile can be merged across buckets and series
+    without ever averaging percentiles."""
+
+    __tablename__ = "ops_metric_rollups"
+    __table_args__ = (UniqueConstraint("series_id", "resolution", "bucket_start"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    series_id: Mapped[int] = mapped_column(ForeignKey("ops_metric_series.id", ondelete="CASCADE"))
+    # 60 (per minute) or 3600 (per hour, after downsampling).
+    resolution: Mapped[int] = mapped_column(Integer)
+    bucket_start: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    count: Mapped[float] = mapped_column(Float)
+    sum: Mapped[float] = mapped_column(Float)
+    min: Mapped[float] = mapped_column(Float)
+    max: Mapped[float] = mapped_column(Float)
+    sketch: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class OpsService(Base):
+    """A service the organisation runs: its metrics, alarms and on-call belong to a team."""
+
+    __tablename__ = "ops_services"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(128), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    owner_team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Alarm(Base):
+    __tablename__ = "ops_alarms"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    service_id: Mapped[int] = mapped_column(ForeignKey("ops_services.id", ondelete="CASCADE"))
+    description: Mapped[str] = mapped_column(String(2000), default="")
+    # "metric" (a statistic of a metric against a threshold or band) or "composite".
+    kind: Mapped[str] = mapped_column(String(16))
+    metric: Mapped[str | None] = mapped_column(String(200))
+    match: Mapped[dict[str, str]] = mapped_column(JSON)
+    # The AlarmDefinition (metric) or {"rule": "..."} (composite).
+    definition: Mapped[dict[str, Any]] = mapped_column(JSON)
+    severity: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(24))
+    state_reason: Mapped[str] = mapped_column(String(4000), default="")
+    state_changed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    evaluated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    next_evaluation_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class AlarmTransition(Base):
+    """Every change of an alarm's state, with the datapoints that decided it."""
+
+    __tablename__ = "ops_alarm_transitions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    alarm_id: Mapped[int] = mapped_column(
+        ForeignKey("ops_alarms.id", ondelete="CASCADE"), index=True
+    )
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    from_state: Mapped[str] = mapped_column(String(24))
+    to_state: Mapped[str] = mapped_column(String(24))
+    reason: Mapped[str] = mapped_column(String(4000))
+    datapoints: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
