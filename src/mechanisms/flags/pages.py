@@ -30,8 +30,9 @@ from mechanisms.core.identity import Role
 from mechanisms.core.permissions import team_role
 from mechanisms.flags import experiments, rollout, service, stats
 from mechanisms.flags.domain import TARGETING_KEY, Op
+from mechanisms.web import attention
 from mechanisms.web import pages as web
-from mechanisms.web.http import UnitOfWorkRoute
+from mechanisms.web.http import RowId, UnitOfWorkRoute
 from mechanisms.web.pages import FormCtx, PageCtx, is_htmx
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
@@ -200,6 +201,41 @@ FormFields = Annotated[FormData, Depends(_form)]
 def _text(form: FormData, name: str, default: str = "") -> str:
     value = form.get(name, default)
     return value if isinstance(value, str) else default
+
+
+# --- the home page: change requests waiting for this person ---------------------------
+
+
+@attention.provide("flags.change_requests")
+def _changes_to_approve(ctx: Ctx) -> list[attention.Item]:
+    """Open change requests of flags the person may change, written by someone else."""
+    if not ctx.principal.is_human:
+        return []
+    items = []
+    for app in service.list_apps(ctx):
+        requests = service.change_requests(ctx, app.key, "open")
+        if not requests:
+            continue
+        flags = {f.id: f for f in service.list_flags(ctx, app.key, include_archived=True)}
+        for r in requests:
+            flag = flags.get(r.flag_id)
+            if (
+                flag is None
+                or r.requested_by_user_id == ctx.principal.user_id
+                or not _can_change(ctx, flag.owner_team_id)
+            ):
+                continue
+            items.append(
+                attention.Item(
+                    title=f"Approve or reject a change to {app.key}/{flag.key}",
+                    detail=f"{r.requested_by} asks"
+                    + (f": “{r.comment}”" if r.comment else " for a second person's approval"),
+                    link=f"/flags/{app.key}/{flag.key}#cr-{r.id}",
+                    urgency=2,
+                    mechanism="flags",
+                )
+            )
+    return items
 
 
 # --- applications -------------------------------------------------------------------
@@ -414,7 +450,7 @@ def _metric_view(m: experiments.MetricResult, colors: dict[str, str]) -> dict[st
 
 
 @router.get("/flags/experiments/{experiment_id}")
-def experiment_page(request: Request, experiment_id: int, ctx: PageCtx) -> Response:
+def experiment_page(request: Request, experiment_id: RowId, ctx: PageCtx) -> Response:
     found = experiments.results(ctx, experiment_id)
     e = found.experiment
     app, flag = _flag_by_id(ctx, e.flag_id)
@@ -459,7 +495,7 @@ def experiment_page(request: Request, experiment_id: int, ctx: PageCtx) -> Respo
 @router.post("/flags/experiments/{experiment_id}/decide")
 def decide_form(
     request: Request,
-    experiment_id: int,
+    experiment_id: RowId,
     ctx: FormCtx,
     decision: Annotated[str, Form(max_length=200)] = "",
     reason: Annotated[str, Form(max_length=2000)] = "",
@@ -476,7 +512,7 @@ def decide_form(
 @router.post("/flags/change-requests/{request_id}/{verdict}")
 def decide_change_form(
     request: Request,
-    request_id: int,
+    request_id: RowId,
     verdict: str,
     ctx: FormCtx,
     note: Annotated[str, Form(max_length=2000)] = "",
@@ -544,16 +580,17 @@ def app_page(
     }
     if is_htmx(request) and request.headers.get("hx-target") == "flag-rows":
         return _render(request, "flag_rows.html", **values)
+    teams = _teams(ctx)
     return _render(
         request,
         "app.html",
         kinds=KINDS,
         types=TYPES,
-        teams=list(_teams(ctx).values()),
-        team=_teams(ctx).get(app.owner_team_id),
+        teams=list(teams.values()),
+        team=teams.get(app.owner_team_id),
         experiments=experiments.list_for(ctx, app_key)[:20],
         env_names={e.id: e.key for e in envs},
-        flag_keys={r.flag.id: r.flag.key for r in _flag_rows(ctx, app_key, "", False, "")},
+        flag_keys={f.id: f.key for f in service.list_flags(ctx, app_key, include_archived=True)},
         can_change=_can_change(ctx, app.owner_team_id),
         **values,
     )
@@ -598,6 +635,7 @@ def _segments_page(
     return _render(
         request,
         "segments.html",
+        usage=_segment_usage(ctx, app),
         status_code=status_code,
         app=app,
         segments=segments,
@@ -613,6 +651,29 @@ def _segments_page(
             indent=2,
         ),
     )
+
+
+def _segment_usage(ctx: Ctx, app: Any) -> dict[str, list[tuple[str, str]]]:
+    """Which flags use each segment in their live configuration: (flag, environment)."""
+    used: dict[str, list[tuple[str, str]]] = {}
+    for status in service.statuses(ctx, app.key):
+        flag = status.flag
+        live = next(
+            (
+                v
+                for v in service.versions(ctx, app.key, flag.key, status.environment)
+                if v.number == status.live_number
+            ),
+            None,
+        )
+        for rule in live.config.get("rules", []) if live else []:
+            for clause in rule.get("clauses", []):
+                if clause.get("op") == "segment_match":
+                    for key in clause.get("values", []):
+                        pair = (flag.key, status.environment)
+                        if pair not in used.setdefault(key, []):
+                            used[key].append(pair)
+    return used
 
 
 @router.get("/flags/{app_key}/-/segments")
@@ -717,7 +778,7 @@ def _env_views(ctx: Ctx, app: Any, flag: Any) -> list[EnvView]:
 
 
 NOTICES = {
-    "saved": "Saved: version {v} is deploying in {env}.",
+    "saved": "Saved version {v} in {env}.",
     "requested": "Change request {cr} opened for {env}: another person approves it.",
     "killed": "Killed: every environment serves the off variant now.",
     "rolled_back": "Rolled back: {env} serves version {v} again.",
@@ -816,9 +877,12 @@ def history_page(
     current = service.get_environment(ctx, app, env) if env else envs[0]
     versions = service.versions(ctx, app.key, flag.key, current.key)
     live = next(
-        s.live_number
-        for s in service.statuses(ctx, app.key)
-        if s.flag.id == flag.id and s.environment == current.key
+        (
+            s.live_number
+            for s in service.statuses(ctx, app.key)
+            if s.flag.id == flag.id and s.environment == current.key
+        ),
+        None,
     )
     entries = [
         {
@@ -956,7 +1020,7 @@ def _deployment(ctx: Ctx, app_key: str, flag_key: str, deployment_id: int) -> An
 
 @router.get("/flags/{app_key}/{flag_key}/deployments/{deployment_id}")
 def deployment_page(
-    request: Request, app_key: str, flag_key: str, deployment_id: int, ctx: PageCtx
+    request: Request, app_key: str, flag_key: str, deployment_id: RowId, ctx: PageCtx
 ) -> Response:
     app = service.get_app(ctx, app_key)
     flag = service.get_flag(ctx, app, flag_key)
@@ -978,7 +1042,7 @@ def deployment_page(
 
 @router.get("/flags/{app_key}/{flag_key}/deployments/{deployment_id}/chart")
 def deployment_chart(
-    request: Request, app_key: str, flag_key: str, deployment_id: int, ctx: PageCtx
+    request: Request, app_key: str, flag_key: str, deployment_id: RowId, ctx: PageCtx
 ) -> Response:
     dep = _deployment(ctx, app_key, flag_key, deployment_id)
     return _render(
@@ -995,7 +1059,7 @@ def rollback_form(
     request: Request,
     app_key: str,
     flag_key: str,
-    deployment_id: int,
+    deployment_id: RowId,
     ctx: FormCtx,
     reason: Annotated[str, Form(max_length=2000)] = "",
     next: Annotated[str, Form(max_length=500)] = "",
@@ -1412,6 +1476,7 @@ def _where(path: str) -> str:
                     "serve": "serve",
                     "off_variant": "Off variant",
                     "variants": "Variants",
+                    "rules": "Rules",
                     "prerequisites": "Prerequisites",
                     "base_number": "Version",
                     "strategy": "Strategy",
@@ -1419,7 +1484,8 @@ def _where(path: str) -> str:
                 }.get(part, part)
             )
             i += 1
-    return " › ".join(words)
+    text = " › ".join(words)
+    return text[:1].upper() + text[1:]
 
 
 @dataclass
@@ -1472,17 +1538,22 @@ def _editor(
 
 
 def _served_config(ctx: Ctx, app: Any, flag: Any, env: Any) -> tuple[int, dict[str, Any]]:
-    """The version an edit starts from: the one being deployed, else the live one."""
+    """The version an edit starts from: the one being deployed, else the live one (an
+    archived flag has no live state: its latest version)."""
+    versions = service.versions(ctx, app.key, flag.key, env.key)
     status = next(
-        s
-        for s in service.statuses(ctx, app.key)
-        if s.flag.id == flag.id and s.environment == env.key
+        (
+            s
+            for s in service.statuses(ctx, app.key)
+            if s.flag.id == flag.id and s.environment == env.key
+        ),
+        None,
     )
-    number = status.deployment.to_number if status.deployment else status.live_number
-    version = next(
-        v for v in service.versions(ctx, app.key, flag.key, env.key) if v.number == number
-    )
-    return number, version.config
+    number = versions[0].number
+    if status is not None:
+        number = status.deployment.to_number if status.deployment else status.live_number
+    version = next((v for v in versions if v.number == number), versions[0])
+    return version.number, version.config
 
 
 @router.get("/flags/{app_key}/{flag_key}/{env_key}/edit")
