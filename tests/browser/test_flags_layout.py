@@ -52,7 +52,7 @@ RICH = {
 
 def _seed(live: LiveServer) -> tuple[int, int]:
     seed_shop(live)
-    experiment = seed_experiment(live, units=200)
+    experiment = seed_experiment(live, units=80)
     call(live, service.set_segment, APP, "beta-testers", {"included": ["user-1", "user-2"]})
     call(live, service.create_flag, APP, LONG_KEY, kind="kill_switch", description="x " * 60)
     call(live, service.set_config, APP, FLAG, "gamma", RICH, strategy=AT_ONCE, comment="rich")

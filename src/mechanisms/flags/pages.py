@@ -1579,11 +1579,15 @@ def editor_submit(
     form: FormFields,
 ) -> Response:
     model = _model_from_form(form)
-    base = _text(form, "base_number")
+
+    def number(name: str) -> int:
+        text = _text(form, name)
+        return int(text) if text.isdigit() and len(text) < 10 else 0
+
     state = EditorState(
         model,
-        base_number=int(base) if base.isdigit() else 0,
-        based_on=int(_text(form, "based_on", "0") or 0) if _text(form, "based_on").isdigit() else 0,
+        base_number=number("base_number"),
+        based_on=number("based_on"),
         comment=_text(form, "comment"),
         strategy=_text(form, "strategy", "AllAtOnce"),
         alarms=_text(form, "alarms"),
