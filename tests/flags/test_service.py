@@ -372,3 +372,18 @@ def test_viewers_and_other_teams_cannot_change_flags(db, checkout, run, as_user)
         run(service.kill, "shop", "checkout-v2", "because", as_=as_user("vic"))
     with pytest.raises(NotFound):
         run(service.set_config, "shop", "nope", "beta", ON_FOR_ALL)
+
+
+def test_an_approved_change_keeps_the_monitors_it_was_proposed_with(db, checkout, run, as_user):
+    proposed = run(
+        service.set_config,
+        "shop",
+        "checkout-v2",
+        "prod",
+        ON_FOR_ALL,
+        strategy="Linear20PercentEvery6Minutes",
+        monitors={"alarms": ["checkout-latency"]},
+        as_=as_user("eve"),
+    ).change_request
+    applied = run(service.approve_change, proposed.id, as_=as_user("leo"))
+    assert applied.deployment.monitors["alarms"] == ["checkout-latency"]

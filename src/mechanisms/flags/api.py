@@ -194,7 +194,9 @@ class RestoreIn(Input):
 
 class SegmentIn(Input):
     definition: dict[str, Any]
-    description: Text = Field(default="", max_length=2000)
+    description: Text | None = Field(
+        default=None, max_length=2000, description="omit to keep the current one"
+    )
 
 
 class SegmentOut(BaseModel):

@@ -359,7 +359,7 @@ def set_segment(
     application: str,
     key: str,
     definition: Annotated[str, typer.Option(help="JSON (file, - or inline).")],
-    description: str = "",
+    description: Annotated[str | None, typer.Option(help="Omit to keep the current one.")] = None,
 ) -> None:
     """Create or replace a segment: {"included": [...], "excluded": [...], "rules": [[clause, ...], ...]}."""
     raw = _read_json(definition, "definition")

@@ -475,6 +475,8 @@ def create_flag(
     )
     ctx.session.add(flag)
     ctx.session.flush()
+    if variants is not None and (not isinstance(variants, dict) or not variants):
+        raise _invalid("variants", "variants must be a non-empty object of name to value")
     raw = default_config(flag_type, variants, off_variant)
     config = _validated(ctx, app, flag, None, raw).model_dump(mode="json", exclude_defaults=False)
     for env in environments(ctx.session, app):
@@ -551,6 +553,7 @@ def set_config(
             base_number=latest,
             config=normalized,
             strategy_name=strategy,
+            monitors=_check_monitors(monitors or {}),
             comment=comment,
             state="open",
             requested_by_user_id=ctx.principal.user_id,
@@ -720,7 +723,7 @@ def approve_change(ctx: Ctx, request_id: int, note: str = "") -> ConfigChange:
         version.number,
         request.strategy_name,
         get_strategy(ctx, request.strategy_name),
-        {},
+        request.monitors,
     )
     audit.record(
         ctx,
@@ -1248,8 +1251,9 @@ def _dependants(ctx: Ctx, app: FlagApp, flag: Flag) -> list[str]:
 
 
 def set_segment(
-    ctx: Ctx, app_key: str, key: str, definition: Any, description: str = ""
+    ctx: Ctx, app_key: str, key: str, definition: Any, description: str | None = None
 ) -> FlagSegment:
+    """Create or replace a segment; ``description=None`` keeps the current description."""
     app = get_app(ctx, app_key)
     _require_owner(ctx, app.owner_team_id)
     _check_key("key", key)
@@ -1275,14 +1279,14 @@ def set_segment(
         row = FlagSegment(
             app_id=app.id,
             key=key,
-            description=description.strip(),
+            description=(description or "").strip(),
             definition=stored,
             updated_at=ctx.now,
         )
         ctx.session.add(row)
     else:
         row.definition, row.updated_at = stored, ctx.now
-        row.description = description.strip() or row.description
+        row.description = row.description if description is None else description.strip()
     for env in environments(ctx.session, app):
         _bump(env, ctx.now)
     ctx.session.flush()

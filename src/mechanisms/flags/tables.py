@@ -207,6 +207,8 @@ class ChangeRequest(Base):
     base_number: Mapped[int] = mapped_column(Integer)
     config: Mapped[dict[str, Any]] = mapped_column(JSON)
     strategy_name: Mapped[str] = mapped_column(String(128))
+    # What the deployment will watch once a second person applies the change.
+    monitors: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     comment: Mapped[str] = mapped_column(Text, default="")
     # open → applied | rejected | invalidated
     state: Mapped[str] = mapped_column(String(16))

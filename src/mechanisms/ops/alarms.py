@@ -39,6 +39,7 @@ def _invalid(field: str, message: str) -> InvalidInput:
 
 
 def create_service(ctx: Ctx, key: str, name: str, owner_team: str) -> OpsService:
+    require_site_role(ctx, Role.ENGINEER)
     team = accounts.get_team(ctx, owner_team)
     require_team_role(ctx, team.id, Role.ENGINEER)
     if (
@@ -114,6 +115,7 @@ def create_alarm(
     description: str = "",
 ) -> Alarm:
     """A metric alarm (metric + definition) or a composite alarm (rule over other alarms)."""
+    require_site_role(ctx, Role.ENGINEER)
     service = get_service(ctx, service_key)
     require_team_role(ctx, service.owner_team_id, Role.ENGINEER)
     if not name or len(name) > 200 or "\x00" in name:
@@ -271,6 +273,7 @@ def _transition(
 def set_state(ctx: Ctx, name: str, state: str, reason: str) -> Alarm:
     """Set an alarm's state by hand (to test what acts on it); the next evaluation decides
     again, as CloudWatch's SetAlarmState does."""
+    require_site_role(ctx, Role.ENGINEER)
     alarm = get_alarm(ctx, name)
     service = ctx.session.get(OpsService, alarm.service_id)
     require_team_role(ctx, service.owner_team_id, Role.ENGINEER)

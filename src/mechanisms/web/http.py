@@ -25,8 +25,10 @@ from pydantic import (
     ConfigDict,
     Field,
 )
+from sqlalchemy.exc import DataError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mechanisms.core import accounts
@@ -220,8 +222,28 @@ async def on_unexpected_error(_request: Request, exc: Exception) -> Response:
     return error_response(500, "internal_error", "an unexpected error occurred; it was logged")
 
 
+async def on_out_of_range(request: Request, exc: DataError | OverflowError) -> Response:
+    """A value the database cannot store (an id beyond 32 bits on PostgreSQL, beyond 64 on
+    SQLite): the input's fault, caught here once for every route rather than in each."""
+    log.info("refused a value the database cannot store: %s", exc)
+    return refusal(
+        request,
+        422,
+        "out_of_range",
+        "a value is out of the range the database can store (ids are at most 2147483647)",
+    )
+
+
+async def on_client_disconnect(_request: Request, _exc: ClientDisconnect) -> Response:
+    # The client went away while sending its body: nobody is left to answer.
+    return Response(status_code=400)
+
+
 EXCEPTION_HANDLERS: dict[Any, Callable[..., Any]] = {
     MechanismsError: on_mechanisms_error,
+    DataError: on_out_of_range,
+    OverflowError: on_out_of_range,
+    ClientDisconnect: on_client_disconnect,
     RequestValidationError: on_validation_error,
     StarletteHTTPException: on_http_error,
     Exception: on_unexpected_error,

@@ -186,6 +186,7 @@ def upgrade() -> None:
         sa.Column("base_number", sa.Integer(), nullable=False),
         sa.Column("config", sa.JSON(), nullable=False),
         sa.Column("strategy_name", sa.String(length=128), nullable=False),
+        sa.Column("monitors", sa.JSON(), nullable=False),
         sa.Column("comment", sa.Text(), nullable=False),
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("requested_by_user_id", sa.Integer(), nullable=True),
