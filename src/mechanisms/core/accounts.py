@@ -275,25 +275,23 @@ def remove_membership(ctx: Ctx, team_slug: str, username: str) -> None:
 def team_members(ctx: Ctx, team_slug: str) -> list[tuple[User, str]]:
     team = get_team(ctx, team_slug)
     require_team_role(ctx, team.id, Role.VIEWER)
-    return list(
-        ctx.session.execute(
-            select(User, Membership.role)
-            .join(Membership, Membership.user_id == User.id)
-            .where(Membership.team_id == team.id)
-            .order_by(User.username)
-        ).tuples()
+    rows = ctx.session.execute(
+        select(User, Membership.role)
+        .join(Membership, Membership.user_id == User.id)
+        .where(Membership.team_id == team.id)
+        .order_by(User.username)
     )
+    return [(user, role) for user, role in rows]
 
 
 def memberships_of(session: Session, user_id: int) -> list[tuple[Team, str]]:
-    return list(
-        session.execute(
-            select(Team, Membership.role)
-            .join(Membership, Membership.team_id == Team.id)
-            .where(Membership.user_id == user_id)
-            .order_by(Team.slug)
-        ).tuples()
+    rows = session.execute(
+        select(Team, Membership.role)
+        .join(Membership, Membership.team_id == Team.id)
+        .where(Membership.user_id == user_id)
+        .order_by(Team.slug)
     )
+    return [(team, role) for team, role in rows]
 
 
 # --- API tokens ---------------------------------------------------------------------
