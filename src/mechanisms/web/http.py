@@ -230,7 +230,7 @@ async def on_out_of_range(request: Request, exc: DataError | OverflowError) -> R
         request,
         422,
         "out_of_range",
-        "a value is out of the range the database can store (ids are at most 2147483647)",
+        "a value is out of the range or longer than the database can store (ids are at most 2147483647)",
     )
 
 
