@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from mechanisms.flags import experiments, service
+from mechanisms.flags import deployments, experiments
 from tests.browser.conftest import PHONE, LiveServer
 from tests.browser.test_flags_support import (
     APP,
@@ -58,7 +58,7 @@ def test_results_with_interval_plots_and_a_decision(
     page.get_by_test_id("decision").wait_for()
     assert page.get_by_test_id("experiment-state").inner_text() == "shipped"
     assert "treatment converts better" in page.get_by_test_id("decision").inner_text()
-    deployment = call(live, service.deployments, APP, "checkout", "gamma")[0]
+    deployment = call(live, deployments.deployments, APP, "checkout", "gamma")[0]
     assert deployment.strategy_name == "Linear20PercentEvery6Minutes"
     assert deployment.state == "rolling"
     assert page.console_errors.unexpected() == []

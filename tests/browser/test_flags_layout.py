@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from mechanisms.flags import service
+from mechanisms.flags import deployments, service
 from tests.browser.conftest import DESKTOP, PHONE, LiveServer
 from tests.browser.test_flags_support import (
     APP,
@@ -66,7 +66,7 @@ def _seed(live: LiveServer) -> tuple[int, int]:
         strategy="Linear20PercentEvery6Minutes",
         monitors={"alarms": ["checkout-latency-p99"]},
     )
-    call(live, service.set_alarm_state, "checkout-latency-p99", "OK", "all quiet")
+    call(live, deployments.set_alarm_state, "checkout-latency-p99", "OK", "all quiet")
     return experiment, change.deployment.id
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from mechanisms.flags import deployments as flag_deployments  # `deployments` is a local below
 from mechanisms.flags import service
 from tests.browser.conftest import LiveServer
 from tests.browser.test_flags_support import (
@@ -104,7 +105,7 @@ def test_kill_switch_turns_the_flag_off_everywhere(live: LiveServer, signed_in: 
         status = page.locator(f"#env-{env}").get_by_test_id("env-status").inner_text()
         assert "off" in status and f"version {live_number} live" in status, status
     assert page.get_by_test_id("rollout").count() == 0, "the deployment was stopped"
-    deployments = call(live, service.deployments, APP, FLAG, "beta")
+    deployments = call(live, flag_deployments.deployments, APP, FLAG, "beta")
     assert [d.state for d in deployments] == ["complete", "rolled_back"]
     assert deployments[1].reason == "kill switch: payments fail at checkout"
     assert page.console_errors.unexpected() == []

@@ -11,7 +11,7 @@ from typing import Any
 from mechanisms.core import accounts
 from mechanisms.core.context import Ctx
 from mechanisms.core.identity import Principal, system_principal
-from mechanisms.flags import experiments, service
+from mechanisms.flags import deployments, experiments, service
 from mechanisms.flags.domain import Engine
 from tests.browser.conftest import LiveServer
 
@@ -59,7 +59,7 @@ def seed_shop(live: LiveServer) -> None:
     call(live, service.create_flag, APP, FLAG, description="the new checkout")
     call(
         live,
-        service.create_strategy,
+        deployments.create_strategy,
         AT_ONCE,
         {"type": "all_at_once", "bake_seconds": 0},
         "everyone at once, no bake",

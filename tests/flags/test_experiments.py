@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from mechanisms.core.errors import Conflict, InvalidInput
-from mechanisms.flags import experiments, service
+from mechanisms.flags import deployments, experiments, service
 from mechanisms.flags.tables import FlagFeedback
 from tests.flags.conftest import engine, evaluate
 
@@ -219,6 +219,6 @@ def test_a_crossed_guardrail_rolls_the_deployment_back(db, run, clock, worker, e
     )
     clock.advance(minutes=6)
     worker.run_until_idle()
-    deployment = run(service.deployments, "shop", "checkout", "gamma")[0]
+    deployment = run(deployments.deployments, "shop", "checkout", "gamma")[0]
     assert deployment.state == "rolled_back"
     assert "guardrail crossed: latency_ms (treatment)" in deployment.reason

@@ -16,7 +16,7 @@ from openfeature.flag_evaluation import Reason
 from mechanisms.app import create_app
 from mechanisms.core.clock import SystemClock
 from mechanisms.core.config import Settings
-from mechanisms.flags import service
+from mechanisms.flags import deployments, service
 from tests.conftest import seed_org
 from tests.support.server import serving
 
@@ -140,10 +140,12 @@ def test_bulk_evaluation_with_etag(server, run):
     assert other.status_code == 200
     no_key = httpx.post(endpoint, json={"context": {}}, headers=auth).json()["flags"]
     assert {f["key"]: f for f in no_key}["checkout-v2"]["errorCode"] == "TARGETING_KEY_MISSING"
-    run(service.kill, "shop", "checkout-v2", "test")
+    run(deployments.kill, "shop", "checkout-v2", "test")
     # Remote evaluation looks for a new rule set at most once a second.
     deadline = time.monotonic() + 3
-    while (changed := httpx.post(endpoint, json=body, headers={**auth, "If-None-Match": etag})).status_code == 304:
+    while (
+        changed := httpx.post(endpoint, json=body, headers={**auth, "If-None-Match": etag})
+    ).status_code == 304:
         assert time.monotonic() < deadline, "the killed flag never reached remote evaluation"
         time.sleep(0.1)
     assert changed.status_code == 200

@@ -16,7 +16,7 @@ import pytest
 from mechanisms.core.clock import SystemClock
 from mechanisms.core.context import Ctx
 from mechanisms.core.identity import system_principal
-from mechanisms.flags import service
+from mechanisms.flags import deployments, service
 from tests.conftest import REPO_ROOT, seed_org
 
 pytestmark = pytest.mark.slow
@@ -54,14 +54,14 @@ def test_a_rollout_survives_sigkill_of_its_worker(db):
     run(service.create_app, "shop", "Shop", "payments")
     run(service.create_flag, "shop", "checkout")
     run(
-        service.create_strategy,
+        deployments.create_strategy,
         "Linear10Every1s",
         {"type": "linear", "step_percent": 10, "interval_seconds": 1, "bake_seconds": 1},
     )
     change = run(service.set_config, "shop", "checkout", "beta", ON, strategy="Linear10Every1s")
 
     def state() -> str:
-        return run(service.deployments, "shop", "checkout", "beta")[0].state
+        return run(deployments.deployments, "shop", "checkout", "beta")[0].state
 
     rng = random.Random(11)
     kills, deadline = 0, time.monotonic() + 120
@@ -78,7 +78,7 @@ def test_a_rollout_survives_sigkill_of_its_worker(db):
         worker.wait(10)
     assert state() == "complete" and kills == 6
 
-    steps = run(service.deployment_steps, change.deployment.id)
+    steps = run(deployments.deployment_steps, change.deployment.id)
     assert [s.percent for s in steps] == [10.0 * i for i in range(1, 11)] + [100.0]
     assert [s.state for s in steps][-2:] == ["baking", "complete"]
     waits = [b.at - a.at for a, b in zip(steps, steps[1:], strict=False)]

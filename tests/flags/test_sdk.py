@@ -16,7 +16,7 @@ from mechanisms.core.clock import SystemClock
 from mechanisms.core.config import Settings
 from mechanisms.core.context import Ctx
 from mechanisms.core.identity import system_principal
-from mechanisms.flags import service
+from mechanisms.flags import deployments, service
 from mechanisms.flags.domain import RuleSet
 from mechanisms.sdk import FlagsClient, MechanismsProvider
 from tests.conftest import seed_org
@@ -192,7 +192,7 @@ def test_an_alarm_through_the_api_rolls_back_what_the_sdk_serves(live, sqlite_db
     assert eventually(
         lambda: not any(client.boolean("checkout-v2", False, {"targetingKey": k}) for k in keys)
     )
-    deployment = run(service.deployments, "shop", "checkout-v2", "beta")[0]
+    deployment = run(deployments.deployments, "shop", "checkout-v2", "beta")[0]
     assert deployment.state == "rolled_back" and "checkout-errors" in deployment.reason
     client.close()
 

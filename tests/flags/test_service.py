@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import func, select
 
 from mechanisms.core.errors import Conflict, Forbidden, InvalidInput, NotFound
-from mechanisms.flags import service
+from mechanisms.flags import deployments, service
 from mechanisms.flags.tables import FlagVersion
 from tests.flags.conftest import engine, evaluate
 
@@ -78,13 +78,13 @@ def test_a_linear_rollout_steps_on_time_then_bakes_then_completes(db, checkout, 
     clock.advance(seconds=30)
     worker.run_until_idle()
     assert share_on() == 1.0
-    deployment = run(service.deployments, "shop", "checkout-v2", "beta")[0]
+    deployment = run(deployments.deployments, "shop", "checkout-v2", "beta")[0]
     assert (deployment.state, deployment.percent) == ("baking", 100.0)
     clock.advance(seconds=60)
     worker.run_until_idle()
-    deployment = run(service.deployments, "shop", "checkout-v2", "beta")[0]
+    deployment = run(deployments.deployments, "shop", "checkout-v2", "beta")[0]
     assert deployment.state == "complete"
-    steps = run(service.deployment_steps, change.deployment.id)
+    steps = run(deployments.deployment_steps, change.deployment.id)
     assert [(s.percent, s.state) for s in steps] == [
         (50.0, "rolling"),
         (100.0, "baking"),
@@ -102,9 +102,9 @@ def test_an_alarm_rolls_the_deployment_back_within_one_tick(db, checkout, run, c
         strategy="Linear20PercentEvery6Minutes",
         monitors={"alarms": ["checkout-latency"]},
     )
-    run(service.set_alarm_state, "checkout-latency", "ALARM", "p99 above 800 ms")
+    run(deployments.set_alarm_state, "checkout-latency", "ALARM", "p99 above 800 ms")
     worker.tick()
-    deployment = run(service.deployments, "shop", "checkout-v2", "beta")[0]
+    deployment = run(deployments.deployments, "shop", "checkout-v2", "beta")[0]
     assert deployment.state == "rolled_back"
     assert "checkout-latency" in deployment.reason and deployment.reason.startswith("automatic")
     after = engine(db, "shop", "beta")
@@ -123,11 +123,11 @@ def test_rolling_back_by_hand_needs_a_reason(db, checkout, run):
         strategy="Linear20PercentEvery6Minutes",
     )
     with pytest.raises(InvalidInput, match="say why"):
-        run(service.rollback, change.deployment.id, " ")
-    rolled = run(service.rollback, change.deployment.id, "support tickets")
+        run(deployments.rollback, change.deployment.id, " ")
+    rolled = run(deployments.rollback, change.deployment.id, "support tickets")
     assert rolled.state == "rolled_back"
     with pytest.raises(Conflict, match="only a running deployment"):
-        run(service.rollback, change.deployment.id, "again")
+        run(deployments.rollback, change.deployment.id, "again")
 
 
 def test_one_deployment_at_a_time(db, checkout, run):
@@ -153,7 +153,7 @@ def test_the_kill_switch_turns_the_flag_off_everywhere(db, checkout, run, as_use
         strategy="Linear20PercentEvery6Minutes",
     )
     run(service.set_config, "shop", "checkout-v2", "gamma", ON_FOR_ALL)
-    run(service.kill, "shop", "checkout-v2", "payments failing", as_=as_user("eve"))
+    run(deployments.kill, "shop", "checkout-v2", "payments failing", as_=as_user("eve"))
     for env in ("beta", "gamma", "prod"):
         result = evaluate(db, "shop", env, "checkout-v2", {"targetingKey": "u1"})
         assert (result.value, result.reason) == (False, "DISABLED")
@@ -369,7 +369,7 @@ def test_viewers_and_other_teams_cannot_change_flags(db, checkout, run, as_user)
     with pytest.raises(Forbidden):
         run(service.set_config, "shop", "checkout-v2", "beta", ON_FOR_ALL, as_=as_user("vic"))
     with pytest.raises(Forbidden):
-        run(service.kill, "shop", "checkout-v2", "because", as_=as_user("vic"))
+        run(deployments.kill, "shop", "checkout-v2", "because", as_=as_user("vic"))
     with pytest.raises(NotFound):
         run(service.set_config, "shop", "nope", "beta", ON_FOR_ALL)
 

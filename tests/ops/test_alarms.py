@@ -9,6 +9,7 @@ import pytest
 
 from mechanisms.core.errors import InvalidInput
 from mechanisms.core.worker import Worker
+from mechanisms.flags import deployments
 from mechanisms.flags import service as flags
 from mechanisms.ops import alarms
 
@@ -111,7 +112,7 @@ def test_a_firing_alarm_rolls_back_the_flag_rollout_watching_it(db, run, clock, 
             worker.run_until_idle()
     finally:
         worker.close()
-    deployment = run(flags.deployments, "shop", "checkout-v2", "beta")[0]
+    deployment = run(deployments.deployments, "shop", "checkout-v2", "beta")[0]
     assert deployment.state == "rolled_back"
     assert "checkout-latency" in deployment.reason
 

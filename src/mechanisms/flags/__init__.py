@@ -7,15 +7,19 @@ its demo data."""
 from mechanisms.core import events
 from mechanisms.core.context import Ctx
 from mechanisms.core.worker import Reconciler, register
-from mechanisms.flags import demo, service, tables  # noqa: F401
+from mechanisms.flags import demo, deployments, tables  # noqa: F401
 
-register(Reconciler("flags.deployments", find_due=service.due_deployments, advance=service.advance))
+register(
+    Reconciler(
+        "flags.deployments", find_due=deployments.due_deployments, advance=deployments.advance
+    )
+)
 
 
 @events.subscribe("flags.rollback-on-alarm", "alarms.state_changed")
 def _rollback_on_alarm(ctx: Ctx, message: events.EventMessage) -> None:
     # Alarms of the ops mechanism reach rollouts through this event; mirroring their state
     # here lets the worker's reconcile pass see them as well.
-    service.mirror_alarm_state(ctx, message.payload["name"], message.payload.get("state", ""))
-    if message.payload.get("state") == service.ALARM:
-        service.rollback_on_alarm(ctx, message.payload["name"])
+    deployments.mirror_alarm_state(ctx, message.payload["name"], message.payload.get("state", ""))
+    if message.payload.get("state") == deployments.ALARM:
+        deployments.rollback_on_alarm(ctx, message.payload["name"])

@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from mechanisms.core.context import Ctx
 from mechanisms.core.identity import system_principal
-from mechanisms.flags import service
+from mechanisms.flags import deployments, service
 from mechanisms.flags.domain import FLAG_NOT_FOUND, RuleSet
 from mechanisms.flags.ofrep import (
     OfrepFastPath,
@@ -452,7 +452,7 @@ def list_deployments(
     ctx: CtxDep,
     environment: Annotated[str | None, Query(max_length=64)] = None,
 ) -> list[DeploymentOut]:
-    return [_deployment_out(ctx, d) for d in service.deployments(ctx, app, flag, environment)]
+    return [_deployment_out(ctx, d) for d in deployments.deployments(ctx, app, flag, environment)]
 
 
 @management.post(
@@ -461,7 +461,7 @@ def list_deployments(
     status_code=201,
 )
 def deploy(app: str, flag: str, environment: str, body: DeployIn, ctx: CtxDep) -> DeploymentOut:
-    dep = service.deploy(ctx, app, flag, environment, body.number, body.strategy, body.monitors)
+    dep = deployments.deploy(ctx, app, flag, environment, body.number, body.strategy, body.monitors)
     return _deployment_out(ctx, dep)
 
 
@@ -476,7 +476,7 @@ def get_deployment(deployment_id: int, ctx: CtxDep) -> DeploymentDetailOut:
         raise NotFound(f"deployment {deployment_id} not found")
     steps = [
         StepOut(at=s.at, percent=s.percent, state=s.state, note=s.note)
-        for s in service.deployment_steps(ctx, dep.id)
+        for s in deployments.deployment_steps(ctx, dep.id)
     ]
     return DeploymentDetailOut(
         **_deployment_out(ctx, dep).model_dump(),
@@ -487,12 +487,12 @@ def get_deployment(deployment_id: int, ctx: CtxDep) -> DeploymentDetailOut:
 
 @management.post("/deployments/{deployment_id}/rollback", response_model=DeploymentOut)
 def rollback(deployment_id: int, body: ReasonIn, ctx: CtxDep) -> DeploymentOut:
-    return _deployment_out(ctx, service.rollback(ctx, deployment_id, body.reason))
+    return _deployment_out(ctx, deployments.rollback(ctx, deployment_id, body.reason))
 
 
 @management.post("/apps/{app}/flags/{flag}/kill", response_model=list[VersionOut])
 def kill(app: str, flag: str, body: ReasonIn, ctx: CtxDep) -> list[VersionOut]:
-    return [_version_out(v) for v in service.kill(ctx, app, flag, body.reason)]
+    return [_version_out(v) for v in deployments.kill(ctx, app, flag, body.reason)]
 
 
 @management.post("/apps/{app}/flags/{flag}/archive", response_model=FlagOut)
@@ -575,7 +575,7 @@ def list_strategies(ctx: CtxDep) -> list[StrategyOut]:
             predefined=predefined,
             total_seconds=total_seconds(s),
         )
-        for name, desc, s, predefined in service.list_strategies(ctx)
+        for name, desc, s, predefined in deployments.list_strategies(ctx)
     ]
 
 
@@ -583,7 +583,7 @@ def list_strategies(ctx: CtxDep) -> list[StrategyOut]:
 def create_strategy(body: StrategyIn, ctx: CtxDep) -> StrategyOut:
     from mechanisms.flags.rollout import Strategy, total_seconds
 
-    row = service.create_strategy(ctx, body.name, body.definition, body.description)
+    row = deployments.create_strategy(ctx, body.name, body.definition, body.description)
     return StrategyOut(
         name=row.name,
         description=row.description,
@@ -597,13 +597,13 @@ def create_strategy(body: StrategyIn, ctx: CtxDep) -> StrategyOut:
 def list_alarms(ctx: CtxDep) -> list[AlarmOut]:
     return [
         AlarmOut(name=a.name, state=a.state, reason=a.reason, updated_at=a.updated_at)
-        for a in service.list_alarm_states(ctx)
+        for a in deployments.list_alarm_states(ctx)
     ]
 
 
 @management.put("/alarms/{name}", response_model=AlarmOut)
 def set_alarm(name: Annotated[str, Field(max_length=200)], body: AlarmIn, ctx: CtxDep) -> AlarmOut:
-    a = service.set_alarm_state(ctx, name, body.state, body.reason)
+    a = deployments.set_alarm_state(ctx, name, body.state, body.reason)
     return AlarmOut(name=a.name, state=a.state, reason=a.reason, updated_at=a.updated_at)
 
 

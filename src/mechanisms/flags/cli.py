@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from mechanisms.core.cli import JsonOpt, console, emit, fail, operator, table
+from mechanisms.flags import deployments as flag_deployments  # `deployments` is a command here
 from mechanisms.flags import experiments, service
 from mechanisms.flags.domain import Engine
 
@@ -41,7 +42,7 @@ def _read_json(source: str, what: str) -> Any:
 
 
 def _deployment_row(dep: Any) -> dict[str, Any]:
-    return {**service.deployment_snapshot(dep), "started_at": dep.started_at.isoformat()}
+    return {**flag_deployments.deployment_snapshot(dep), "started_at": dep.started_at.isoformat()}
 
 
 @app.command("apps")
@@ -286,7 +287,8 @@ def deployments(
     """Deployments of a flag, newest first."""
     with operator() as ctx:
         rows = [
-            _deployment_row(d) for d in service.deployments(ctx, application, flag, environment)
+            _deployment_row(d)
+            for d in flag_deployments.deployments(ctx, application, flag, environment)
         ]
     emit(
         rows,
@@ -305,7 +307,7 @@ def rollback(
 ) -> None:
     """Roll a running deployment back: everyone returns to the previous version."""
     with operator() as ctx:
-        service.rollback(ctx, deployment, reason)
+        flag_deployments.rollback(ctx, deployment, reason)
     console.print(f"deployment {deployment} rolled back")
 
 
@@ -317,7 +319,7 @@ def kill(
 ) -> None:
     """Kill switch: turn the flag off in every environment at once."""
     with operator() as ctx:
-        created = service.kill(ctx, application, flag, reason)
+        created = flag_deployments.kill(ctx, application, flag, reason)
     console.print(f"[bold red]{flag} is off everywhere[/] ({len(created)} new version(s))")
 
 
@@ -372,7 +374,7 @@ def set_segment(
 def set_alarm(name: str, state: str, reason: str = "") -> None:
     """Set an alarm's state (OK, ALARM, INSUFFICIENT_DATA); deployments watching it roll back on ALARM."""
     with operator() as ctx:
-        service.set_alarm_state(ctx, name, state.upper(), reason)
+        flag_deployments.set_alarm_state(ctx, name, state.upper(), reason)
     console.print(f"alarm [bold]{name}[/] is {state.upper()}")
 
 

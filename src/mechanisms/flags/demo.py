@@ -11,7 +11,7 @@ from datetime import timedelta
 from mechanisms.core.context import Ctx
 from mechanisms.core.identity import Principal
 from mechanisms.demo import extend
-from mechanisms.flags import experiments, service
+from mechanisms.flags import deployments, experiments, service
 from mechanisms.flags.domain import Engine
 
 ON = {
@@ -39,7 +39,7 @@ def seed_flags(ctx: Ctx) -> None:
 
     service.create_flag(ctx, "shop", "checkout-v2", description="the new checkout flow")
     service.set_config(ctx, "shop", "checkout-v2", "beta", ON, comment="everyone in beta")
-    service.set_alarm_state(ctx, "checkout-latency", "OK", "p99 under 400 ms")
+    deployments.set_alarm_state(ctx, "checkout-latency", "OK", "p99 under 400 ms")
     service.set_config(
         ctx,
         "shop",
@@ -66,8 +66,8 @@ def seed_flags(ctx: Ctx) -> None:
         monitors={"alarms": ["search-errors"]},
         comment="try the new backend",
     )
-    service.set_alarm_state(ctx, "search-errors", "ALARM", "5xx rate 4 % (threshold 1 %)")
-    service.rollback_on_alarm(ctx, "search-errors")
+    deployments.set_alarm_state(ctx, "search-errors", "ALARM", "5xx rate 4 % (threshold 1 %)")
+    deployments.rollback_on_alarm(ctx, "search-errors")
 
     service.create_flag(
         ctx, "shop", "dark-mode", kind="permission", description="dark mode for the beta programme"

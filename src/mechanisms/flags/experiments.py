@@ -23,7 +23,7 @@ from mechanisms.core.context import Ctx
 from mechanisms.core.errors import Conflict, InvalidInput, NotFound
 from mechanisms.core.identity import Role
 from mechanisms.core.permissions import require_site_role
-from mechanisms.flags import service, stats
+from mechanisms.flags import deployments, service, stats
 from mechanisms.flags.domain import KEY_PATTERN, FlagConfig, Serve
 from mechanisms.flags.tables import (
     Flag,
@@ -104,7 +104,7 @@ def _split_of(config: FlagConfig) -> dict[str, float]:
 
 
 def _served_config(ctx: Ctx, flag: Flag, env: FlagEnvironment) -> FlagConfig:
-    return FlagConfig.model_validate(service._served_configs(ctx.session, flag, env)[-1])
+    return FlagConfig.model_validate(service.served_configs(ctx.session, flag, env)[-1])
 
 
 def start(
@@ -119,7 +119,7 @@ def start(
 ) -> FlagExperiment:
     app = service.get_app(ctx, app_key)
     flag, env = service.get_flag(ctx, app, flag_key), service.get_environment(ctx, app, env_key)
-    service._require_owner(ctx, flag.owner_team_id)
+    service.require_owner(ctx, flag.owner_team_id)
     if _running(ctx, flag, env) is not None:
         raise Conflict(f"{flag.key} already runs an experiment in {env.key}")
     weights = _split_of(_served_config(ctx, flag, env))
@@ -492,7 +492,7 @@ def decide(
     flag = ctx.session.get(Flag, experiment.flag_id)
     env = ctx.session.get(FlagEnvironment, experiment.environment_id)
     app = ctx.session.get(FlagApp, flag.app_id)
-    service._require_owner(ctx, flag.owner_team_id)
+    service.require_owner(ctx, flag.owner_team_id)
     if experiment.state != "running":
         raise Conflict(f"experiment {experiment_id} was already decided ({experiment.state})")
     if not reason.strip():
@@ -505,10 +505,10 @@ def decide(
         chosen, strategy = experiment.control_variant, "AllAtOnce"
     else:
         raise _invalid("decision", "decision is ship or rollback")
-    running = service._running_deployment(ctx.session, flag, env)
+    running = service.running_deployment(ctx.session, flag, env)
     if running is not None:
-        service.finish_now(ctx, running, f"completed early: experiment {experiment.id} decided")
-    config = _serving_only(service._served_configs(ctx.session, flag, env)[0], chosen)
+        deployments.finish_now(ctx, running, f"completed early: experiment {experiment.id} decided")
+    config = _serving_only(service.served_configs(ctx.session, flag, env)[0], chosen)
     change = service.set_config(
         ctx,
         app.key,

@@ -2,8 +2,9 @@
 charts, experiment results, history, segments and alarm states.
 
 Server-rendered with Jinja2 and htmx; pictures are inline SVG drawn here. Pages call the
-flags service (and the experiments module) only, so authorisation stays there. The
-templates live in ``flags/templates`` and are found as ``flags/<name>.html``.
+flags service, deployments and experiments modules only, so authorisation stays there;
+the editor's form ⇄ configuration translation is ``flags.editor``. The templates live in
+``flags/templates`` and are found as ``flags/<name>.html``.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ from mechanisms.core.context import Ctx
 from mechanisms.core.errors import InvalidInput, MechanismsError, NotFound
 from mechanisms.core.identity import Role
 from mechanisms.core.permissions import team_role
-from mechanisms.flags import experiments, rollout, service, stats
-from mechanisms.flags.domain import TARGETING_KEY, Op
+from mechanisms.flags import deployments, editor, experiments, rollout, service, stats
+from mechanisms.flags.domain import Op
 from mechanisms.web import attention
 from mechanisms.web import pages as web
 from mechanisms.web.http import RowId, UnitOfWorkRoute
@@ -77,20 +78,6 @@ OP_LABELS = {
     "after": "is after",
     "segment_match": "is in segment",
 }
-# Ops whose values are always text: a "2" typed there stays the string "2".
-STRING_OPS = {
-    "contains",
-    "starts_with",
-    "ends_with",
-    "matches",
-    "segment_match",
-    "semver_eq",
-    "semver_lt",
-    "semver_lte",
-    "semver_gt",
-    "semver_gte",
-}
-NUMBER_RE = re.compile(r"-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?")
 PALETTE = ["#2563eb", "#f59e0b", "#0d9488", "#db2777", "#7c3aed", "#65a30d", "#0891b2", "#dc2626"]
 KINDS = list(service.FLAG_KINDS)
 TYPES = list(service.FLAG_TYPES)
@@ -198,11 +185,6 @@ async def _form(request: Request) -> FormData:
 FormFields = Annotated[FormData, Depends(_form)]
 
 
-def _text(form: FormData, name: str, default: str = "") -> str:
-    value = form.get(name, default)
-    return value if isinstance(value, str) else default
-
-
 # --- the home page: change requests waiting for this person ---------------------------
 
 
@@ -277,7 +259,7 @@ def create_app_form(
 
 @router.get("/flags/alarms")
 def alarms_page(request: Request, ctx: PageCtx) -> Response:
-    return _render(request, "alarms.html", alarms=service.list_alarm_states(ctx))
+    return _render(request, "alarms.html", alarms=deployments.list_alarm_states(ctx))
 
 
 @router.post("/flags/alarms")
@@ -288,7 +270,7 @@ def set_alarm_form(
     state: Annotated[str, Form(max_length=24)] = "OK",
     reason: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
-    service.set_alarm_state(ctx, name.strip(), state, reason.strip())
+    deployments.set_alarm_state(ctx, name.strip(), state, reason.strip())
     return _done(request, "/flags/alarms")
 
 
@@ -486,7 +468,7 @@ def experiment_page(request: Request, experiment_id: RowId, ctx: PageCtx) -> Res
         guardrails=guardrails,
         colors=colors,
         treatments=[v for v in e.weights if v != e.control_variant],
-        strategies=service.list_strategies(ctx),
+        strategies=deployments.list_strategies(ctx),
         can_change=_can_change(ctx, flag.owner_team_id),
         fmt_p=_fmt_p,
     )
@@ -607,7 +589,7 @@ def create_flag_form(
     description: Annotated[str, Form(max_length=2000)] = "",
     variants: Annotated[str, Form(max_length=100_000)] = "",
 ) -> Response:
-    parsed = _json_field(variants, "variants") if variants.strip() else None
+    parsed = editor.json_field(variants, "variants") if variants.strip() else None
     flag = service.create_flag(
         ctx,
         app_key,
@@ -696,7 +678,7 @@ def set_segment_form(
             service.delete_segment(ctx, app_key, key)
         else:
             service.set_segment(
-                ctx, app_key, key.strip(), _json_field(definition, "definition"), description
+                ctx, app_key, key.strip(), editor.json_field(definition, "definition"), description
             )
     except MechanismsError as exc:
         # Show the form again as typed, with the reason, and write nothing.
@@ -842,7 +824,7 @@ def kill_form(
     ctx: FormCtx,
     reason: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
-    service.kill(ctx, app_key, flag_key, reason)
+    deployments.kill(ctx, app_key, flag_key, reason)
     return _done(request, f"/flags/{app_key}/{flag_key}?done=killed")
 
 
@@ -900,7 +882,7 @@ def history_page(
         current=current,
         entries=entries,
         live=live,
-        deployments=service.deployments(ctx, app.key, flag.key, current.key),
+        deployments=deployments.deployments(ctx, app.key, flag.key, current.key),
         can_change=_can_change(ctx, flag.owner_team_id),
     )
 
@@ -1008,11 +990,11 @@ def _rollout_chart(dep: Any, steps: list[Any], now: datetime) -> Chart:
 
 
 def _chart_for(ctx: Ctx, dep: Any) -> Chart:
-    return _rollout_chart(dep, service.deployment_steps(ctx, dep.id), ctx.now)
+    return _rollout_chart(dep, deployments.deployment_steps(ctx, dep.id), ctx.now)
 
 
 def _deployment(ctx: Ctx, app_key: str, flag_key: str, deployment_id: int) -> Any:
-    for dep in service.deployments(ctx, app_key, flag_key):
+    for dep in deployments.deployments(ctx, app_key, flag_key):
         if dep.id == deployment_id:
             return dep
     raise NotFound(f"deployment {deployment_id} of {flag_key} not found")
@@ -1026,7 +1008,7 @@ def deployment_page(
     flag = service.get_flag(ctx, app, flag_key)
     dep = _deployment(ctx, app_key, flag_key, deployment_id)
     env = next(e for e in service.environments(ctx.session, app) if e.id == dep.environment_id)
-    steps = service.deployment_steps(ctx, dep.id)
+    steps = deployments.deployment_steps(ctx, dep.id)
     return _render(
         request,
         "deployment.html",
@@ -1065,427 +1047,11 @@ def rollback_form(
     next: Annotated[str, Form(max_length=500)] = "",
 ) -> Response:
     _deployment(ctx, app_key, flag_key, deployment_id)
-    service.rollback(ctx, deployment_id, reason)
+    deployments.rollback(ctx, deployment_id, reason)
     return _done(request, _back(next, f"/flags/{app_key}/{flag_key}/deployments/{deployment_id}"))
 
 
-# --- the editor ---------------------------------------------------------------------
-#
-# The editor's form mirrors the configuration: every input is named by its path in it
-# (``rules.0.clauses.1.values``), so an error the service reports for a path lands next
-# to the input of that name. Adding, removing and moving rows posts the form back and
-# renders it again (htmx swaps it in; without JavaScript the whole page comes back), so
-# nothing typed is lost and no client-side templates are needed.
-
-
-def _looks_typed(text: str) -> bool:
-    return text in ("true", "false", "null") or bool(NUMBER_RE.fullmatch(text)) or text[:1] == '"'
-
-
-def _values_text(op: str, values: list[Any]) -> str:
-    lines = []
-    for value in values:
-        if isinstance(value, str) and (op in STRING_OPS or not _looks_typed(value)):
-            lines.append(value)
-        else:
-            lines.append(json.dumps(value, ensure_ascii=False))
-    return "\n".join(lines)
-
-
-def _parse_values(op: str, text: str) -> list[Any]:
-    """One value per line. Numbers and true/false are typed (except for text ops);
-    quotes keep a value as text."""
-    values: list[Any] = []
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line:
-            continue
-        if len(line) >= 2 and line[0] == line[-1] == '"':
-            try:
-                values.append(json.loads(line))
-                continue
-            except ValueError:
-                pass
-        if op in STRING_OPS:
-            values.append(line)
-        elif line in ("true", "false"):
-            values.append(line == "true")
-        elif NUMBER_RE.fullmatch(line):
-            values.append(json.loads(line))
-        else:
-            values.append(line)
-    return values
-
-
-def _pct_text(value: Any) -> str:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return str(value)
-    return f"{value:.3f}".rstrip("0").rstrip(".")
-
-
-def _even_split(names: list[str]) -> list[dict[str, str]]:
-    chosen = names[:2] if len(names) >= 2 else names
-    if not chosen:
-        return []
-    share = math.floor(100_000 / len(chosen)) / 1000
-    parts = [{"variant": n, "percent": _pct_text(share)} for n in chosen]
-    parts[-1]["percent"] = _pct_text(round(100 - share * (len(chosen) - 1), 3))
-    return parts
-
-
-def _serve_model(serve: Any, names: list[str]) -> dict[str, Any]:
-    serve = serve if isinstance(serve, dict) else {}
-    split = serve.get("split")
-    return {
-        "mode": "split" if split is not None else "variant",
-        "variant": serve.get("variant") or (names[0] if names else ""),
-        "split": [
-            {"variant": p.get("variant", ""), "percent": _pct_text(p.get("percent", ""))}
-            for p in split
-            if isinstance(p, dict)
-        ]
-        if split
-        else _even_split(names),
-        "bucket_by": serve.get("bucket_by") or TARGETING_KEY,
-    }
-
-
-def _model_from_config(config: dict[str, Any]) -> dict[str, Any]:
-    names = list(config.get("variants", {}))
-    return {
-        "enabled": bool(config.get("enabled", True)),
-        "off_variant": config.get("off_variant", ""),
-        "variants_text": json.dumps(config.get("variants", {}), indent=2, ensure_ascii=False),
-        "prerequisites_text": json.dumps(config.get("prerequisites") or [], indent=2)
-        if config.get("prerequisites")
-        else "",
-        "targets": {
-            **{name: "" for name in names},
-            **{k: "\n".join(v) for k, v in (config.get("targets") or {}).items()},
-        },
-        "rules": [
-            {
-                "id": rule.get("id", ""),
-                "description": rule.get("description", ""),
-                "clauses": [
-                    {
-                        "attribute": c.get("attribute", ""),
-                        "op": c.get("op", "in"),
-                        "values": _values_text(c.get("op", "in"), c.get("values", [])),
-                        "negate": bool(c.get("negate", False)),
-                    }
-                    for c in rule.get("clauses", [])
-                ],
-                "serve": _serve_model(rule.get("serve"), names),
-            }
-            for rule in config.get("rules", [])
-        ],
-        "fallthrough": _serve_model(config.get("fallthrough"), names),
-    }
-
-
-def _indices(form: FormData, prefix: str) -> list[int]:
-    pattern = re.compile(re.escape(prefix) + r"(\d+)(\.|$)")
-    return sorted({int(m.group(1)) for key in form if (m := pattern.match(key))})
-
-
-def _serve_from_form(form: FormData, prefix: str) -> dict[str, Any]:
-    return {
-        "mode": "split" if _text(form, f"{prefix}.mode") == "split" else "variant",
-        "variant": _text(form, f"{prefix}.variant"),
-        "split": [
-            {
-                "variant": _text(form, f"{prefix}.split.{k}.variant"),
-                "percent": _text(form, f"{prefix}.split.{k}.percent").strip(),
-            }
-            for k in _indices(form, f"{prefix}.split.")
-        ],
-        "bucket_by": _text(form, f"{prefix}.bucket_by").strip() or TARGETING_KEY,
-    }
-
-
-def _model_from_form(form: FormData) -> dict[str, Any]:
-    rules = []
-    for i in _indices(form, "rules."):
-        p = f"rules.{i}"
-        rules.append(
-            {
-                "id": _text(form, f"{p}.id").strip(),
-                "description": _text(form, f"{p}.description").strip(),
-                "clauses": [
-                    {
-                        "attribute": _text(form, f"{p}.clauses.{j}.attribute").strip(),
-                        "op": _text(form, f"{p}.clauses.{j}.op", "in"),
-                        "values": _text(form, f"{p}.clauses.{j}.values"),
-                        "negate": _text(form, f"{p}.clauses.{j}.negate") == "on",
-                    }
-                    for j in _indices(form, f"{p}.clauses.")
-                ],
-                "serve": _serve_from_form(form, f"{p}.serve"),
-            }
-        )
-    return {
-        "enabled": _text(form, "enabled") == "on",
-        "off_variant": _text(form, "off_variant"),
-        "variants_text": _text(form, "variants"),
-        "prerequisites_text": _text(form, "prerequisites"),
-        "targets": {
-            key.removeprefix("targets."): _text(form, key)
-            for key in form
-            if key.startswith("targets.")
-        },
-        "rules": rules,
-        "fallthrough": _serve_from_form(form, "fallthrough"),
-    }
-
-
-def _json_field(text: str, name: str, prefix: str = "") -> Any:
-    try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise InvalidInput(
-            f"{prefix}{name}: not valid JSON ({exc})", details={"field": f"{prefix}{name}"}
-        ) from None
-
-
-def _number(text: str) -> float | str:
-    try:
-        value = float(text)
-    except ValueError:
-        return text  # the service says what is wrong with it, next to the input
-    return int(value) if value.is_integer() else value
-
-
-def _serve_config(serve: dict[str, Any]) -> dict[str, Any]:
-    if serve["mode"] == "split":
-        out: dict[str, Any] = {
-            "split": [
-                {"variant": p["variant"], "percent": _number(p["percent"])} for p in serve["split"]
-            ]
-        }
-        if serve["bucket_by"] != TARGETING_KEY:
-            out["bucket_by"] = serve["bucket_by"]
-        return out
-    return {"variant": serve["variant"]}
-
-
-def _split_keys(text: str) -> list[str]:
-    return [k.strip() for k in re.split(r"[\n,]", text) if k.strip()]
-
-
-def _config_from_model(model: dict[str, Any]) -> dict[str, Any]:
-    """The configuration the service gets: the whole of it, built from the form."""
-    prerequisites = model["prerequisites_text"].strip()
-    rules = []
-    for rule in model["rules"]:
-        clauses = []
-        for c in rule["clauses"]:
-            attribute = c["attribute"] or (TARGETING_KEY if c["op"] == "segment_match" else "")
-            clause: dict[str, Any] = {
-                "attribute": attribute,
-                "op": c["op"],
-                "values": _parse_values(c["op"], c["values"]),
-            }
-            if c["negate"]:
-                clause["negate"] = True
-            clauses.append(clause)
-        out = {"id": rule["id"], "clauses": clauses, "serve": _serve_config(rule["serve"])}
-        if rule["description"]:
-            out["description"] = rule["description"]
-        rules.append(out)
-    return {
-        "variants": _json_field(model["variants_text"], "variants", "config."),
-        "enabled": model["enabled"],
-        "off_variant": model["off_variant"],
-        "targets": {v: keys for v, text in model["targets"].items() if (keys := _split_keys(text))},
-        "prerequisites": _json_field(prerequisites, "prerequisites", "config.")
-        if prerequisites
-        else [],
-        "rules": rules,
-        "fallthrough": _serve_config(model["fallthrough"]),
-    }
-
-
-def _variant_names(model: dict[str, Any], fallback: list[str]) -> list[str]:
-    try:
-        variants = json.loads(model["variants_text"])
-    except ValueError:
-        return fallback
-    return list(variants) if isinstance(variants, dict) and variants else fallback
-
-
-def _new_rule_id(model: dict[str, Any]) -> str:
-    taken = {r["id"] for r in model["rules"]}
-    n = len(model["rules"]) + 1
-    while f"rule-{n}" in taken:
-        n += 1
-    return f"rule-{n}"
-
-
-def _serve_at(model: dict[str, Any], prefix: str) -> dict[str, Any] | None:
-    if prefix == "fallthrough":
-        return model["fallthrough"]
-    m = re.fullmatch(r"rules\.(\d+)\.serve", prefix)
-    if m and int(m.group(1)) < len(model["rules"]):
-        return model["rules"][int(m.group(1))]["serve"]
-    return None
-
-
-def _apply(model: dict[str, Any], op: str, names: list[str]) -> str | None:
-    """Apply one editing step to the model; returns the path to focus afterwards."""
-    verb, _, arg = op.partition(":")
-    rules = model["rules"]
-
-    def index(text: str, length: int) -> int | None:
-        return int(text) if text.isdigit() and int(text) < length else None
-
-    if verb == "add_rule":
-        rules.append(
-            {
-                "id": _new_rule_id(model),
-                "description": "",
-                "clauses": [{"attribute": "", "op": "in", "values": "", "negate": False}],
-                "serve": _serve_model({"variant": names[0] if names else ""}, names),
-            }
-        )
-        return f"rules.{len(rules) - 1}.clauses.0.attribute"
-    if verb in ("remove_rule", "up", "down", "add_clause"):
-        i = index(arg, len(rules))
-        if i is None:
-            return None
-        if verb == "remove_rule":
-            rules.pop(i)
-        elif verb == "up" and i > 0:
-            rules[i - 1], rules[i] = rules[i], rules[i - 1]
-            return f"rules.{i - 1}"
-        elif verb == "down" and i + 1 < len(rules):
-            rules[i + 1], rules[i] = rules[i], rules[i + 1]
-            return f"rules.{i + 1}"
-        elif verb == "add_clause":
-            rules[i]["clauses"].append({"attribute": "", "op": "in", "values": "", "negate": False})
-            return f"rules.{i}.clauses.{len(rules[i]['clauses']) - 1}.attribute"
-        return None
-    if verb == "remove_clause":
-        i_text, _, j_text = arg.partition(":")
-        i = index(i_text, len(rules))
-        if i is not None:
-            j = index(j_text, len(rules[i]["clauses"]))
-            if j is not None:
-                rules[i]["clauses"].pop(j)
-        return None
-    if verb in ("add_part", "remove_part"):
-        prefix, _, k_text = arg.partition(":")
-        serve = _serve_at(model, prefix)
-        if serve is None:
-            return None
-        parts = serve["split"]
-        if verb == "add_part":
-            used = {p["variant"] for p in parts}
-            free = [n for n in names if n not in used] or names or [""]
-            parts.append({"variant": free[0], "percent": "0"})
-            return f"{prefix}.split.{len(parts) - 1}.percent"
-        k = index(k_text, len(parts))
-        if k is not None:
-            parts.pop(k)
-    return None
-
-
-def _anchors(model: dict[str, Any]) -> list[str]:
-    """Every path the editor can show an error next to."""
-    found = ["variants", "prerequisites", "off_variant", "enabled", "targets", "rules"]
-    found += ["strategy", "monitors", "monitors.alarms", "monitors.guardrails", "base_number"]
-    found += [f"targets.{name}" for name in model["targets"]]
-
-    def serve(prefix: str, s: dict[str, Any]) -> None:
-        found.extend([prefix, f"{prefix}.split", f"{prefix}.variant", f"{prefix}.bucket_by"])
-        for k in range(len(s["split"])):
-            found.extend([f"{prefix}.split.{k}", f"{prefix}.split.{k}.variant"])
-            found.append(f"{prefix}.split.{k}.percent")
-
-    serve("fallthrough", model["fallthrough"])
-    for i, rule in enumerate(model["rules"]):
-        found.extend([f"rules.{i}", f"rules.{i}.id", f"rules.{i}.description"])
-        for j in range(len(rule["clauses"])):
-            found.append(f"rules.{i}.clauses.{j}")
-            found.extend(f"rules.{i}.clauses.{j}.{x}" for x in ("attribute", "op", "values"))
-        serve(f"rules.{i}.serve", rule["serve"])
-    return found
-
-
-def _place_error(exc: MechanismsError, model: dict[str, Any]) -> dict[str, Any]:
-    """Where an error belongs in the editor and how to say it there."""
-    field_name = exc.details.get("field") if isinstance(exc.details, dict) else None
-    message = exc.message
-    problem = message
-    if field_name and message.startswith(f"{field_name}: "):
-        problem = message[len(field_name) + 2 :]
-    path = (field_name or "").removeprefix("config.").removeprefix("config")
-    # A check across the whole configuration names the field inside its message.
-    inner = re.match(r"^([A-Za-z_][\w.-]*): (.*)$", problem)
-    if (
-        not path
-        and inner
-        and inner.group(1).split(".")[0]
-        in (
-            "off_variant",
-            "targets",
-            "rules",
-            "fallthrough",
-            "variants",
-            "prerequisites",
-        )
-    ):
-        path, problem = inner.group(1), inner.group(2)
-    anchor = None
-    for candidate in _anchors(model):
-        fits = path == candidate or path.startswith(candidate + ".")
-        if fits and (anchor is None or len(candidate) > len(anchor)):
-            anchor = candidate
-    return {
-        "message": message,
-        "problem": problem,
-        "anchor": anchor,
-        "where": _where(anchor or path),
-        "code": exc.code,
-    }
-
-
-def _where(path: str) -> str:
-    words = []
-    parts = path.split(".") if path else []
-    i = 0
-    while i < len(parts):
-        part = parts[i]
-        nxt = parts[i + 1] if i + 1 < len(parts) else None
-        if part == "rules" and nxt and nxt.isdigit():
-            words.append(f"Rule {int(nxt) + 1}")
-            i += 2
-        elif part == "clauses" and nxt and nxt.isdigit():
-            words.append(f"condition {int(nxt) + 1}")
-            i += 2
-        elif part == "split" and nxt and nxt.isdigit():
-            words.append(f"split row {int(nxt) + 1}")
-            i += 2
-        elif part == "targets" and nxt:
-            words.append(f"allow list for {'.'.join(parts[i + 1 :])}")
-            break
-        else:
-            words.append(
-                {
-                    "fallthrough": "Default rule",
-                    "serve": "serve",
-                    "off_variant": "Off variant",
-                    "variants": "Variants",
-                    "rules": "Rules",
-                    "prerequisites": "Prerequisites",
-                    "base_number": "Version",
-                    "strategy": "Strategy",
-                    "monitors": "Monitors",
-                }.get(part, part)
-            )
-            i += 1
-    text = " › ".join(words)
-    return text[:1].upper() + text[1:]
+# --- the editor (its form ⇄ configuration translation is ``flags.editor``) ----------
 
 
 @dataclass
@@ -1514,8 +1080,8 @@ def _editor(
     flag = service.get_flag(ctx, app, flag_key)
     env = service.get_environment(ctx, app, env_key)
     fallback = list(_served_config(ctx, app, flag, env)[1].get("variants", {}))
-    names = _variant_names(state.model, fallback)
-    strategies = service.list_strategies(ctx)
+    names = editor.variant_names(state.model, fallback)
+    strategies = deployments.list_strategies(ctx)
     return _render(
         request,
         "editor.html",
@@ -1530,7 +1096,7 @@ def _editor(
         ops=[(op, OP_LABELS[op]) for op in OPS],
         strategies=[(n, d or _strategy_summary(st), p) for n, d, st, p in strategies],
         segments=service.list_segments(ctx, app_key),
-        alarms=service.list_alarm_states(ctx),
+        alarms=deployments.list_alarm_states(ctx),
         flag_keys=[f.key for f in service.list_flags(ctx, app_key) if f.key != flag.key],
         error_at=state.error["anchor"] if state.error else None,
         edit_url=f"/flags/{app.key}/{flag.key}/{env.key}/edit",
@@ -1565,7 +1131,7 @@ def editor_page(
     env = service.get_environment(ctx, app, env_key)
     number, config = _served_config(ctx, app, flag, env)
     latest = service.versions(ctx, app_key, flag_key, env_key)[0].number
-    state = EditorState(_model_from_config(config), base_number=latest, based_on=number)
+    state = EditorState(editor.model_from_config(config), base_number=latest, based_on=number)
     return _editor(request, ctx, app_key, flag_key, env_key, state)
 
 
@@ -1578,28 +1144,28 @@ def editor_submit(
     ctx: FormCtx,
     form: FormFields,
 ) -> Response:
-    model = _model_from_form(form)
+    model = editor.model_from_form(form)
 
     def number(name: str) -> int:
-        text = _text(form, name)
+        text = editor.form_text(form, name)
         return int(text) if text.isdigit() and len(text) < 10 else 0
 
     state = EditorState(
         model,
         base_number=number("base_number"),
         based_on=number("based_on"),
-        comment=_text(form, "comment"),
-        strategy=_text(form, "strategy", "AllAtOnce"),
-        alarms=_text(form, "alarms"),
-        guardrails=_text(form, "guardrails") == "on",
+        comment=editor.form_text(form, "comment"),
+        strategy=editor.form_text(form, "strategy", "AllAtOnce"),
+        alarms=editor.form_text(form, "alarms"),
+        guardrails=editor.form_text(form, "guardrails") == "on",
     )
-    op = _text(form, "op", "save")
+    op = editor.form_text(form, "op", "save")
     if op != "save":
         app = service.get_app(ctx, app_key)
         flag = service.get_flag(ctx, app, flag_key)
         env = service.get_environment(ctx, app, env_key)
         fallback = list(_served_config(ctx, app, flag, env)[1].get("variants", {}))
-        state.focus = _apply(model, op, _variant_names(model, fallback))
+        state.focus = editor.apply(model, op, editor.variant_names(model, fallback))
         return _editor(request, ctx, app_key, flag_key, env_key, state)
     try:
         change = service.set_config(
@@ -1607,7 +1173,7 @@ def editor_submit(
             app_key,
             flag_key,
             env_key,
-            _config_from_model(model),
+            editor.config_from_model(model),
             comment=state.comment,
             base_number=state.base_number or None,
             strategy=state.strategy,
@@ -1619,7 +1185,7 @@ def editor_submit(
     except MechanismsError as exc:
         # Nothing of a refused change stays: undo it before showing the form again.
         ctx.session.rollback()
-        state.error = _place_error(exc, model)
+        state.error = editor.place_error(exc, model)
         return _editor(request, ctx, app_key, flag_key, env_key, state, exc.status)
     base_url = f"/flags/{app_key}/{flag_key}"
     if change.change_request is not None:

@@ -1,7 +1,8 @@
 """Flags service: applications, environments, flags and their versions, segments,
-layers, change requests, deployments with their steps, the kill switch, and the
-rule set SDKs download. Every change writes its audit record and events in the
-caller's transaction."""
+layers, change requests, and the rule set SDKs download. Deploying a version (its
+strategy, steps, rollback, the kill switch and the alarms it watches) lives in
+``flags.deployments``, which builds on the lookups here. Every change writes its audit
+record and events in the caller's transaction."""
 
 from __future__ import annotations
 
@@ -12,15 +13,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mechanisms.core import accounts, audit, events
 from mechanisms.core.context import Ctx
-from mechanisms.core.errors import Conflict, Forbidden, InvalidInput, NotFound, StaleState
+from mechanisms.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from mechanisms.core.identity import Role
 from mechanisms.core.permissions import require_site_role, require_team_role
-from mechanisms.flags import rollout
 from mechanisms.flags.bucketing import BUCKETS, percent_to_buckets
 from mechanisms.flags.domain import (
     KEY_PATTERN,
@@ -37,13 +37,10 @@ from mechanisms.flags.domain import (
     prerequisite_cycle,
 )
 from mechanisms.flags.tables import (
-    AlarmState,
     ChangeRequest,
-    DeploymentStrategy,
     Flag,
     FlagApp,
     FlagDeployment,
-    FlagDeploymentStep,
     FlagEnvironment,
     FlagLayer,
     FlagSegment,
@@ -55,7 +52,6 @@ KEY_RE = re.compile(KEY_PATTERN)
 FLAG_TYPES = ("boolean", "string", "number", "object")
 FLAG_KINDS = ("release", "experiment", "operational", "permission", "kill_switch")
 RUNNING = ("rolling", "baking")
-ALARM = "ALARM"
 DEFAULT_ENVIRONMENTS = [
     ("beta", "Beta", False),
     ("gamma", "Gamma", False),
@@ -63,19 +59,19 @@ DEFAULT_ENVIRONMENTS = [
 ]
 
 
-def _invalid(field: str, message: str) -> InvalidInput:
+def invalid(field: str, message: str) -> InvalidInput:
     return InvalidInput(message, details={"field": field})
 
 
-def _check_key(field: str, key: str) -> str:
+def check_key(field: str, key: str) -> str:
     if not isinstance(key, str) or not KEY_RE.match(key):
-        raise _invalid(
+        raise invalid(
             field, f"{field} must be 1-128 characters of letters, digits, '.', '_' or '-'"
         )
     return key
 
 
-def _validation_error(exc: ValidationError, prefix: str = "") -> InvalidInput:
+def validation_error(exc: ValidationError, prefix: str = "") -> InvalidInput:
     first = exc.errors()[0]
     path = ".".join(str(p) for p in first["loc"])
     message = first["msg"].removeprefix("Value error, ")
@@ -132,13 +128,13 @@ def get_flag(ctx: Ctx, app: FlagApp, key: str) -> Flag:
     return flag
 
 
-def _state(session: Session, flag: Flag, env: FlagEnvironment) -> FlagState:
+def flag_state(session: Session, flag: Flag, env: FlagEnvironment) -> FlagState:
     return session.execute(
         select(FlagState).where(FlagState.flag_id == flag.id, FlagState.environment_id == env.id)
     ).scalar_one()
 
 
-def _version(session: Session, flag: Flag, env: FlagEnvironment, number: int) -> FlagVersion:
+def get_version(session: Session, flag: Flag, env: FlagEnvironment, number: int) -> FlagVersion:
     row = session.execute(
         select(FlagVersion).where(
             FlagVersion.flag_id == flag.id,
@@ -164,9 +160,7 @@ def _latest_number(session: Session, flag: Flag, env: FlagEnvironment) -> int:
     )
 
 
-def _running_deployment(
-    session: Session, flag: Flag, env: FlagEnvironment
-) -> FlagDeployment | None:
+def running_deployment(session: Session, flag: Flag, env: FlagEnvironment) -> FlagDeployment | None:
     return session.execute(
         select(FlagDeployment).where(
             FlagDeployment.flag_id == flag.id,
@@ -176,18 +170,18 @@ def _running_deployment(
     ).scalar_one_or_none()
 
 
-def _served_configs(session: Session, flag: Flag, env: FlagEnvironment) -> list[dict[str, Any]]:
+def served_configs(session: Session, flag: Flag, env: FlagEnvironment) -> list[dict[str, Any]]:
     """The configurations some keys may be served now: the live version and, while a
     deployment runs, the version it deploys."""
-    state = _state(session, flag, env)
-    configs = [_version(session, flag, env, state.live_number).config]
+    state = flag_state(session, flag, env)
+    configs = [get_version(session, flag, env, state.live_number).config]
     if state.deployment_id is not None:
         dep = session.get(FlagDeployment, state.deployment_id)
-        configs.append(_version(session, flag, env, dep.to_number).config)
+        configs.append(get_version(session, flag, env, dep.to_number).config)
     return configs
 
 
-def _bump(env: FlagEnvironment, now: datetime) -> None:
+def bump(env: FlagEnvironment, now: datetime) -> None:
     """SDKs see a new ETag after every change to what this environment serves."""
     env.revision += 1
     env.updated_at = now
@@ -196,7 +190,7 @@ def _bump(env: FlagEnvironment, now: datetime) -> None:
 # --- authorisation ------------------------------------------------------------------
 
 
-def _require_owner(ctx: Ctx, team_id: int, needed: Role = Role.ENGINEER) -> None:
+def require_owner(ctx: Ctx, team_id: int, needed: Role = Role.ENGINEER) -> None:
     require_team_role(ctx, team_id, needed)
 
 
@@ -229,9 +223,9 @@ def create_app(
     owner_team: str,
     environment_list: list[tuple[str, str, bool]] | None = None,
 ) -> FlagApp:
-    _check_key("key", key)
+    check_key("key", key)
     team = accounts.get_team(ctx, owner_team)
-    _require_owner(ctx, team.id)
+    require_owner(ctx, team.id)
     if ctx.session.execute(select(FlagApp.id).where(FlagApp.key == key)).first():
         raise Conflict(f"application {key!r} already exists", details={"field": "key"})
     app = FlagApp(key=key, name=name.strip() or key, owner_team_id=team.id, created_at=ctx.now)
@@ -249,7 +243,7 @@ def create_app(
 def _add_environment(
     ctx: Ctx, app: FlagApp, key: str, name: str, requires_approval: bool, position: int
 ) -> FlagEnvironment:
-    _check_key("environment", key)
+    check_key("environment", key)
     env = FlagEnvironment(
         app_id=app.id,
         key=key,
@@ -270,7 +264,7 @@ def add_environment(
     ctx: Ctx, app_key: str, key: str, name: str, requires_approval: bool = False
 ) -> FlagEnvironment:
     app = get_app(ctx, app_key)
-    _require_owner(ctx, app.owner_team_id, Role.LEADER)
+    require_owner(ctx, app.owner_team_id, Role.LEADER)
     existing = environments(ctx.session, app)
     if any(e.key == key for e in existing):
         raise Conflict(f"environment {key!r} already exists in {app.key}", details={"field": "key"})
@@ -280,7 +274,9 @@ def add_environment(
     for flag in ctx.session.execute(select(Flag).where(Flag.app_id == app.id)).scalars():
         source = existing[0] if existing else None
         base = (
-            _version(ctx.session, flag, source, _state(ctx.session, flag, source).live_number)
+            get_version(
+                ctx.session, flag, source, flag_state(ctx.session, flag, source).live_number
+            )
             if source
             else None
         )
@@ -293,13 +289,13 @@ def add_environment(
 
 def set_holdout(ctx: Ctx, app_key: str, env_key: str, percent: float) -> FlagEnvironment:
     app = get_app(ctx, app_key)
-    _require_owner(ctx, app.owner_team_id, Role.LEADER)
+    require_owner(ctx, app.owner_team_id, Role.LEADER)
     if not 0 <= percent <= 50:
-        raise _invalid("holdout_percent", "the holdout must be between 0 and 50 percent")
+        raise invalid("holdout_percent", "the holdout must be between 0 and 50 percent")
     env = get_environment(ctx, app, env_key)
     before = env_snapshot(env)
     env.holdout_percent = percent
-    _bump(env, ctx.now)
+    bump(env, ctx.now)
     audit.record(
         ctx, "flags.holdout_set", "flag_app", app.key, before=before, after=env_snapshot(env)
     )
@@ -329,11 +325,11 @@ def flag_snapshot(flag: Flag) -> dict[str, Any]:
 
 def _parse_config(raw: Any, field: str = "config") -> FlagConfig:
     if not isinstance(raw, dict):
-        raise _invalid(field, f"{field} must be an object")
+        raise invalid(field, f"{field} must be an object")
     try:
         return FlagConfig.model_validate(raw)
     except ValidationError as exc:
-        raise _validation_error(exc, f"{field}.") from None
+        raise validation_error(exc, f"{field}.") from None
 
 
 def default_config(
@@ -342,7 +338,7 @@ def default_config(
     """A new flag's first configuration: on/off for booleans, serving the off variant."""
     if variants is None:
         if flag_type != "boolean":
-            raise _invalid("variants", f"a {flag_type} flag needs its variants")
+            raise invalid("variants", f"a {flag_type} flag needs its variants")
         variants = {"on": True, "off": False}
     off = off_variant or ("off" if "off" in variants else next(iter(variants)))
     return {
@@ -386,28 +382,26 @@ def _check_prerequisites(
         if other.id != flag.id:
             edges[other.key] = [
                 p["flag"]
-                for config in _served_configs(ctx.session, other, env)
+                for config in served_configs(ctx.session, other, env)
                 for p in config.get("prerequisites", [])
             ]
     for i, prerequisite in enumerate(config.prerequisites):
         target = flags.get(prerequisite.flag)
         if target is None:
-            raise _invalid(f"config.prerequisites.{i}.flag", f"unknown flag {prerequisite.flag!r}")
+            raise invalid(f"config.prerequisites.{i}.flag", f"unknown flag {prerequisite.flag!r}")
         if target.id != flag.id:
             known = {
-                v
-                for config in _served_configs(ctx.session, target, env)
-                for v in config["variants"]
+                v for config in served_configs(ctx.session, target, env) for v in config["variants"]
             }
             unknown = [v for v in prerequisite.variants if v not in known]
             if unknown:
-                raise _invalid(
+                raise invalid(
                     f"config.prerequisites.{i}.variants",
                     f"{prerequisite.flag} has no variant {unknown[0]!r}",
                 )
     cycle = prerequisite_cycle(edges)
     if cycle:
-        raise _invalid("config.prerequisites", "prerequisites form a cycle: " + " → ".join(cycle))
+        raise invalid("config.prerequisites", "prerequisites form a cycle: " + " → ".join(cycle))
 
 
 def _first_version(ctx: Ctx, flag: Flag, env: FlagEnvironment, config: dict[str, Any]) -> None:
@@ -427,7 +421,7 @@ def _first_version(ctx: Ctx, flag: Flag, env: FlagEnvironment, config: dict[str,
             flag_id=flag.id, environment_id=env.id, live_number=1, served_since=ctx.now, version=0
         )
     )
-    _bump(env, ctx.now)
+    bump(env, ctx.now)
 
 
 def create_flag(
@@ -445,20 +439,20 @@ def create_flag(
     stale_after_days: int = 30,
 ) -> Flag:
     app = get_app(ctx, app_key)
-    _check_key("key", key)
+    check_key("key", key)
     if flag_type not in FLAG_TYPES:
-        raise _invalid("type", f"type must be one of {', '.join(FLAG_TYPES)}")
+        raise invalid("type", f"type must be one of {', '.join(FLAG_TYPES)}")
     if kind not in FLAG_KINDS:
-        raise _invalid("kind", f"kind must be one of {', '.join(FLAG_KINDS)}")
+        raise invalid("kind", f"kind must be one of {', '.join(FLAG_KINDS)}")
     if json_schema is not None and flag_type != "object":
-        raise _invalid("json_schema", "only object flags carry a JSON Schema")
+        raise invalid("json_schema", "only object flags carry a JSON Schema")
     if json_schema is not None:
         _check_schema(json_schema)
     if not 1 <= stale_after_days <= 3650:
-        raise _invalid("stale_after_days", "stale_after_days must be between 1 and 3650")
+        raise invalid("stale_after_days", "stale_after_days must be between 1 and 3650")
     team = accounts.get_team(ctx, owner_team) if owner_team else None
     owner_id = team.id if team else app.owner_team_id
-    _require_owner(ctx, owner_id)
+    require_owner(ctx, owner_id)
     if ctx.session.execute(select(Flag.id).where(Flag.app_id == app.id, Flag.key == key)).first():
         raise Conflict(f"flag {key!r} already exists in {app.key}", details={"field": "key"})
     flag = Flag(
@@ -476,7 +470,7 @@ def create_flag(
     ctx.session.add(flag)
     ctx.session.flush()
     if variants is not None and (not isinstance(variants, dict) or not variants):
-        raise _invalid("variants", "variants must be a non-empty object of name to value")
+        raise invalid("variants", "variants must be a non-empty object of name to value")
     raw = default_config(flag_type, variants, off_variant)
     config = _validated(ctx, app, flag, None, raw).model_dump(mode="json", exclude_defaults=False)
     for env in environments(ctx.session, app):
@@ -492,11 +486,11 @@ def _check_schema(schema: Any) -> None:
     from jsonschema.exceptions import SchemaError
 
     if not isinstance(schema, dict):
-        raise _invalid("json_schema", "json_schema must be an object")
+        raise invalid("json_schema", "json_schema must be an object")
     try:
         Draft202012Validator.check_schema(schema)
     except SchemaError as exc:
-        raise _invalid("json_schema", f"not a valid JSON Schema: {exc.message}") from None
+        raise invalid("json_schema", f"not a valid JSON Schema: {exc.message}") from None
 
 
 def list_flags(ctx: Ctx, app_key: str, include_archived: bool = False) -> list[Flag]:
@@ -531,10 +525,13 @@ def set_config(
 ) -> ConfigChange:
     """Propose a new configuration. Where the environment needs approval it becomes a change
     request; elsewhere it becomes a new version and is deployed with the strategy."""
+    # Imported here, not at the top: deployments builds on this module's lookups.
+    from mechanisms.flags import deployments
+
     app = get_app(ctx, app_key)
     flag = get_flag(ctx, app, flag_key)
     env = get_environment(ctx, app, env_key)
-    _require_owner(ctx, flag.owner_team_id)
+    require_owner(ctx, flag.owner_team_id)
     if flag.archived_at is not None:
         raise Conflict(f"flag {flag.key} is archived", details={"field": "flag"})
     config = _validated(ctx, app, flag, env, raw_config)
@@ -544,7 +541,7 @@ def set_config(
             f"version {latest} replaced version {base_number} while you edited; reload and try again",
             details={"field": "base_number", "latest": latest},
         )
-    strategy_def = get_strategy(ctx, strategy)
+    strategy_def = deployments.get_strategy(ctx, strategy)
     normalized = config.model_dump(mode="json")
     if env.requires_approval:
         request = ChangeRequest(
@@ -553,7 +550,7 @@ def set_config(
             base_number=latest,
             config=normalized,
             strategy_name=strategy,
-            monitors=_check_monitors(monitors or {}),
+            monitors=deployments.check_monitors(monitors or {}),
             comment=comment,
             state="open",
             requested_by_user_id=ctx.principal.user_id,
@@ -581,18 +578,18 @@ def set_config(
             },
         )
         return ConfigChange(change_request=request)
-    version = _new_version(ctx, app, flag, env, normalized, comment)
-    deployment = _deploy(
+    version = new_version(ctx, app, flag, env, normalized, comment)
+    deployment = deployments.start_deployment(
         ctx, app, flag, env, version.number, strategy, strategy_def, monitors or {}
     )
     return ConfigChange(version=version, deployment=deployment)
 
 
-def _new_version(
+def new_version(
     ctx: Ctx, app: FlagApp, flag: Flag, env: FlagEnvironment, config: dict[str, Any], comment: str
 ) -> FlagVersion:
     number = _latest_number(ctx.session, flag, env) + 1
-    previous = _version(ctx.session, flag, env, number - 1)
+    previous = get_version(ctx.session, flag, env, number - 1)
     version = FlagVersion(
         flag_id=flag.id,
         environment_id=env.id,
@@ -653,7 +650,7 @@ def restore(
     """Bring back an older version's configuration as a new version."""
     app = get_app(ctx, app_key)
     flag, env = get_flag(ctx, app, flag_key), get_environment(ctx, app, env_key)
-    old = _version(ctx.session, flag, env, number)
+    old = get_version(ctx.session, flag, env, number)
     return set_config(
         ctx,
         app_key,
@@ -695,8 +692,11 @@ def _get_change_request(
 
 
 def approve_change(ctx: Ctx, request_id: int, note: str = "") -> ConfigChange:
+    # Imported here, not at the top: deployments builds on this module's lookups.
+    from mechanisms.flags import deployments
+
     request, flag, app, env = _get_change_request(ctx, request_id)
-    _require_owner(ctx, flag.owner_team_id)
+    require_owner(ctx, flag.owner_team_id)
     if not ctx.principal.is_human:
         raise Forbidden(
             "only a person can approve a change request (not a bot or the CLI operator)"
@@ -711,18 +711,18 @@ def approve_change(ctx: Ctx, request_id: int, note: str = "") -> ConfigChange:
         raise Conflict(f"version {latest} was created after this request; it no longer applies")
     request.state, request.decided_by, request.decided_at = "applied", ctx.principal.actor, ctx.now
     request.decision_note = note.strip()
-    version = _new_version(
+    version = new_version(
         ctx, app, flag, env, request.config, request.comment or f"change request {request.id}"
     )
     version.author = request.requested_by
-    deployment = _deploy(
+    deployment = deployments.start_deployment(
         ctx,
         app,
         flag,
         env,
         version.number,
         request.strategy_name,
-        get_strategy(ctx, request.strategy_name),
+        deployments.get_strategy(ctx, request.strategy_name),
         request.monitors,
     )
     audit.record(
@@ -744,7 +744,7 @@ def approve_change(ctx: Ctx, request_id: int, note: str = "") -> ConfigChange:
 
 def reject_change(ctx: Ctx, request_id: int, note: str = "") -> ChangeRequest:
     request, flag, app, env = _get_change_request(ctx, request_id)
-    _require_owner(ctx, flag.owner_team_id)
+    require_owner(ctx, flag.owner_team_id)
     if request.state != "open":
         raise Conflict(f"change request {request_id} is {request.state}")
     request.state, request.decided_by, request.decided_at = "rejected", ctx.principal.actor, ctx.now
@@ -763,454 +763,13 @@ def reject_change(ctx: Ctx, request_id: int, note: str = "") -> ChangeRequest:
     return request
 
 
-# --- strategies ---------------------------------------------------------------------
-
-
-def get_strategy(ctx: Ctx, name: str) -> rollout.Strategy:
-    if name in rollout.PREDEFINED:
-        return rollout.PREDEFINED[name][1]
-    row = ctx.session.execute(
-        select(DeploymentStrategy).where(DeploymentStrategy.name == name)
-    ).scalar_one_or_none()
-    if row is None:
-        known = ", ".join(sorted(rollout.PREDEFINED))
-        raise NotFound(
-            f"deployment strategy {name!r} not found (predefined: {known})",
-            details={"field": "strategy"},
-        )
-    return rollout.Strategy.model_validate(row.definition)
-
-
-def list_strategies(ctx: Ctx) -> list[tuple[str, str, rollout.Strategy, bool]]:
-    can_read(ctx)
-    custom = [
-        (row.name, row.description, rollout.Strategy.model_validate(row.definition), False)
-        for row in ctx.session.execute(
-            select(DeploymentStrategy)
-            .where(DeploymentStrategy.predefined.is_(False))
-            .order_by(DeploymentStrategy.name)
-        ).scalars()
-    ]
-    predefined = [
-        (name, desc, strategy, True) for name, (desc, strategy) in rollout.PREDEFINED.items()
-    ]
-    return predefined + custom
-
-
-def create_strategy(
-    ctx: Ctx, name: str, definition: Any, description: str = ""
-) -> DeploymentStrategy:
-    require_site_role(ctx, Role.ENGINEER)
-    _check_key("name", name)
-    if (
-        name in rollout.PREDEFINED
-        or ctx.session.execute(
-            select(DeploymentStrategy.id).where(DeploymentStrategy.name == name)
-        ).first()
-    ):
-        raise Conflict(f"strategy {name!r} already exists", details={"field": "name"})
-    try:
-        strategy = rollout.Strategy.model_validate(definition)
-    except ValidationError as exc:
-        raise _validation_error(exc, "definition.") from None
-    row = DeploymentStrategy(
-        name=name,
-        description=description.strip(),
-        definition=strategy.model_dump(mode="json"),
-        predefined=False,
-        created_at=ctx.now,
-    )
-    ctx.session.add(row)
-    ctx.session.flush()
-    audit.record(ctx, "flags.strategy_created", "flag_strategy", name, after=row.definition)
-    return row
-
-
-# --- deployments --------------------------------------------------------------------
-
-
-def deployment_snapshot(dep: FlagDeployment) -> dict[str, Any]:
-    return {
-        "id": dep.id,
-        "from_number": dep.from_number,
-        "to_number": dep.to_number,
-        "strategy": dep.strategy_name,
-        "state": dep.state,
-        "percent": dep.percent,
-        "step": dep.step,
-        "reason": dep.reason,
-    }
-
-
-def _check_monitors(monitors: Any) -> dict[str, Any]:
-    if not isinstance(monitors, dict):
-        raise _invalid("monitors", "monitors must be an object")
-    alarms = monitors.get("alarms", [])
-    if not isinstance(alarms, list) or not all(
-        isinstance(a, str) and 0 < len(a) <= 200 for a in alarms
-    ):
-        raise _invalid("monitors.alarms", "monitors.alarms must be a list of alarm names")
-    guardrails = monitors.get("guardrails", False)
-    if not isinstance(guardrails, bool):
-        raise _invalid("monitors.guardrails", "monitors.guardrails is true or false")
-    unknown = set(monitors) - {"alarms", "guardrails"}
-    if unknown:
-        raise _invalid(f"monitors.{sorted(unknown)[0]}", "unknown monitor kind")
-    return {"alarms": sorted(set(alarms)), "guardrails": guardrails}
-
-
-def deploy(
-    ctx: Ctx,
-    app_key: str,
-    flag_key: str,
-    env_key: str,
-    number: int,
-    strategy: str = "AllAtOnce",
-    monitors: dict[str, Any] | None = None,
-) -> FlagDeployment:
-    """Deploy an existing version (where the environment needs approval, use set_config)."""
-    app = get_app(ctx, app_key)
-    flag, env = get_flag(ctx, app, flag_key), get_environment(ctx, app, env_key)
-    _require_owner(ctx, flag.owner_team_id)
-    if env.requires_approval:
-        raise Forbidden(
-            f"{env.key} needs approval: propose the change instead (it becomes a change request)"
-        )
-    _version(ctx.session, flag, env, number)
-    return _deploy(
-        ctx, app, flag, env, number, strategy, get_strategy(ctx, strategy), monitors or {}
-    )
-
-
-def _deploy(
-    ctx: Ctx,
-    app: FlagApp,
-    flag: Flag,
-    env: FlagEnvironment,
-    number: int,
-    strategy_name: str,
-    strategy: rollout.Strategy,
-    monitors: dict[str, Any],
-) -> FlagDeployment:
-    monitors = _check_monitors(monitors)
-    state = _state(ctx.session, flag, env)
-    running = _running_deployment(ctx.session, flag, env)
-    if running is not None:
-        raise Conflict(
-            f"deployment {running.id} of {flag.key} in {env.key} is still running; roll it back or wait",
-            details={"deployment": running.id},
-        )
-    if state.live_number == number:
-        raise Conflict(f"version {number} is already live in {env.key}")
-    steps = rollout.plan(strategy)
-    dep = FlagDeployment(
-        flag_id=flag.id,
-        environment_id=env.id,
-        from_number=state.live_number,
-        to_number=number,
-        strategy_name=strategy_name,
-        strategy=strategy.model_dump(mode="json"),
-        state="rolling",
-        percent=steps[0][1],
-        step=0,
-        started_at=ctx.now,
-        monitors=monitors,
-        created_by=ctx.principal.actor,
-        version=0,
-    )
-    ctx.session.add(dep)
-    ctx.session.flush()
-    _schedule_next(dep, steps, strategy, ctx.now)
-    _record_step(ctx, dep, "started")
-    if dep.state == "complete":
-        _complete(ctx, flag, env, state, dep)
-    else:
-        state.deployment_id = dep.id
-    _bump(env, ctx.now)
-    _announce(ctx, "flags.deployment_started", app, flag, env, dep)
-    return dep
-
-
-def _schedule_next(
-    dep: FlagDeployment, steps: list[tuple[int, float]], strategy: rollout.Strategy, now: datetime
-) -> None:
-    """After applying step ``dep.step``: when the next step (or the end of the bake) is due."""
-    if dep.step + 1 < len(steps):
-        dep.state = "rolling"
-        dep.next_step_at = now + timedelta(seconds=steps[dep.step + 1][0])
-    elif strategy.bake_seconds > 0:
-        dep.state = "baking"
-        dep.next_step_at = now + timedelta(seconds=strategy.bake_seconds)
-    else:
-        dep.state = "complete"
-        dep.next_step_at = None
-
-
-def _record_step(ctx: Ctx, dep: FlagDeployment, note: str) -> None:
-    ctx.session.add(
-        FlagDeploymentStep(
-            deployment_id=dep.id, at=ctx.now, percent=dep.percent, state=dep.state, note=note
-        )
-    )
-
-
-def _single_value(config: dict[str, Any]) -> str | None:
-    """The one variant a configuration serves to everyone, if it serves only one."""
-    if not config.get("enabled", True):
-        return config["off_variant"]
-    served = set(config.get("targets", {}))
-    for rule in config.get("rules", []):
-        served |= set(Serve.model_validate(rule["serve"]).variants())
-    served |= set(Serve.model_validate(config["fallthrough"]).variants())
-    if config.get("prerequisites"):
-        served.add(config["off_variant"])
-    return served.pop() if len(served) == 1 else None
-
-
-def _complete(
-    ctx: Ctx, flag: Flag, env: FlagEnvironment, state: FlagState, dep: FlagDeployment
-) -> None:
-    old = _version(ctx.session, flag, env, state.live_number).config
-    new = _version(ctx.session, flag, env, dep.to_number).config
-    before, after = _single_value(old), _single_value(new)
-    if not (
-        before is not None and before == after and old["variants"][before] == new["variants"][after]
-    ):
-        state.served_since = ctx.now
-    state.live_number = dep.to_number
-    state.deployment_id = None
-    state.version += 1
-    dep.state, dep.finished_at, dep.next_step_at, dep.percent = "complete", ctx.now, None, 100.0
-
-
-def _claim(ctx: Ctx, dep: FlagDeployment) -> None:
-    """Optimistic concurrency: only one worker (or person) moves a deployment at a time."""
-    result = ctx.session.execute(
-        update(FlagDeployment)
-        .where(FlagDeployment.id == dep.id, FlagDeployment.version == dep.version)
-        .values(version=FlagDeployment.version + 1)
-    )
-    if result.rowcount != 1:
-        raise StaleState(f"deployment {dep.id} was moved by someone else")
-    ctx.session.refresh(dep)
-
-
-def finish_now(ctx: Ctx, dep: FlagDeployment, note: str) -> None:
-    """Make a running deployment's version live for everyone at once, skipping the steps
-    and bake left (an experiment decision builds on what people were shown)."""
-    _claim(ctx, dep)
-    flag = ctx.session.get(Flag, dep.flag_id)
-    env = ctx.session.get(FlagEnvironment, dep.environment_id)
-    _complete(ctx, flag, env, _state(ctx.session, flag, env), dep)
-    _record_step(ctx, dep, note)
-    _bump(env, ctx.now)
-
-
-def _announce(
-    ctx: Ctx,
-    action: str,
-    app: FlagApp,
-    flag: Flag,
-    env: FlagEnvironment,
-    dep: FlagDeployment,
-    **extra: Any,
-) -> None:
-    """A deployment changed: the audit record and the event other mechanisms follow."""
-    subject = f"{app.key}/{flag.key}"
-    snapshot = deployment_snapshot(dep)
-    audit.record(
-        ctx, action, "flag", subject, after=snapshot, details={"environment": env.key, **extra}
-    )
-    events.emit(ctx, action, "flag", subject, {"environment": env.key, **extra, **snapshot})
-
-
-def firing_alarms(session: Session, dep: FlagDeployment) -> list[str]:
-    names = dep.monitors.get("alarms", [])
-    if not names:
-        return []
-    return list(
-        session.execute(
-            select(AlarmState.name).where(AlarmState.name.in_(names), AlarmState.state == ALARM)
-        ).scalars()
-    )
-
-
-def running_deployments(session: Session) -> list[FlagDeployment]:
-    return list(
-        session.execute(select(FlagDeployment).where(FlagDeployment.state.in_(RUNNING))).scalars()
-    )
-
-
-def due_deployments(session: Session, now: datetime, limit: int) -> list[int]:
-    """Deployments whose next step is due, or whose monitors fire (roll back at once)."""
-    due = []
-    for dep in running_deployments(session):
-        if (dep.next_step_at is not None and dep.next_step_at <= now) or firing_alarms(
-            session, dep
-        ):
-            due.append(dep.id)
-    return due[:limit]
-
-
-def advance(ctx: Ctx, deployment_id: int) -> None:
-    """Move one deployment one step: roll back if a monitor fires, else the next share, the
-    bake, or completion. Raises StaleState when another worker moved it first."""
-    dep = ctx.session.get(FlagDeployment, deployment_id)
-    if dep is None or dep.state not in RUNNING:
-        raise StaleState(f"deployment {deployment_id} is no longer running")
-    _claim(ctx, dep)
-    firing = firing_alarms(ctx.session, dep)
-    if firing:
-        _rollback(ctx, dep, f"alarm {', '.join(firing)} in ALARM", automatic=True)
-        return
-    if dep.next_step_at is None or dep.next_step_at > ctx.now:
-        return
-    flag = ctx.session.get(Flag, dep.flag_id)
-    env = ctx.session.get(FlagEnvironment, dep.environment_id)
-    app = ctx.session.get(FlagApp, flag.app_id)
-    if dep.monitors.get("guardrails"):
-        # Imported here because experiments builds on this module.
-        from mechanisms.flags import experiments
-
-        crossed = experiments.crossed_guardrails(ctx, flag, env)
-        if crossed:
-            _rollback(ctx, dep, "guardrail crossed: " + "; ".join(crossed), automatic=True)
-            return
-    strategy = rollout.Strategy.model_validate(dep.strategy)
-    steps = rollout.plan(strategy)
-    state = _state(ctx.session, flag, env)
-    if dep.state == "baking":
-        _complete(ctx, flag, env, state, dep)
-        _record_step(ctx, dep, "baked")
-        event = "flags.deployment_completed"
-    else:
-        dep.step += 1
-        dep.percent = steps[dep.step][1]
-        _schedule_next(dep, steps, strategy, ctx.now)
-        if dep.state == "complete":
-            _complete(ctx, flag, env, state, dep)
-        _record_step(ctx, dep, f"step {dep.step + 1} of {len(steps)}")
-        event = (
-            "flags.deployment_completed" if dep.state == "complete" else "flags.deployment_stepped"
-        )
-    _bump(env, ctx.now)
-    _announce(ctx, event, app, flag, env, dep)
-
-
-def rollback(ctx: Ctx, deployment_id: int, reason: str) -> FlagDeployment:
-    dep = ctx.session.get(FlagDeployment, deployment_id)
-    if dep is None:
-        raise NotFound(f"deployment {deployment_id} not found")
-    flag = ctx.session.get(Flag, dep.flag_id)
-    _require_owner(ctx, flag.owner_team_id)
-    if dep.state not in RUNNING:
-        raise Conflict(
-            f"deployment {deployment_id} is {dep.state}; only a running deployment rolls back"
-        )
-    if not reason.strip():
-        raise _invalid("reason", "say why you roll back")
-    _claim(ctx, dep)
-    _rollback(ctx, dep, reason.strip(), automatic=False)
-    return dep
-
-
-def _rollback(ctx: Ctx, dep: FlagDeployment, reason: str, *, automatic: bool) -> None:
-    flag = ctx.session.get(Flag, dep.flag_id)
-    env = ctx.session.get(FlagEnvironment, dep.environment_id)
-    app = ctx.session.get(FlagApp, flag.app_id)
-    state = _state(ctx.session, flag, env)
-    state.deployment_id = None
-    state.version += 1
-    dep.state, dep.finished_at, dep.next_step_at = "rolled_back", ctx.now, None
-    dep.reason = ("automatic: " if automatic else "") + reason
-    dep.percent = 0.0
-    _record_step(ctx, dep, dep.reason)
-    _bump(env, ctx.now)
-    _announce(ctx, "flags.deployment_rolled_back", app, flag, env, dep, automatic=automatic)
-
-
-def deployments(
-    ctx: Ctx, app_key: str, flag_key: str, env_key: str | None = None
-) -> list[FlagDeployment]:
-    can_read(ctx)
-    app = get_app(ctx, app_key)
-    flag = get_flag(ctx, app, flag_key)
-    query = (
-        select(FlagDeployment)
-        .where(FlagDeployment.flag_id == flag.id)
-        .order_by(FlagDeployment.id.desc())
-    )
-    if env_key:
-        query = query.where(FlagDeployment.environment_id == get_environment(ctx, app, env_key).id)
-    return list(ctx.session.execute(query).scalars())
-
-
-def deployment_steps(ctx: Ctx, deployment_id: int) -> list[FlagDeploymentStep]:
-    can_read(ctx)
-    return list(
-        ctx.session.execute(
-            select(FlagDeploymentStep)
-            .where(FlagDeploymentStep.deployment_id == deployment_id)
-            .order_by(FlagDeploymentStep.id)
-        ).scalars()
-    )
-
-
-# --- kill switch --------------------------------------------------------------------
-
-
-def kill(ctx: Ctx, app_key: str, flag_key: str, reason: str) -> list[FlagVersion]:
-    """Turn a flag off everywhere at once: stop its deployments and make a disabled copy of
-    its configuration live in every environment, approvals notwithstanding."""
-    app = get_app(ctx, app_key)
-    flag = get_flag(ctx, app, flag_key)
-    _require_owner(ctx, flag.owner_team_id)
-    if not reason.strip():
-        raise _invalid("reason", "say why you kill the flag")
-    created = []
-    for env in environments(ctx.session, app):
-        running = _running_deployment(ctx.session, flag, env)
-        if running is not None:
-            _claim(ctx, running)
-            _rollback(ctx, running, f"kill switch: {reason.strip()}", automatic=False)
-        state = _state(ctx.session, flag, env)
-        live = _version(ctx.session, flag, env, state.live_number)
-        if not live.config.get("enabled", True):
-            continue
-        version = _new_version(
-            ctx, app, flag, env, {**live.config, "enabled": False}, f"kill switch: {reason.strip()}"
-        )
-        dep = FlagDeployment(
-            flag_id=flag.id,
-            environment_id=env.id,
-            from_number=state.live_number,
-            to_number=version.number,
-            strategy_name="kill switch",
-            strategy=rollout.PREDEFINED["AllAtOnce"][1].model_dump(mode="json"),
-            state="rolling",
-            percent=100.0,
-            step=0,
-            started_at=ctx.now,
-            monitors={},
-            created_by=ctx.principal.actor,
-        )
-        ctx.session.add(dep)
-        ctx.session.flush()
-        _complete(ctx, flag, env, state, dep)
-        _record_step(ctx, dep, "kill switch")
-        _bump(env, ctx.now)
-        created.append(version)
-    audit.record(
-        ctx, "flags.killed", "flag", f"{app.key}/{flag.key}", details={"reason": reason.strip()}
-    )
-    events.emit(ctx, "flags.killed", "flag", f"{app.key}/{flag.key}", {"reason": reason.strip()})
-    return created
+# --- archiving ----------------------------------------------------------------------
 
 
 def archive(ctx: Ctx, app_key: str, flag_key: str) -> Flag:
     app = get_app(ctx, app_key)
     flag = get_flag(ctx, app, flag_key)
-    _require_owner(ctx, flag.owner_team_id)
+    require_owner(ctx, flag.owner_team_id)
     dependants = _dependants(ctx, app, flag)
     if dependants:
         raise Conflict(
@@ -1219,9 +778,9 @@ def archive(ctx: Ctx, app_key: str, flag_key: str) -> Flag:
     before = flag_snapshot(flag)
     flag.archived_at = ctx.now
     for env in environments(ctx.session, app):
-        if _running_deployment(ctx.session, flag, env):
+        if running_deployment(ctx.session, flag, env):
             raise Conflict(f"{flag.key} is being deployed in {env.key}")
-        _bump(env, ctx.now)
+        bump(env, ctx.now)
     audit.record(
         ctx,
         "flags.archived",
@@ -1239,7 +798,7 @@ def _dependants(ctx: Ctx, app: FlagApp, flag: Flag) -> list[str]:
         select(Flag).where(Flag.app_id == app.id, Flag.id != flag.id)
     ).scalars():
         for env in environments(ctx.session, app):
-            configs = _served_configs(ctx.session, other, env)
+            configs = served_configs(ctx.session, other, env)
             if any(
                 p["flag"] == flag.key for config in configs for p in config.get("prerequisites", [])
             ):
@@ -1255,19 +814,19 @@ def set_segment(
 ) -> FlagSegment:
     """Create or replace a segment; ``description=None`` keeps the current description."""
     app = get_app(ctx, app_key)
-    _require_owner(ctx, app.owner_team_id)
-    _check_key("key", key)
+    require_owner(ctx, app.owner_team_id)
+    check_key("key", key)
     if not isinstance(definition, dict):
-        raise _invalid("definition", "definition must be an object")
+        raise invalid("definition", "definition must be an object")
     try:
         segment = Segment.model_validate({**definition, "key": key})
     except ValidationError as exc:
-        raise _validation_error(exc, "definition.") from None
+        raise validation_error(exc, "definition.") from None
     known = _segment_keys(ctx.session, app)
     for i, rule in enumerate(segment.rules):
         for j, clause in enumerate(rule):
             if clause.op == "segment_match":
-                raise _invalid(
+                raise invalid(
                     f"definition.rules.{i}.{j}.op", "segments cannot contain other segments"
                 )
     row = ctx.session.execute(
@@ -1288,7 +847,7 @@ def set_segment(
         row.definition, row.updated_at = stored, ctx.now
         row.description = row.description if description is None else description.strip()
     for env in environments(ctx.session, app):
-        _bump(env, ctx.now)
+        bump(env, ctx.now)
     ctx.session.flush()
     audit.record(
         ctx, "flags.segment_set", "flag_segment", f"{app.key}/{key}", before=before, after=stored
@@ -1311,7 +870,7 @@ def list_segments(ctx: Ctx, app_key: str) -> list[FlagSegment]:
 
 def delete_segment(ctx: Ctx, app_key: str, key: str) -> None:
     app = get_app(ctx, app_key)
-    _require_owner(ctx, app.owner_team_id)
+    require_owner(ctx, app.owner_team_id)
     row = ctx.session.execute(
         select(FlagSegment).where(FlagSegment.app_id == app.id, FlagSegment.key == key)
     ).scalar_one_or_none()
@@ -1321,7 +880,7 @@ def delete_segment(ctx: Ctx, app_key: str, key: str) -> None:
         for env in environments(ctx.session, app):
             rules = [
                 rule
-                for config in _served_configs(ctx.session, flag, env)
+                for config in served_configs(ctx.session, flag, env)
                 for rule in config.get("rules", [])
             ]
             if any(
@@ -1332,7 +891,7 @@ def delete_segment(ctx: Ctx, app_key: str, key: str) -> None:
                 raise Conflict(f"{flag.key} uses segment {key} in {env.key}")
     ctx.session.delete(row)
     for env in environments(ctx.session, app):
-        _bump(env, ctx.now)
+        bump(env, ctx.now)
     audit.record(
         ctx, "flags.segment_deleted", "flag_segment", f"{app.key}/{key}", before=row.definition
     )
@@ -1340,8 +899,8 @@ def delete_segment(ctx: Ctx, app_key: str, key: str) -> None:
 
 def create_layer(ctx: Ctx, app_key: str, key: str) -> FlagLayer:
     app = get_app(ctx, app_key)
-    _require_owner(ctx, app.owner_team_id)
-    _check_key("key", key)
+    require_owner(ctx, app.owner_team_id)
+    check_key("key", key)
     if ctx.session.execute(
         select(FlagLayer.id).where(FlagLayer.app_id == app.id, FlagLayer.key == key)
     ).first():
@@ -1361,15 +920,15 @@ def place_in_layer(
     """Give an experiment a slice of a layer (first free range that fits), or take it out."""
     app = get_app(ctx, app_key)
     flag = get_flag(ctx, app, flag_key)
-    _require_owner(ctx, flag.owner_team_id)
+    require_owner(ctx, flag.owner_team_id)
     before = {"layer_id": flag.layer_id, "start": flag.layer_start, "end": flag.layer_end}
     if layer_key is None:
         flag.layer_id = flag.layer_start = flag.layer_end = None
     else:
         if flag.kind != "experiment":
-            raise _invalid("flag", "only experiment flags go in a mutual-exclusion layer")
+            raise invalid("flag", "only experiment flags go in a mutual-exclusion layer")
         if not 0 < percent <= 100:
-            raise _invalid("percent", "percent must be above 0 and at most 100")
+            raise invalid("percent", "percent must be above 0 and at most 100")
         layer = ctx.session.execute(
             select(FlagLayer).where(FlagLayer.app_id == app.id, FlagLayer.key == layer_key)
         ).scalar_one_or_none()
@@ -1390,7 +949,7 @@ def place_in_layer(
             )
         flag.layer_id, flag.layer_start, flag.layer_end = layer.id, start, start + size
     for env in environments(ctx.session, app):
-        _bump(env, ctx.now)
+        bump(env, ctx.now)
     audit.record(
         ctx,
         "flags.layer_placed",
@@ -1409,73 +968,6 @@ def _first_fit(taken: list[tuple[int, int]], size: int) -> int | None:
             return cursor
         cursor = max(cursor, end)
     return cursor if BUCKETS - cursor >= size else None
-
-
-# --- alarm states (until the ops mechanism owns alarms) -----------------------------
-
-
-def set_alarm_state(ctx: Ctx, name: str, state: str, reason: str = "") -> AlarmState:
-    require_site_role(ctx, Role.ENGINEER)
-    if state not in ("OK", ALARM, "INSUFFICIENT_DATA"):
-        raise _invalid("state", "state must be OK, ALARM or INSUFFICIENT_DATA")
-    if not name or len(name) > 200:
-        raise _invalid("name", "name must have 1-200 characters")
-    row = ctx.session.execute(
-        select(AlarmState).where(AlarmState.name == name)
-    ).scalar_one_or_none()
-    before = {"state": row.state} if row else None
-    if row is None:
-        row = AlarmState(name=name, state=state, reason=reason, updated_at=ctx.now)
-        ctx.session.add(row)
-    else:
-        row.state, row.reason, row.updated_at = state, reason, ctx.now
-    ctx.session.flush()
-    if before is None or before["state"] != state:
-        audit.record(
-            ctx, "alarms.state_changed", "alarm", name, before=before, after={"state": state}
-        )
-        events.emit(
-            ctx,
-            "alarms.state_changed",
-            "alarm",
-            name,
-            {"name": name, "state": state, "reason": reason},
-        )
-    return row
-
-
-def mirror_alarm_state(ctx: Ctx, name: str, state: str) -> None:
-    """Record an alarm state announced by an event (no audit: the announcer audited it)."""
-    if state not in ("OK", ALARM, "INSUFFICIENT_DATA") or not name:
-        return
-    row = ctx.session.execute(
-        select(AlarmState).where(AlarmState.name == name)
-    ).scalar_one_or_none()
-    if row is None:
-        ctx.session.add(AlarmState(name=name, state=state, reason="", updated_at=ctx.now))
-    elif row.state != state:
-        row.state, row.updated_at = state, ctx.now
-    ctx.session.flush()
-
-
-def list_alarm_states(ctx: Ctx) -> list[AlarmState]:
-    can_read(ctx)
-    return list(ctx.session.execute(select(AlarmState).order_by(AlarmState.name)).scalars())
-
-
-def rollback_on_alarm(ctx: Ctx, alarm_name: str) -> list[int]:
-    """Roll back every running deployment that watches this alarm (the worker calls this
-    when an alarm goes into ALARM)."""
-    rolled = []
-    for dep in running_deployments(ctx.session):
-        if alarm_name in dep.monitors.get("alarms", []) and firing_alarms(ctx.session, dep):
-            try:
-                _claim(ctx, dep)
-            except StaleState:
-                continue  # the worker's reconcile pass got there first
-            _rollback(ctx, dep, f"alarm {alarm_name} in ALARM", automatic=True)
-            rolled.append(dep.id)
-    return rolled
 
 
 # --- the rule set -------------------------------------------------------------------
@@ -1559,6 +1051,19 @@ def ruleset(session: Session, app: FlagApp, env: FlagEnvironment) -> RuleSet:
 # --- reports ------------------------------------------------------------------------
 
 
+def single_value(config: dict[str, Any]) -> str | None:
+    """The one variant a configuration serves to everyone, if it serves only one."""
+    if not config.get("enabled", True):
+        return config["off_variant"]
+    served = set(config.get("targets", {}))
+    for rule in config.get("rules", []):
+        served |= set(Serve.model_validate(rule["serve"]).variants())
+    served |= set(Serve.model_validate(config["fallthrough"]).variants())
+    if config.get("prerequisites"):
+        served.add(config["off_variant"])
+    return served.pop() if len(served) == 1 else None
+
+
 @dataclass
 class FlagStatus:
     flag: Flag
@@ -1591,7 +1096,7 @@ def statuses(ctx: Ctx, app_key: str) -> list[FlagStatus]:
         .order_by(Flag.key)
     ).all()
     for flag, state, version in rows:
-        single = _single_value(version.config)
+        single = single_value(version.config)
         dep = ctx.session.get(FlagDeployment, state.deployment_id) if state.deployment_id else None
         stale = (
             single is not None
