@@ -2,9 +2,10 @@
 
 Importing the package registers its tables and its worker job (evaluate due alarms)."""
 
+from mechanisms.core import events
 from mechanisms.core.context import Ctx
 from mechanisms.core.worker import WORKER, Worker, register
-from mechanisms.ops import alarms, tables  # noqa: F401
+from mechanisms.ops import alarms, tables, tickets  # noqa: F401
 
 
 class EvaluateAlarms:
@@ -19,3 +20,9 @@ class EvaluateAlarms:
 
 
 register(EvaluateAlarms())
+
+
+@events.subscribe("ops.tickets-from-alarms", "alarms.state_changed")
+def _ticket_for_alarm(ctx: Ctx, message: events.EventMessage) -> None:
+    payload = message.payload
+    tickets.on_alarm(ctx, payload["name"], payload.get("state", ""), payload.get("reason", ""))

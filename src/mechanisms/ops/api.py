@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from mechanisms.core.context import Ctx
 from mechanisms.core.errors import InvalidInput, MechanismsError
-from mechanisms.ops import alarms
+from mechanisms.ops import alarms, tickets
 from mechanisms.web.http import Input, Text, UnitOfWorkRoute, request_ctx
 
 router = APIRouter(prefix="/api/v1/ops", route_class=UnitOfWorkRoute, tags=["ops"])
@@ -245,3 +245,100 @@ def alarm_history(
 @router.put("/alarms/{name}/state", response_model=AlarmOut)
 def set_alarm_state(name: str, body: StateIn, ctx: CtxDep) -> AlarmOut:
     return _alarm_out(alarms.set_state(ctx, name, body.state, body.reason))
+
+
+# --- tickets ------------------------------------------------------------------------
+
+
+class TicketIn(Input):
+    service: Text = Field(max_length=128)
+    title: Text = Field(min_length=1, max_length=500)
+    severity: int = Field(default=3, ge=1, le=5)
+    text: Text = Field(default="", max_length=5000)
+
+
+class TicketOut(BaseModel):
+    id: int
+    title: str
+    severity: int
+    state: str
+    assignee: str | None
+    alarm: str | None
+    dedup_key: str | None
+    links: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    resolved_at: datetime | None
+
+
+class TicketEventOut(BaseModel):
+    at: datetime
+    actor: str
+    kind: str
+    text: str
+
+
+class TextIn(Input):
+    text: Text = Field(default="", max_length=5000)
+
+
+def _ticket_out(t: Any) -> TicketOut:
+    return TicketOut(
+        id=t.id,
+        title=t.title,
+        severity=t.severity,
+        state=t.state,
+        assignee=t.assignee,
+        alarm=t.alarm,
+        dedup_key=t.dedup_key,
+        links=t.links,
+        created_at=t.created_at,
+        updated_at=t.updated_at,
+        resolved_at=t.resolved_at,
+    )
+
+
+TicketId = Annotated[int, Path(ge=1, le=2_147_483_647)]
+
+
+@router.get("/tickets", response_model=list[TicketOut])
+def list_tickets(
+    ctx: CtxDep,
+    state: Literal["open", "acknowledged", "resolved"] | None = None,
+    severity: Annotated[int | None, Query(ge=1, le=5)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[TicketOut]:
+    return [_ticket_out(t) for t in tickets.list_tickets(ctx, state, severity, limit)]
+
+
+@router.post("/tickets", response_model=TicketOut, status_code=201)
+def create_ticket(body: TicketIn, ctx: CtxDep) -> TicketOut:
+    return _ticket_out(tickets.create(ctx, body.service, body.title, body.severity, body.text))
+
+
+@router.get("/tickets/{ticket_id}", response_model=TicketOut)
+def get_ticket(ticket_id: TicketId, ctx: CtxDep) -> TicketOut:
+    return _ticket_out(tickets.get(ctx, ticket_id))
+
+
+@router.get("/tickets/{ticket_id}/timeline", response_model=list[TicketEventOut])
+def ticket_timeline(ticket_id: TicketId, ctx: CtxDep) -> list[TicketEventOut]:
+    return [
+        TicketEventOut(at=e.at, actor=e.actor, kind=e.kind, text=e.text)
+        for e in tickets.timeline(ctx, ticket_id)
+    ]
+
+
+@router.post("/tickets/{ticket_id}/comments", response_model=TicketOut)
+def comment_ticket(ticket_id: TicketId, body: TextIn, ctx: CtxDep) -> TicketOut:
+    return _ticket_out(tickets.comment(ctx, ticket_id, body.text))
+
+
+@router.post("/tickets/{ticket_id}/acknowledge", response_model=TicketOut)
+def acknowledge_ticket(ticket_id: TicketId, ctx: CtxDep) -> TicketOut:
+    return _ticket_out(tickets.acknowledge(ctx, ticket_id))
+
+
+@router.post("/tickets/{ticket_id}/resolve", response_model=TicketOut)
+def resolve_ticket(ticket_id: TicketId, body: TextIn, ctx: CtxDep) -> TicketOut:
+    return _ticket_out(tickets.resolve(ctx, ticket_id, body.text))

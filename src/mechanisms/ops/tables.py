@@ -94,3 +94,42 @@ class AlarmTransition(Base):
     to_state: Mapped[str] = mapped_column(String(24))
     reason: Mapped[str] = mapped_column(String(4000))
     datapoints: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+
+
+class Ticket(Base):
+    __tablename__ = "ops_tickets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    title: Mapped[str] = mapped_column(String(500))
+    # 1 (SEV1, the most severe) to 5.
+    severity: Mapped[int] = mapped_column(Integer)
+    # open → acknowledged → resolved
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    service_id: Mapped[int] = mapped_column(ForeignKey("ops_services.id", ondelete="CASCADE"))
+    owner_team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"))
+    assignee: Mapped[str | None] = mapped_column(String(64))
+    alarm: Mapped[str | None] = mapped_column(String(200))
+    # The dedup key while the ticket is open, NULL once resolved: the unique index keeps
+    # one open ticket per key (one per alarm, one per incoming alert).
+    open_key: Mapped[str | None] = mapped_column(String(300), unique=True)
+    dedup_key: Mapped[str | None] = mapped_column(String(300))
+    links: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class TicketEvent(Base):
+    """The ticket's timeline: every change and comment."""
+
+    __tablename__ = "ops_ticket_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(
+        ForeignKey("ops_tickets.id", ondelete="CASCADE"), index=True
+    )
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    actor: Mapped[str] = mapped_column(String(200))
+    # created, update, comment, acknowledged, resolved, reopened, assigned, note
+    kind: Mapped[str] = mapped_column(String(24))
+    text: Mapped[str] = mapped_column(String(5000), default="")

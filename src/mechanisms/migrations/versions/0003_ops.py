@@ -2,7 +2,7 @@
 
 Revision ID: 0003_ops
 Revises: 0002_flags
-Create Date: 2026-11-26 18:08:58.236460
+Create Date: 2026-11-26 18:34:26.836844
 """
 
 import sqlalchemy as sa
@@ -107,6 +107,37 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "ops_tickets",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("title", sa.String(length=500), nullable=False),
+        sa.Column("severity", sa.Integer(), nullable=False),
+        sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("service_id", sa.Integer(), nullable=False),
+        sa.Column("owner_team_id", sa.Integer(), nullable=False),
+        sa.Column("assignee", sa.String(length=64), nullable=True),
+        sa.Column("alarm", sa.String(length=200), nullable=True),
+        sa.Column("open_key", sa.String(length=300), nullable=True),
+        sa.Column("dedup_key", sa.String(length=300), nullable=True),
+        sa.Column("links", sa.JSON(), nullable=False),
+        sa.Column("created_at", mechanisms.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", mechanisms.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("resolved_at", mechanisms.core.db.UTCDateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["owner_team_id"], ["teams.id"], name=op.f("fk_ops_tickets_owner_team_id_teams")
+        ),
+        sa.ForeignKeyConstraint(
+            ["service_id"],
+            ["ops_services.id"],
+            name=op.f("fk_ops_tickets_service_id_ops_services"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_ops_tickets")),
+        sa.UniqueConstraint("open_key", name=op.f("uq_ops_tickets_open_key")),
+    )
+    with op.batch_alter_table("ops_tickets", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_ops_tickets_state"), ["state"], unique=False)
+
+    op.create_table(
         "ops_alarm_transitions",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("alarm_id", sa.Integer(), nullable=False),
@@ -128,12 +159,41 @@ def upgrade() -> None:
             batch_op.f("ix_ops_alarm_transitions_alarm_id"), ["alarm_id"], unique=False
         )
 
+    op.create_table(
+        "ops_ticket_events",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("ticket_id", sa.Integer(), nullable=False),
+        sa.Column("at", mechanisms.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("actor", sa.String(length=200), nullable=False),
+        sa.Column("kind", sa.String(length=24), nullable=False),
+        sa.Column("text", sa.String(length=5000), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["ticket_id"],
+            ["ops_tickets.id"],
+            name=op.f("fk_ops_ticket_events_ticket_id_ops_tickets"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_ops_ticket_events")),
+    )
+    with op.batch_alter_table("ops_ticket_events", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_ops_ticket_events_ticket_id"), ["ticket_id"], unique=False
+        )
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("ops_ticket_events", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_ops_ticket_events_ticket_id"))
+
+    op.drop_table("ops_ticket_events")
     with op.batch_alter_table("ops_alarm_transitions", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_ops_alarm_transitions_alarm_id"))
 
     op.drop_table("ops_alarm_transitions")
+    with op.batch_alter_table("ops_tickets", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_ops_tickets_state"))
+
+    op.drop_table("ops_tickets")
     with op.batch_alter_table("ops_alarms", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_ops_alarms_next_evaluation_at"))
 
