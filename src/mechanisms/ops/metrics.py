@@ -11,17 +11,21 @@ they join their minute's rollup. Samples repeated exactly within a batch count o
 from __future__ import annotations
 
 import math
+import operator
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from ddsketch import DDSketch
+from ddsketch.ddsketch import BaseDDSketch
 from ddsketch.pb.ddsketch_pb2 import DDSketch as SketchMessage
-from ddsketch.pb.proto import DDSketchProto
-from sqlalchemy import func, select
+from ddsketch.pb.ddsketch_pb2 import IndexMapping
+from ddsketch.pb.proto import DDSketchProto, KeyMappingProto
+from ddsketch.store import DenseStore
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from mechanisms.core.context import Ctx
@@ -38,13 +42,83 @@ MAX_PROBLEMS_SHOWN = 50
 STATISTIC_RE = re.compile(r"^(avg|sum|min|max|count|p(\d{1,2}(\.\d+)?|100))$")
 
 
-@dataclass(frozen=True, slots=True)
-class Sample:
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_US = timedelta(microseconds=1)
+_MINUTE_US = MINUTE * 1_000_000
+# datetime.fromtimestamp takes every epoch second in [0, 1e11) (up to the year 5138); in
+# that range a sample's microsecond is computed the way it computes it (whole seconds,
+# then the fraction's microseconds rounded half to even), without building a datetime.
+_FAST_EPOCH_LIMIT = 1e11
+# A sample without labels; only ever read.
+_NO_LABELS: dict[str, str] = {}
+
+Labels = tuple[tuple[str, str], ...]
+
+
+class Sample(NamedTuple):
+    """One checked sample. ``us`` is its instant in microseconds since the epoch (what
+    ingest compares and groups by); ``given`` is the datetime it came with when it came
+    with one (an ISO 8601 string, or no timestamp: now), so messages show it as given."""
+
     key: str
     name: str
-    labels: tuple[tuple[str, str], ...]
+    labels: Labels
     value: float
-    at: datetime
+    us: int
+    given: datetime | None = None
+
+    @property
+    def at(self) -> datetime:
+        return self.given if self.given is not None else EPOCH + timedelta(microseconds=self.us)
+
+    @classmethod
+    def of(cls, key: str, name: str, labels: Labels, value: float, at: datetime) -> Sample:
+        return cls(key, name, labels, value, _us(at), at)
+
+
+class Samples(Sequence[Sample]):
+    """Checked samples, column by column: a batch holds up to 200,000 of them, and a
+    list of that many small objects costs more in the garbage collector's passes than
+    in building them. Reads as a sequence of ``Sample``; ``ingest`` reads the columns."""
+
+    __slots__ = ("given", "keys", "series", "us", "values")
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+        self.values: list[float] = []
+        self.us: list[int] = []
+        self.given: dict[int, datetime] = {}  # by position, for the few that have one
+        self.series: dict[str, tuple[str, Labels]] = {}  # key -> (name, labels)
+
+    @classmethod
+    def of(cls, samples: Iterable[Sample]) -> Samples:
+        batch = cls()
+        for s in samples:
+            batch.append(s)
+        return batch
+
+    def append(self, sample: Sample) -> None:
+        if sample.given is not None:
+            self.given[len(self.keys)] = sample.given
+        self.keys.append(sample.key)
+        self.values.append(sample.value)
+        self.us.append(sample.us)
+        self.series[sample.key] = (sample.name, sample.labels)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __getitem__(self, index: int) -> Sample:  # type: ignore[override]
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]  # type: ignore[return-value]
+        key = self.keys[index]
+        name, labels = self.series[key]
+        index = index % len(self.keys)
+        return Sample(key, name, labels, self.values[index], self.us[index], self.given.get(index))
+
+
+def _us(at: datetime) -> int:
+    return (at - EPOCH) // _ONE_US
 
 
 @dataclass
@@ -86,7 +160,7 @@ def _refuse(problems: list[dict[str, Any]], what: str) -> InvalidInput:
     )
 
 
-def _check(name: Any, labels: Any, value: Any) -> str | None:
+def _check_series(name: Any, labels: Any) -> str | None:
     if not isinstance(name, str) or not NAME_RE.match(name):
         return f"metric name {name!r} is not a valid Prometheus metric name"
     if not isinstance(labels, Mapping):
@@ -96,11 +170,33 @@ def _check(name: Any, labels: Any, value: Any) -> str | None:
             return f"label name {k!r} is not valid"
         if not isinstance(v, str) or len(v) > 500 or "\x00" in v:
             return f"label {k} must be a string of at most 500 characters"
+    return None
+
+
+def _check_value(value: Any) -> str | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return "value must be a number"
     if not math.isfinite(value):
         return "value must be finite (NaN and infinities are refused)"
     return None
+
+
+def _check(name: Any, labels: Any, value: Any) -> str | None:
+    return _check_series(name, labels) or _check_value(value)
+
+
+def _series(batch: Samples, known: dict[Any, str], name: Any, labels: Any, memo: Any) -> str:
+    """The series key of a valid name and labels (remembered under ``memo`` when there is
+    one), or the problem with them, prefixed by a NUL (which no key holds)."""
+    problem = _check_series(name, labels)
+    if problem is not None:
+        return "\x00" + problem
+    pairs = tuple(sorted(labels.items()))
+    key = series_key(name, pairs)
+    batch.series[key] = (name, pairs)
+    if memo is not None:
+        known[memo] = key
+    return key
 
 
 def _instant(raw: Any, now: datetime) -> datetime | str:
@@ -125,7 +221,7 @@ def _instant(raw: Any, now: datetime) -> datetime | str:
     return "timestamp must be epoch seconds or an ISO 8601 date-time"
 
 
-def parse_json(raw: Any, now: datetime, limits: IngestLimits) -> list[Sample]:
+def parse_json(raw: Any, now: datetime, limits: IngestLimits) -> Samples:
     """{"samples": [{"name", "labels", "value", "timestamp"?}, ...]}"""
     items = raw.get("samples") if isinstance(raw, dict) else None
     if not isinstance(items, list):
@@ -134,53 +230,286 @@ def parse_json(raw: Any, now: datetime, limits: IngestLimits) -> list[Sample]:
         raise InvalidInput(
             f"at most {limits.max_samples} samples per request", details={"field": "samples"}
         )
-    samples, problems = [], []
+    batch = Samples()
+    problems: list[dict[str, Any]] = []
+    # Series found again by (name, *label items): most samples share a few series, so
+    # each is checked and keyed once. Only valid series are remembered.
+    known: dict[Any, str] = {}
+    add_key, add_value, add_us = batch.keys.append, batch.values.append, batch.us.append
+    isfinite, limit = math.isfinite, _FAST_EPOCH_LIMIT
+    # This loop runs once per sample, up to 200,000 times a request: the common case (a
+    # series seen before, a float value, epoch seconds) calls no function of ours.
     for index, item in enumerate(items):
         if not isinstance(item, dict):
             problems.append({"index": index, "problem": "a sample must be an object"})
             continue
-        name, labels, value = item.get("name"), item.get("labels", {}), item.get("value")
-        problem = _check(name, labels, value)
-        at = _instant(item.get("timestamp"), now)
-        if problem is None and isinstance(at, str):
-            problem = at
-        if problem is not None:
-            problems.append({"index": index, "problem": problem})
+        get = item.get
+        name, labels = get("name"), get("labels", _NO_LABELS)
+        memo = key = None
+        if name.__class__ is str and labels.__class__ is dict:
+            memo = (name, *labels.items())
+            try:
+                key = known.get(memo)
+            except TypeError:  # a label value that cannot be hashed (so not a string)
+                memo = None
+        if key is None:
+            key = _series(batch, known, name, labels, memo)
+            if key[0] == "\x00":
+                problems.append({"index": index, "problem": key[1:]})
+                continue
+        value = get("value")
+        kind = value.__class__
+        if kind is not float:
+            problem = None if kind is int and isfinite(value) else _check_value(value)
+            if problem is not None:
+                problems.append({"index": index, "problem": problem})
+                continue
+            value = float(value)
+        elif not isfinite(value):
+            problems.append({"index": index, "problem": _check_value(value)})
             continue
-        pairs = tuple(sorted(labels.items()))
-        samples.append(Sample(series_key(name, pairs), name, pairs, float(value), at))
+        stamp = get("timestamp")
+        kind = stamp.__class__
+        if kind is float and 0.0 <= stamp < limit:
+            whole = int(stamp)  # stamp - whole is exact: no rounding before round()
+            add_us(whole * 1_000_000 + round((stamp - whole) * 1e6))
+        elif kind is int and 0 <= stamp < limit:
+            add_us(stamp * 1_000_000)
+        else:
+            at = _instant(stamp, now)
+            if isinstance(at, str):
+                problems.append({"index": index, "problem": at})
+                continue
+            batch.given[len(batch.keys)] = at
+            add_us(_us(at))
+        add_key(key)
+        add_value(value)
     if problems:
         raise _refuse(problems, "sample(s)")
-    return samples
+    return batch
 
 
-def parse_prometheus(text: str, now: datetime, limits: IngestLimits) -> list[Sample]:
-    """Prometheus text exposition format, version 0.0.4."""
-    from prometheus_client.parser import text_string_to_metric_families
+# A sample line in its plainest and by far most common form: name{label="value",...}
+# value [timestamp], single spaces, no escapes. Such a line is parsed here; any other
+# line goes to prometheus_client's own parser, so every line means what it means there.
+_PROM_LABEL = r'[a-zA-Z_][a-zA-Z0-9_]*="[^"\\]*"'
+_PROM_SAMPLE = re.compile(
+    rf"([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{{({_PROM_LABEL}(?:,{_PROM_LABEL})*)?\}})?"
+    r" ([-+.0-9A-Za-z]+)(?: ([-+.0-9A-Za-z]+))?"
+)
+_PROM_PAIR = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="([^"\\]*)"')
+_UNSEEN = object()
 
+
+def _prom_number(token: str) -> int | float | None:
+    """What prometheus_client makes of a number (an int, else a float), or None when it
+    refuses it."""
+    if "." not in token:  # int() refuses any "."
+        try:
+            return int(token)
+        except ValueError:
+            pass
     try:
-        families = list(text_string_to_metric_families(text))
+        return float(token)
+    except ValueError:
+        return None
+
+
+def _prom_labels(inner: str | None) -> dict[str, str] | None:
+    """The labels between a plain line's braces, or None to let prometheus_client decide
+    (a repeated or reserved label name)."""
+    if not inner:
+        return {}
+    pairs = _PROM_PAIR.findall(inner)
+    labels = dict(pairs)
+    if len(labels) != len(pairs) or any(k.startswith("__") for k in labels):
+        return None
+    return labels
+
+
+@dataclass
+class _PromColumns:
+    """Parsed samples column by column: name, labels, value, timestamp, and the text
+    between the braces (None for a line the library parsed)."""
+
+    names: list[str] = field(default_factory=list)
+    labels: list[dict[str, str]] = field(default_factory=list)
+    values: list[Any] = field(default_factory=list)
+    stamps: list[Any] = field(default_factory=list)
+    inners: list[str | None] = field(default_factory=list)
+
+    def extend(self, other: _PromColumns) -> None:
+        self.names += other.names
+        self.labels += other.labels
+        self.values += other.values
+        self.stamps += other.stamps
+        self.inners += other.inners
+
+
+def _prom_samples(text: str) -> _PromColumns:
+    """Every sample, in order, exactly as ``prometheus_client.parser.
+    text_string_to_metric_families`` gives them (its walk over metric families, counters'
+    ``_total`` naming, a ValueError for what it refuses), but with plain sample lines
+    matched by one regular expression instead of parsed character by character, and the
+    labels of each distinct label text parsed once."""
+    out = _PromColumns()
+    try:
+        from prometheus_client.metrics_core import Metric
+        from prometheus_client.parser import _parse_sample, _split_quoted, _unquote_unescape
+        from prometheus_client.validation import _is_valid_legacy_metric_name
+    except ImportError:  # another prometheus_client: its public parser, as it is
+        from prometheus_client.parser import text_string_to_metric_families
+
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                out.extend(_PromColumns([s.name], [s.labels], [s.value], [s.timestamp], [None]))
+        return out
+
+    def build(name: str, typ: str, family: _PromColumns) -> None:
+        if typ == "counter":
+            if name.endswith("_total"):
+                name = name[:-6]
+            else:
+                family.names = [n + "_total" for n in family.names]
+        Metric(name, "", typ)  # refuses what the library refuses (HELP text aside)
+        out.extend(family)
+
+    fullmatch, labels_of = _PROM_SAMPLE.fullmatch, {}
+    name, typ = "", "untyped"
+    family = _PromColumns()
+    allowed_names: list[str] = []
+    for line in text.split("\n"):
+        line = line.strip()
+        if line.startswith("#"):
+            parts = _split_quoted(line, None, 3)
+            if len(parts) < 2:
+                continue
+            candidate_name, quoted = "", False
+            if len(parts) > 2:
+                if parts[1] != "TYPE" and parts[1] != "HELP":
+                    continue
+                candidate_name, quoted = _unquote_unescape(parts[2])
+                if not quoted and not _is_valid_legacy_metric_name(candidate_name):
+                    raise ValueError
+            if parts[1] == "HELP":
+                if candidate_name != name:
+                    if name != "":
+                        build(name, typ, family)
+                    name, typ, family = candidate_name, "untyped", _PromColumns()
+                    allowed_names = [candidate_name]
+            elif parts[1] == "TYPE":
+                if len(parts) < 4:
+                    raise ValueError
+                if candidate_name != name:
+                    if name != "":
+                        build(name, typ, family)
+                    name, family = candidate_name, _PromColumns()
+                typ = parts[3]
+                suffixes = {
+                    "counter": [""],
+                    "gauge": [""],
+                    "summary": ["_count", "_sum", ""],
+                    "histogram": ["_count", "_sum", "_bucket"],
+                }.get(typ, [""])
+                allowed_names = [name + n for n in suffixes]
+            continue
+        if line == "":
+            continue
+        sample_name = labels = None
+        match = fullmatch(line)
+        if match is not None:
+            sample_name, inner, value_text, stamp_text = match.groups()
+            labels = labels_of.get(inner, _UNSEEN)
+            if labels is _UNSEEN:
+                labels = labels_of[inner] = _prom_labels(inner)
+            value = _prom_number(value_text)
+            stamp = None if stamp_text is None else _prom_number(stamp_text)
+            if labels is None or value is None or (stamp is None and stamp_text is not None):
+                labels = None
+            else:
+                inner = inner or ""
+                stamp = None if stamp is None else stamp / 1000
+        if labels is None:
+            s = _parse_sample(line)
+            sample_name, labels, value, stamp, inner = (
+                s.name,
+                s.labels,
+                s.value,
+                s.timestamp,
+                None,
+            )
+        if sample_name not in allowed_names:
+            # not of the family being read: that family ends, and this is one of its own
+            if name != "":
+                build(name, typ, family)
+            name, typ, allowed_names, family = "", "untyped", [], _PromColumns()
+            build(
+                sample_name, typ, _PromColumns([sample_name], [labels], [value], [stamp], [inner])
+            )
+        else:
+            family.names.append(sample_name)
+            family.labels.append(labels)
+            family.values.append(value)
+            family.stamps.append(stamp)
+            family.inners.append(inner)
+    if name != "":
+        build(name, typ, family)
+    return out
+
+
+def parse_prometheus(text: str, now: datetime, limits: IngestLimits) -> Samples:
+    """Prometheus text exposition format, version 0.0.4."""
+    try:
+        parsed = _prom_samples(text)
     except ValueError:
         raise _refuse(_locate_bad_lines(text), "line(s)") from None
-    samples, problems = [], []
-    for family in families:
-        for s in family.samples:
-            problem = _check(s.name, s.labels, s.value)
-            if problem is not None:
-                problems.append(
-                    {"series": series_key(s.name, sorted(s.labels.items())), "problem": problem}
-                )
-                continue
-            at = datetime.fromtimestamp(s.timestamp, UTC) if s.timestamp is not None else now
-            pairs = tuple(sorted(s.labels.items()))
-            samples.append(Sample(series_key(s.name, pairs), s.name, pairs, float(s.value), at))
+    batch = Samples()
+    problems: list[dict[str, Any]] = []
+    known: dict[Any, str] = {}
+    add_key, add_value, add_us = batch.keys.append, batch.values.append, batch.us.append
+    isfinite, limit, now_us = math.isfinite, _FAST_EPOCH_LIMIT, _us(now)
+    columns = zip(
+        parsed.names, parsed.labels, parsed.values, parsed.stamps, parsed.inners, strict=True
+    )
+    for name, labels, value, stamp, inner in columns:
+        # A metric name and the text between its braces always mean the same series.
+        memo = key = None
+        if inner is not None:
+            memo = (name, inner)
+            key = known.get(memo)
+        if key is None:
+            key = _series(batch, known, name, labels, memo)
+        kind = value.__class__
+        problem = (
+            key[1:]
+            if key[0] == "\x00"
+            else None
+            if (kind is float or kind is int) and isfinite(value)
+            else _check_value(value)
+        )
+        if problem is not None:
+            problems.append(
+                {"series": series_key(name, sorted(labels.items())), "problem": problem}
+            )
+            continue
+        if stamp is None:
+            batch.given[len(batch.keys)] = now
+            add_us(now_us)
+        elif stamp.__class__ is float and 0.0 <= stamp < limit:
+            whole = int(stamp)
+            add_us(whole * 1_000_000 + round((stamp - whole) * 1e6))
+        else:
+            at = datetime.fromtimestamp(stamp, UTC)
+            add_us(_us(at))
+        add_key(key)
+        add_value(float(value))
     if problems:
         raise _refuse(problems, "sample(s)")
-    if len(samples) > limits.max_samples:
+    if len(batch) > limits.max_samples:
         raise InvalidInput(
             f"at most {limits.max_samples} samples per request", details={"field": "body"}
         )
-    return samples
+    return batch
 
 
 def _locate_bad_lines(text: str) -> list[dict[str, Any]]:
@@ -207,48 +536,159 @@ def _sketch_bytes(sketch: DDSketch) -> bytes:
     return DDSketchProto.to_proto(sketch).SerializeToString()
 
 
+class SketchBins(NamedTuple):
+    """A stored sketch, decoded but not yet built: its mapping's parameters, and for the
+    positive and the negative store the key of the first bin and the bins' counts
+    (tuples, which the garbage collector stops looking at)."""
+
+    mapping: tuple[int, float, float]  # interpolation, gamma, index offset
+    positive: tuple[int, tuple[float, ...]]
+    negative: tuple[int, tuple[float, ...]]
+    zero_count: float
+
+    @classmethod
+    def of(cls, data: bytes) -> SketchBins:
+        message = SketchMessage()
+        message.ParseFromString(data)
+        m, pos, neg = message.mapping, message.positiveValues, message.negativeValues
+        return cls(
+            (m.interpolation, m.gamma, m.indexOffset),
+            (pos.contiguousBinIndexOffset, tuple(pos.contiguousBinCounts)),
+            (neg.contiguousBinIndexOffset, tuple(neg.contiguousBinCounts)),
+            message.zeroCount,
+        )
+
+    def sketch(self) -> DDSketch:
+        return BaseDDSketch(  # type: ignore[return-value]
+            mapping=_mapping(self.mapping),
+            store=_store(*self.positive),
+            negative_store=_store(*self.negative),
+            zero_count=self.zero_count,
+        )
+
+
+# Built mappings by their parameters: stored sketches share a few, and nothing changes a
+# mapping once built.
+_MAPPINGS: dict[tuple[int, float, float], Any] = {}
+
+
+def _mapping(parameters: tuple[int, float, float]) -> Any:
+    found = _MAPPINGS.get(parameters)
+    if found is None:
+        interpolation, gamma, offset = parameters
+        found = KeyMappingProto.from_proto(
+            IndexMapping(gamma=gamma, indexOffset=offset, interpolation=interpolation)
+        )
+        if len(_MAPPINGS) < 64:
+            _MAPPINGS[parameters] = found
+    return found
+
+
+def _store(offset: int, counts: tuple[float, ...]) -> DenseStore:
+    """The store ``StoreProto.from_proto`` builds by adding the bins one by one: these
+    counts from key ``offset`` on, the keys of the first and the last as its range, their
+    sum as its count; built at once (a sketch has a few hundred bins, and a tick of the
+    alarm worker decodes thousands of sketches)."""
+    store = DenseStore()
+    store.offset = offset
+    if counts:
+        store.bins = list(counts)
+        store.min_key, store.max_key = offset, offset + len(counts) - 1
+        store.count = sum(counts)
+    return store
+
+
 def sketch_of(data: bytes) -> DDSketch:
-    message = SketchMessage()
-    message.ParseFromString(data)
-    return DDSketchProto.from_proto(message)
+    return SketchBins.of(data).sketch()
 
 
-def ingest(ctx: Ctx, samples: list[Sample], limits: IngestLimits | None = None) -> IngestResult:
+def merged(sketches: list[SketchBins]) -> DDSketch:
+    """What decoding the sketches and merging each into the first, in order, gives (the
+    same counts by key, totals and ranges, so the same quantiles), without the bin-by-bin
+    merges. A single sketch is built as it is."""
+    first = sketches[0]
+    if len(sketches) == 1:
+        return first.sketch()
+    if any(s.mapping != first.mapping for s in sketches):
+        # Different parameters: DDSketch.merge decides (it refuses what it cannot merge).
+        sketch = first.sketch()
+        for other in sketches[1:]:
+            sketch.merge(other.sketch())
+        return sketch
+    return BaseDDSketch(  # type: ignore[return-value]
+        mapping=_mapping(first.mapping),
+        store=_merged_store([s.positive for s in sketches]),
+        negative_store=_merged_store([s.negative for s in sketches]),
+        zero_count=sum(s.zero_count for s in sketches),
+    )
+
+
+def _merged_store(stores: list[tuple[int, tuple[float, ...]]]) -> DenseStore:
+    # DenseStore.merge skips a store that counts nothing; the others' ranges make the range.
+    counted = [(offset, counts) for offset, counts in stores if counts and sum(counts)]
+    if not counted:
+        return DenseStore()
+    low = min(offset for offset, _ in counted)
+    high = max(offset + len(counts) for offset, counts in counted)
+    bins = [0.0] * (high - low)
+    for offset, counts in counted:
+        at = offset - low
+        bins[at : at + len(counts)] = map(operator.add, bins[at : at + len(counts)], counts)
+    store = DenseStore()
+    store.bins, store.offset, store.min_key, store.max_key = bins, low, low, high - 1
+    store.count = sum(sum(counts) for _, counts in counted)
+    return store
+
+
+def ingest(ctx: Ctx, samples: Sequence[Sample], limits: IngestLimits | None = None) -> IngestResult:
     """Fold samples into per-minute rollups. Checks everything first; stores all or nothing."""
     limits = limits or IngestLimits()
+    batch = samples if isinstance(samples, Samples) else Samples.of(samples)
     problems: list[dict[str, Any]] = []
-    seen: dict[tuple[str, datetime], float] = {}
+    # series key -> {microsecond: value}: the values already taken, to find repeats
+    seen: dict[str, dict[int, float]] = {}
     duplicates = 0
-    groups: dict[tuple[str, datetime], list[float]] = defaultdict(list)
-    names: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {}
-    oldest, newest = ctx.now - limits.late_window, ctx.now + limits.future_window
-    for index, sample in enumerate(samples):
-        if not oldest <= sample.at <= newest:
-            when = "older than the accepted window" if sample.at < oldest else "in the future"
+    # (series key, minute in microseconds since the epoch) -> values
+    groups: defaultdict[tuple[str, int], list[float]] = defaultdict(list)
+    oldest, newest = _us(ctx.now - limits.late_window), _us(ctx.now + limits.future_window)
+    given = batch.given
+    for index, (key, value, us) in enumerate(zip(batch.keys, batch.values, batch.us, strict=True)):
+        if not oldest <= us <= newest:
+            when = "older than the accepted window" if us < oldest else "in the future"
             problems.append(
-                {"index": index, "problem": f"{sample.key} at {sample.at.isoformat()} is {when}"}
+                {"index": index, "problem": f"{key} at {batch[index].at.isoformat()} is {when}"}
             )
             continue
-        previous = seen.get((sample.key, sample.at))
+        taken = seen.get(key)
+        if taken is None:
+            taken = seen[key] = {}
+        previous = taken.get(us)
         if previous is not None:
-            if previous != sample.value:
+            if previous != value:
                 problems.append(
                     {
                         "index": index,
-                        "problem": f"{sample.key} has two values at {sample.at.isoformat()}",
+                        "problem": f"{key} has two values at {batch[index].at.isoformat()}",
                     }
                 )
             duplicates += 1
             continue
-        seen[(sample.key, sample.at)] = sample.value
-        groups[(sample.key, _minute(sample.at))].append(sample.value)
-        names[sample.key] = (sample.name, sample.labels)
+        taken[us] = value
+        if given and index in given:
+            # a datetime given with an offset keeps the minute of its own wall clock
+            groups[key, _us(_minute(given[index]))].append(value)
+        else:
+            groups[key, us - us % _MINUTE_US].append(value)
     if problems:
         raise _refuse(problems, "sample(s)")
+    names = {key: batch.series[key] for key in seen}
     ids, created = _series_ids(ctx, names, limits)
     _fold(ctx.session, groups, ids)
     return IngestResult(
-        accepted=len(seen), duplicates=duplicates, series_created=created, buckets=len(groups)
+        accepted=sum(map(len, seen.values())),
+        duplicates=duplicates,
+        series_created=created,
+        buckets=len(groups),
     )
 
 
@@ -296,40 +736,43 @@ def _series_ids(
 
 
 def _fold(
-    session: Session, groups: dict[tuple[str, datetime], list[float]], ids: dict[str, int]
+    session: Session, groups: dict[tuple[str, int], list[float]], ids: dict[str, int]
 ) -> None:
     wanted = {(ids[key], minute): values for (key, minute), values in groups.items()}
     series = sorted({s for s, _ in wanted})
     minutes = sorted({m for _, m in wanted})
-    existing: dict[tuple[int, datetime], MetricRollup] = {}
+    existing: dict[tuple[int, int], MetricRollup] = {}
     if wanted:
+        first, last = (EPOCH + timedelta(microseconds=m) for m in (minutes[0], minutes[-1]))
         for start in range(0, len(series), 500):
             rows = session.execute(
                 select(MetricRollup).where(
                     MetricRollup.series_id.in_(series[start : start + 500]),
                     MetricRollup.resolution == MINUTE,
-                    MetricRollup.bucket_start >= minutes[0],
-                    MetricRollup.bucket_start <= minutes[-1],
+                    MetricRollup.bucket_start >= first,
+                    MetricRollup.bucket_start <= last,
                 )
             ).scalars()
-            existing.update({(r.series_id, r.bucket_start): r for r in rows})
+            existing.update({(r.series_id, _us(r.bucket_start)): r for r in rows})
+    new_rows = []
     for (series_id, minute), values in wanted.items():
         row = existing.get((series_id, minute))
         sketch = sketch_of(row.sketch) if row else DDSketch(RELATIVE_ACCURACY)
+        add = sketch.add
         for value in values:
-            sketch.add(value)
+            add(value)
         if row is None:
-            session.add(
-                MetricRollup(
-                    series_id=series_id,
-                    resolution=MINUTE,
-                    bucket_start=minute,
-                    count=len(values),
-                    sum=math.fsum(values),
-                    min=min(values),
-                    max=max(values),
-                    sketch=_sketch_bytes(sketch),
-                )
+            new_rows.append(
+                {
+                    "series_id": series_id,
+                    "resolution": MINUTE,
+                    "bucket_start": EPOCH + timedelta(microseconds=minute),
+                    "count": len(values),
+                    "sum": math.fsum(values),
+                    "min": min(values),
+                    "max": max(values),
+                    "sketch": _sketch_bytes(sketch),
+                }
             )
         else:
             row.count += len(values)
@@ -337,6 +780,10 @@ def _fold(
             row.min, row.max = min(row.min, *values), max(row.max, *values)
             row.sketch = _sketch_bytes(sketch)
     session.flush()
+    if new_rows:
+        # One INSERT of many rows, without fetching their ids back (nothing here reads
+        # them): the ORM would track an object per rollup and return each one's id.
+        session.execute(insert(MetricRollup.__table__), new_rows)
 
 
 # --- queries ------------------------------------------------------------------------
