@@ -11,7 +11,8 @@ timestamps to the millisecond, as a client would send them.
 What is timed is the whole path a client pays for, on one core (this process; a
 PostgreSQL server does its share in its own process):
 
-- ours, JSON: the request body's bytes -> ``json.loads`` -> ``alarms.ingest_json``
+- ours, JSON: the request body's bytes -> the API's ``decode_samples`` (``json.loads`` with
+  the collector paused) -> ``alarms.ingest_json``
   (the permission check, ``metrics.parse_json``, ``metrics.ingest``: every sample checked,
   per-minute rollups with a DDSketch each) -> commit;
 - ours, Prometheus: the text body's bytes -> UTF-8 decode -> ``alarms.ingest_prometheus``
@@ -246,9 +247,11 @@ def run_ours_json(db: Any, requests: list[Any], data: Data) -> list[Any]:
     from mechanisms.core.identity import system_principal
     from mechanisms.ops import alarms
 
+    from mechanisms.ops.api import decode_samples
+
     results = []
     for body, _, _ in requests:
-        raw = json.loads(body)
+        raw = decode_samples(body)  # what the API does with a request's body
         with db.transaction() as session:
             results.append(alarms.ingest_json(Ctx(session, system_principal("bench"), NOW), raw))
     return results
