@@ -246,7 +246,6 @@ def run_ours_json(db: Any, requests: list[Any], data: Data) -> list[Any]:
     from mechanisms.core.context import Ctx
     from mechanisms.core.identity import system_principal
     from mechanisms.ops import alarms
-
     from mechanisms.ops.api import decode_samples
 
     results = []
