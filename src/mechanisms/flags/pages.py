@@ -21,7 +21,6 @@ from typing import Annotated, Any, get_args
 
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
-from jinja2 import ChoiceLoader, FileSystemLoader, PrefixLoader
 from starlette.datastructures import FormData
 
 from mechanisms.core import accounts
@@ -40,19 +39,7 @@ TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 router = APIRouter(route_class=UnitOfWorkRoute, include_in_schema=False)
 
 
-def _register_templates() -> None:
-    """Let the shared page renderer find this module's templates as ``flags/…`` (they
-    extend the shell's base.html), without the shell knowing about flags."""
-    env = web.templates.env
-    if getattr(env, "_flags_templates", False):
-        return
-    env.loader = ChoiceLoader(
-        [env.loader, PrefixLoader({"flags": FileSystemLoader(str(TEMPLATES_DIR))})]
-    )
-    env._flags_templates = True  # type: ignore[attr-defined]
-
-
-_register_templates()
+web.register_templates("flags", TEMPLATES_DIR)
 
 
 # --- formatting helpers the templates use -------------------------------------------

@@ -12,6 +12,7 @@ from urllib.parse import quote, urlsplit
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from jinja2 import ChoiceLoader, FileSystemLoader, PrefixLoader
 
 from mechanisms import modules
 from mechanisms.core import accounts, audit, webhooks
@@ -33,6 +34,19 @@ LOGIN_CSRF_COOKIE = "mech_login_csrf"
 
 templates = Jinja2Templates(directory=str(WEB_DIR / "templates"))
 router = APIRouter(route_class=UnitOfWorkRoute, include_in_schema=False)
+_registered_prefixes: set[str] = set()
+
+
+def register_templates(prefix: str, directory: Path) -> None:
+    """Let the shared renderer find a mechanism's templates as ``<prefix>/<name>.html``
+    (they extend the shell's base.html), without the shell knowing the mechanism."""
+    if prefix in _registered_prefixes:
+        return
+    env = templates.env
+    env.loader = ChoiceLoader(
+        [env.loader, PrefixLoader({prefix: FileSystemLoader(str(directory))})]  # type: ignore[list-item]
+    )
+    _registered_prefixes.add(prefix)
 
 
 class LoginRequired(MechanismsError):
