@@ -107,17 +107,8 @@ def create(
         where = ".".join(str(p) for p in first["loc"]) or "the definition"
         fail(f"{source}: {where}: {first['msg'].removeprefix('Value error, ')}")
     with operator() as ctx:
-        alarm = alarms.create_alarm(
-            ctx,
-            body.name,
-            body.service,
-            metric=body.metric,
-            match=body.match,
-            definition=body.definition,
-            rule=body.rule,
-            severity=body.severity,
-            description=body.description,
-        )
+        fields = body.model_dump(exclude={"name", "service"})
+        alarm = alarms.create_alarm(ctx, body.name, body.service, **fields)
         row = alarm_row(ctx, alarm)
     emit(row, as_json, lambda: typer.echo(f"created alarm {row['name']}: {row['in_words']}"))
 
