@@ -13,17 +13,20 @@ import pytest
 from mechanisms.core.context import Ctx
 from mechanisms.core.identity import system_principal
 from mechanisms.ops import alarms, tickets
-from tests.browser.conftest import LiveServer
+from tests.browser.conftest import PHONE, LiveServer
+from tests.browser.test_flags_support import no_sideways_scroll
 
 pytestmark = pytest.mark.browser
 
 ALARM = "checkout-slow"
 THRESHOLD = 300
-# Minutes ago: the alarm went OK, then into ALARM, then OK again.
-OK_AT, ALARM_AT, RECOVERED_AT = 90, 60, 30
-# The minutes (ago) whose latency is above the threshold: the alarm fired three minutes
-# into them and recovered three minutes after.
-SLOW_MINUTES = range(RECOVERED_AT + 3, ALARM_AT + 4)
+# Minutes ago: the alarm went OK (its first evaluation with data), then into ALARM,
+# then OK again.
+OK_AT, ALARM_AT, RECOVERED_AT = 150, 60, 30
+# The minutes (ago) whose latency is above the threshold: three of them before the alarm
+# fires, and at most two in the last five periods when it recovers, whatever the second
+# the test starts at.
+SLOW_MINUTES = range(RECOVERED_AT + 4, ALARM_AT + 4)
 
 
 def _at(live: LiveServer, when: datetime, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -66,8 +69,9 @@ def seed_checkout(live: LiveServer) -> datetime:
         for minute in range(180)
     ]
     _at(live, now, alarms.ingest_json, {"samples": samples})
-    for minutes, state in ((OK_AT, "OK"), (ALARM_AT, "ALARM"), (RECOVERED_AT, "OK")):
-        _at(live, now - timedelta(minutes=minutes), alarms.set_state, ALARM, state, "drill")
+    # The worker's evaluation, run at the moments the alarm changed state.
+    for minutes in (OK_AT, ALARM_AT, RECOVERED_AT):
+        assert _at(live, now - timedelta(minutes=minutes), alarms.evaluate_due) >= 1
     return now
 
 
@@ -133,6 +137,11 @@ def test_the_alarm_graph_shows_threshold_and_the_time_in_alarm(
 
     history = page.get_by_test_id("transitions").locator("tbody tr")
     assert [history.nth(i).get_attribute("data-to") for i in range(3)] == ["OK", "ALARM", "OK"]
+    # The transition into ALARM lists the datapoints that decided it: 3 or more of 5 above.
+    deciding = history.nth(1).locator(".datapoints li")
+    assert deciding.count() == 5
+    assert history.nth(1).locator(".datapoints li.breaching").count() >= 3
+    assert "Threshold Crossed" in history.nth(1).inner_text()
 
     # One hour: the alarm band starts at the left edge and ends halfway.
     page.get_by_role("navigation", name="Range").get_by_role("link", name="1h").click()
@@ -260,3 +269,22 @@ def test_bad_query_parameters_get_a_page_that_names_them(live: LiveServer, signe
         assert "Traceback" not in page.content()
         assert message.lower() in page.locator("main").inner_text().lower(), address
         assert page.get_by_role("navigation", name="Main").is_visible()
+
+
+def test_the_ops_pages_fit_a_phone(live: LiveServer, signed_in: Any, shots_dir: Any) -> None:
+    seed_checkout(live)
+    ticket_id = seed_ticket(live)
+    page = signed_in("eve", viewport=PHONE, path="/ops/alarms")
+    for path in (
+        "/ops/alarms",
+        f"/ops/alarms/{ALARM}",
+        "/ops/alarms/checkout-down",
+        "/ops/tickets",
+        f"/ops/tickets/{ticket_id}",
+        "/ops/metrics?metric=api_latency_ms&statistic=p99&range=24h",
+    ):
+        assert page.goto(path).status == 200
+        no_sideways_scroll(page)
+    page.goto(f"/ops/alarms/{ALARM}")
+    page.screenshot(path=str(shots_dir / "ops-alarm-phone.png"), full_page=True)
+    assert page.get_by_test_id("alarm-chart").locator("svg").bounding_box()["width"] > 250
