@@ -224,9 +224,17 @@ def test_a_ticket_is_acknowledged_commented_and_resolved_on_its_page(
 
 
 def test_a_viewer_reads_a_ticket_but_cannot_act_on_it(live: LiveServer, signed_in: Any) -> None:
-    ticket_id = seed_ticket(live)
-    page = signed_in("vic", path=f"/ops/tickets/{ticket_id}")
+    now = seed_checkout(live)
+    _at(live, now, alarms.set_state, ALARM, "ALARM", "drill")
+    ticket_id = _at(live, now, tickets.on_alarm, ALARM, "ALARM", "p99 above 300").id
+    page = signed_in("vic", path="/ops")
+    page.get_by_role("link", name=f"{ALARM} is in ALARM").click()
+    page.wait_for_url(f"**/ops/tickets/{ticket_id}")
     assert page.get_by_test_id("timeline").is_visible()
+    assert (
+        page.get_by_test_id("links").get_by_role("link", name=ALARM).get_attribute("href")
+        == f"/ops/alarms/{ALARM}"
+    )
     assert page.get_by_test_id("actions").count() == 0
     assert page.get_by_role("button", name="Add comment").count() == 0
     assert page.get_by_test_id("read-only").is_visible()
