@@ -165,7 +165,9 @@ def test_a_composite_alarm_shows_its_rule_and_the_states_of_its_children(
     page.wait_for_url(f"**/ops/alarms/{ALARM}")
 
 
-def test_the_metrics_explorer_graphs_a_statistic(live: LiveServer, signed_in: Any) -> None:
+def test_the_metrics_explorer_graphs_a_statistic(
+    live: LiveServer, signed_in: Any, shots_dir: Any
+) -> None:
     seed_checkout(live)
     page = signed_in("vic", path="/ops/metrics")
     page.get_by_label("Metric").fill("api_latency_ms")
@@ -175,6 +177,7 @@ def test_the_metrics_explorer_graphs_a_statistic(live: LiveServer, signed_in: An
     page.get_by_role("button", name="Show").click()
     chart = page.get_by_test_id("metric-chart")
     chart.wait_for()
+    page.screenshot(path=str(shots_dir / "ops-metrics.png"), full_page=True)
     values = [v for _, v in _dots(chart)]
     assert max(values) == 450 + max(m % 7 for m in SLOW_MINUTES)
     assert "max of api_latency_ms" in chart.locator("figcaption").inner_text()
@@ -218,6 +221,7 @@ def test_a_ticket_is_acknowledged_commented_and_resolved_on_its_page(
     assert page.console_errors == []
 
     page.goto("/ops/tickets?state=resolved")
+    page.screenshot(path=str(shots_dir / "ops-tickets.png"), full_page=True)
     assert page.locator(f"tr[data-ticket='{ticket_id}']").count() == 1
     page.goto("/ops/tickets?state=open")
     assert page.locator(f"tr[data-ticket='{ticket_id}']").count() == 0
