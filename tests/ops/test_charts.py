@@ -133,3 +133,13 @@ def test_a_cut_short_history_starts_from_the_oldest_known_state():
     changes = [alarm_view.Change(minutes(10), "OK", "ALARM")]
     assert alarm_view.state_changes(changes, T0, complete=True)[0] == (T0, "INSUFFICIENT_DATA")
     assert alarm_view.state_changes(changes, T0, complete=False)[0][1] == "OK"
+
+
+def test_spans_that_are_not_alarm_states_carry_their_colour():
+    xs = charts.TimeScale(T0, minutes(60))
+    stretches = charts.spans([(T0, "ada"), (minutes(30), "eve")], T0, minutes(60))
+    drawn = charts.bands(stretches, xs, {"ada": charts.PALETTE[0], "eve": charts.PALETTE[1]})
+    assert [(b.state, b.color, b.x) for b in drawn] == [
+        ("ada", "#2563eb", 0.0),
+        ("eve", "#f59e0b", 500.0),
+    ]

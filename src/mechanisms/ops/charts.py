@@ -19,7 +19,7 @@ Pure: no database, no clock; times are timezone-aware UTC.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -276,15 +276,23 @@ def spans(
 
 @dataclass(frozen=True)
 class Band:
-    """A span drawn as a full-height rectangle."""
+    """A span drawn as a full-height rectangle. Alarm states take their colour from the
+    stylesheet (``state-alarm`` …); other spans (people on call) carry ``color``."""
 
     x: float
     width: float
     state: str
     label: str
+    color: str | None = None
 
 
-def bands(stretches: Iterable[Span], xs: TimeScale) -> list[Band]:
+# Colours for spans that are not alarm states, in order (one per person, per policy).
+PALETTE = ("#2563eb", "#f59e0b", "#0d9488", "#db2777", "#7c3aed", "#65a30d", "#0891b2", "#dc2626")
+
+
+def bands(
+    stretches: Iterable[Span], xs: TimeScale, colors: Mapping[str, str] | None = None
+) -> list[Band]:
     out = []
     for s in stretches:
         x0, x1 = xs.x(s.start), xs.x(s.end)
@@ -292,7 +300,8 @@ def bands(stretches: Iterable[Span], xs: TimeScale) -> list[Band]:
             label = (
                 f"{s.state.replace('_', ' ')} {s.start:%Y-%m-%d %H:%M} – {s.end:%Y-%m-%d %H:%M} UTC"
             )
-            out.append(Band(x0, _round(x1 - x0), s.state, label))
+            color = colors.get(s.state) if colors else None
+            out.append(Band(x0, _round(x1 - x0), s.state, label, color))
     return out
 
 
@@ -353,6 +362,6 @@ class TimeChart:
         )
 
     @property
-    def states(self) -> list[str]:
-        """The states the bands show, in first-seen order (for the legend)."""
-        return list(dict.fromkeys(b.state for b in self.bands))
+    def states(self) -> list[tuple[str, str | None]]:
+        """(state, colour) of the bands, in first-seen order (for the legend)."""
+        return list(dict.fromkeys((b.state, b.color) for b in self.bands))

@@ -112,7 +112,7 @@ def alarm_page(
 ) -> Response:
     range_key, span = _range(range)
     alarm = alarms.get_alarm(ctx, name)
-    service = next(s for s in alarms.list_services(ctx) if s.id == alarm.service_id)
+    service = next((s for s in alarms.list_services(ctx) if s.id == alarm.service_id), None)
     transitions = alarms.history(ctx, name, HISTORY_LIMIT)
     changes = alarm_view.state_changes(
         [alarm_view.Change(t.at, t.from_state, t.to_state) for t in transitions],
