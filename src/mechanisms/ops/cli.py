@@ -44,3 +44,11 @@ def create_service(
         service = alarms.create_service(ctx, key, name or key, owner)
         row = {"key": service.key, "name": service.name, "owner_team_id": service.owner_team_id}
     emit(row, as_json, lambda: typer.echo(f"created service {row['key']}"))
+
+
+# Each area's commands live in a module of its own.
+from mechanisms.ops import cli_alarms, cli_metrics, cli_tickets  # noqa: E402
+
+app.add_typer(cli_metrics.app, name="metrics")
+app.add_typer(cli_alarms.app, name="alarms")
+app.add_typer(cli_tickets.app, name="tickets")

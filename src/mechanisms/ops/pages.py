@@ -69,3 +69,10 @@ def overview(request: Request, ctx: PageCtx) -> Response:
         for s in services
     ]
     return render(request, "overview.html", rows=rows, open_tickets=open_tickets[:20])
+
+
+# Each area's pages live in a module of its own; they share ``render`` and ``done`` above.
+from mechanisms.ops import pages_alarms, pages_tickets  # noqa: E402
+
+router.include_router(pages_alarms.router)
+router.include_router(pages_tickets.router)
