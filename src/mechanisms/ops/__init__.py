@@ -5,7 +5,12 @@ Importing the package registers its tables and its worker job (evaluate due alar
 from mechanisms.core import events
 from mechanisms.core.context import Ctx
 from mechanisms.core.worker import WORKER, Worker, register
-from mechanisms.ops import alarms, tables, tickets  # noqa: F401
+from mechanisms.ops import (  # noqa: F401
+    alarms,
+    scaling_worker,  # noqa: F401  (scaling jobs, alarm → scaling)
+    tables,
+    tickets,
+)
 
 
 class EvaluateAlarms:
