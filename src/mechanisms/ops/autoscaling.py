@@ -329,6 +329,28 @@ def policy_snapshot(policy: ScalingPolicyRow) -> dict[str, Any]:
     }
 
 
+def describe_target(ctx: Ctx, target: ScalableTarget) -> dict[str, Any]:
+    """The target as interfaces show it (with its service's key)."""
+    service = ctx.session.get(OpsService, target.service_id)
+    return {
+        **target_snapshot(target),
+        "service": service.key,
+        "description": target.description,
+        "updated_at": target.updated_at,
+    }
+
+
+def describe_policy(ctx: Ctx, policy: ScalingPolicyRow) -> dict[str, Any]:
+    """The policy as interfaces show it (with its target's key)."""
+    target = ctx.session.get(ScalableTarget, policy.target_id)
+    return {
+        **policy_snapshot(policy),
+        "target": target.key,
+        "evaluated_at": policy.evaluated_at,
+        "next_evaluation_at": policy.next_evaluation_at,
+    }
+
+
 def domain_policy(policy: ScalingPolicyRow, target: ScalableTarget) -> ScalingPolicy:
     return ScalingPolicy(
         target_value=policy.target_value,

@@ -44,3 +44,9 @@ def create_service(
         service = alarms.create_service(ctx, key, name or key, owner)
         row = {"key": service.key, "name": service.name, "owner_team_id": service.owner_team_id}
     emit(row, as_json, lambda: typer.echo(f"created service {row['key']}"))
+
+
+from mechanisms.ops import cli_scaling  # noqa: E402 -- scaling and cost findings
+
+app.add_typer(cli_scaling.app, name="scaling")
+app.command("costs")(cli_scaling.costs)

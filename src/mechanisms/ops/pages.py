@@ -69,3 +69,8 @@ def overview(request: Request, ctx: PageCtx) -> Response:
         for s in services
     ]
     return render(request, "overview.html", rows=rows, open_tickets=open_tickets[:20])
+
+
+from mechanisms.ops import pages_scaling  # noqa: E402 -- scaling and cost pages
+
+router.include_router(pages_scaling.router)
