@@ -126,3 +126,16 @@ def test_a_busy_fleet_has_no_finding(db, run, clock, idle_fleet):
 def test_bad_periods_are_refused(db, run, idle_fleet):
     with pytest.raises(InvalidInput, match="days"):
         run(cost.findings, 0)
+
+
+def test_the_demo_seeds_a_scaling_history_and_a_cost_finding(db, org, run, clock):
+    from mechanisms.ops import scaling_demo
+
+    run(alarms.create_service, "shop", "Shop", "payments")
+    run(scaling_demo.seed_tracked_fleet, "shop")
+    run(scaling_demo.seed_idle_fleet, "shop")
+    changes = [d for d in run(autoscaling.history, "web") if d.to_capacity != d.from_capacity]
+    assert {d.to_capacity > d.from_capacity for d in changes} == {True, False}
+    [found] = run(cost.findings)
+    assert found.target == "workers" and found.sufficient_capacity == 2  # ceil(6 x ~15 / 60)
+    assert found.saving > 0
