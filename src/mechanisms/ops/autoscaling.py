@@ -35,6 +35,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from mechanisms.core import audit, events, webhooks
+from mechanisms.core.clock import ensure_utc
 from mechanisms.core.context import Ctx
 from mechanisms.core.errors import Conflict, InvalidInput, NotFound
 from mechanisms.core.identity import Role
@@ -210,9 +211,11 @@ def create_target(
 
 def get_target(ctx: Ctx, key: str) -> ScalableTarget:
     require_site_role(ctx, Role.VIEWER)
-    found = ctx.session.execute(
-        select(ScalableTarget).where(ScalableTarget.key == key)
-    ).scalar_one_or_none()
+    found = None
+    if "\x00" not in key:  # PostgreSQL refuses NUL in text; no key holds one
+        found = ctx.session.execute(
+            select(ScalableTarget).where(ScalableTarget.key == key)
+        ).scalar_one_or_none()
     if found is None:
         raise NotFound(f"scalable target {key!r} not found", details={"field": "target"})
     return found
@@ -454,9 +457,11 @@ def create_policy(
 
 def get_policy(ctx: Ctx, name: str) -> ScalingPolicyRow:
     require_site_role(ctx, Role.VIEWER)
-    found = ctx.session.execute(
-        select(ScalingPolicyRow).where(ScalingPolicyRow.name == name)
-    ).scalar_one_or_none()
+    found = None
+    if "\x00" not in name:
+        found = ctx.session.execute(
+            select(ScalingPolicyRow).where(ScalingPolicyRow.name == name)
+        ).scalar_one_or_none()
     if found is None:
         raise NotFound(f"scaling policy {name!r} not found", details={"field": "policy"})
     return found
@@ -680,8 +685,13 @@ def _record(
         payload = decision_payload(row, target, policy.name if policy else None)
         event = events.emit(ctx, DECIDED_EVENT, "scalable_target", target.key, payload)
         row.event_id = event.id
-        if kind == "webhook":
-            events.address_to_webhook(ctx.session, event, target.action["webhook_id"], ctx.now)
+        if kind == "webhook" and not events.address_to_webhook(
+            ctx.session, event, target.action["webhook_id"], ctx.now
+        ):
+            row.action_output = (
+                f"webhook {target.action['webhook_id']} is subscribed to {DECIDED_EVENT}, "
+                "disabled or deleted: it gets the event through its subscription or not at all"
+            )
         audit.record(
             ctx,
             DECIDED_EVENT,
@@ -758,7 +768,10 @@ def history(
         .limit(max(1, min(limit, 5000)))
     )
     if since is not None:
-        query = query.where(ScalingDecisionRow.at >= since)
+        try:
+            query = query.where(ScalingDecisionRow.at >= ensure_utc(since))
+        except OverflowError:
+            raise _invalid("since", "a date and time within the years 1 to 9999") from None
     return list(ctx.session.execute(query).scalars())
 
 
