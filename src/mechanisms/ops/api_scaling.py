@@ -153,24 +153,6 @@ class DecisionOut(BaseModel):
     action_finished_at: datetime | None
 
 
-class FindingOut(BaseModel):
-    target: str
-    service: str
-    metric: str
-    start: datetime
-    end: datetime
-    p95_utilisation: float
-    threshold: float
-    target_utilisation: float
-    average_capacity: float
-    peak_capacity: int
-    sufficient_capacity: int
-    capacity_hours: float
-    unit_cost_per_hour: float
-    saving: float
-    monthly_saving: float
-
-
 def target_out(ctx: Ctx, target: Any) -> TargetOut:
     return TargetOut(**autoscaling.describe_target(ctx, target))
 
@@ -324,12 +306,12 @@ def evaluate_policy(name: PolicyName, ctx: CtxDep) -> DecisionOut:
     return decision_out(decision, {decision.policy_id: name})
 
 
-@router.get("/costs", response_model=list[FindingOut])
+@router.get("/costs", response_model=list[cost.Finding])
 def cost_findings(
     ctx: CtxDep,
     days: Annotated[int, Query(ge=1, le=366)] = cost.DEFAULT_DAYS,
     threshold: Annotated[float | None, Query(gt=0, le=1e12)] = None,
-) -> list[FindingOut]:
+) -> list[cost.Finding]:
     """Targets whose p95 utilisation stayed below the threshold (by default half of the
     policy's target), with the capacity that would have sufficed and the saving."""
-    return [FindingOut(**f.as_json()) for f in cost.findings(ctx, days, threshold)]
+    return cost.findings(ctx, days, threshold)

@@ -40,7 +40,7 @@ from mechanisms.core.context import Ctx
 from mechanisms.core.errors import Conflict, InvalidInput, NotFound
 from mechanisms.core.identity import Role
 from mechanisms.core.permissions import require_site_role, require_team_role
-from mechanisms.ops import alarm_rules, metrics
+from mechanisms.ops import alarm_rules, alarms, metrics
 from mechanisms.ops.scaling import ScalingActivity, ScalingPolicy, decide
 from mechanisms.ops.tables import (
     OpsService,
@@ -131,15 +131,6 @@ def target_snapshot(target: ScalableTarget) -> dict[str, Any]:
     }
 
 
-def _service(ctx: Ctx, key: str) -> OpsService:
-    found = ctx.session.execute(
-        select(OpsService).where(OpsService.key == key)
-    ).scalar_one_or_none()
-    if found is None:
-        raise NotFound(f"service {key!r} not found", details={"field": "service"})
-    return found
-
-
 def _check_bounds(low: Any, high: Any) -> None:
     for name, value in (("min_capacity", low), ("max_capacity", high)):
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100_000:
@@ -171,7 +162,7 @@ def create_target(
     """A scalable target of a service, starting at ``desired_capacity`` (the minimum by
     default)."""
     require_site_role(ctx, Role.ENGINEER)
-    service = _service(ctx, service_key)
+    service = alarms.get_service(ctx, service_key)
     require_team_role(ctx, service.owner_team_id, Role.ENGINEER)
     _check_key(key, "key")
     _check_bounds(min_capacity, max_capacity)
@@ -209,16 +200,20 @@ def create_target(
     return target
 
 
-def get_target(ctx: Ctx, key: str) -> ScalableTarget:
+def _one(ctx: Ctx, column: Any, value: str, what: str, field: str) -> Any:
     require_site_role(ctx, Role.VIEWER)
     found = None
-    if "\x00" not in key:  # PostgreSQL refuses NUL in text; no key holds one
+    if "\x00" not in value:  # PostgreSQL refuses NUL in text; no key holds one
         found = ctx.session.execute(
-            select(ScalableTarget).where(ScalableTarget.key == key)
+            select(column.class_).where(column == value)
         ).scalar_one_or_none()
     if found is None:
-        raise NotFound(f"scalable target {key!r} not found", details={"field": "target"})
+        raise NotFound(f"{what} {value!r} not found", details={"field": field})
     return found
+
+
+def get_target(ctx: Ctx, key: str) -> ScalableTarget:
+    return _one(ctx, ScalableTarget.key, key, "scalable target", "target")
 
 
 def list_targets(ctx: Ctx) -> list[ScalableTarget]:
@@ -314,22 +309,25 @@ def delete_target(ctx: Ctx, key: str) -> None:
 # --- policies -----------------------------------------------------------------------
 
 
+_POLICY_SNAPSHOT = (
+    "name",
+    "metric",
+    "match",
+    "statistic",
+    "period_seconds",
+    "target_value",
+    "tolerance",
+    "scale_out_cooldown_seconds",
+    "scale_in_cooldown_seconds",
+    "disable_scale_in",
+    "alarm",
+    "alarm_states",
+    "enabled",
+)
+
+
 def policy_snapshot(policy: ScalingPolicyRow) -> dict[str, Any]:
-    return {
-        "name": policy.name,
-        "metric": policy.metric,
-        "match": policy.match,
-        "statistic": policy.statistic,
-        "period_seconds": policy.period_seconds,
-        "target_value": policy.target_value,
-        "tolerance": policy.tolerance,
-        "scale_out_cooldown_seconds": policy.scale_out_cooldown_seconds,
-        "scale_in_cooldown_seconds": policy.scale_in_cooldown_seconds,
-        "disable_scale_in": policy.disable_scale_in,
-        "alarm": policy.alarm,
-        "alarm_states": policy.alarm_states,
-        "enabled": policy.enabled,
-    }
+    return {name: getattr(policy, name) for name in _POLICY_SNAPSHOT}
 
 
 def describe_target(ctx: Ctx, target: ScalableTarget) -> dict[str, Any]:
@@ -456,15 +454,7 @@ def create_policy(
 
 
 def get_policy(ctx: Ctx, name: str) -> ScalingPolicyRow:
-    require_site_role(ctx, Role.VIEWER)
-    found = None
-    if "\x00" not in name:
-        found = ctx.session.execute(
-            select(ScalingPolicyRow).where(ScalingPolicyRow.name == name)
-        ).scalar_one_or_none()
-    if found is None:
-        raise NotFound(f"scaling policy {name!r} not found", details={"field": "policy"})
-    return found
+    return _one(ctx, ScalingPolicyRow.name, name, "scaling policy", "policy")
 
 
 def list_policies(ctx: Ctx, target_key: str | None = None) -> list[ScalingPolicyRow]:
