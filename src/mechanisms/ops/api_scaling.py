@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Response
-from pydantic import BaseModel, Field, StrictBool, StrictFloat, StrictInt
+from pydantic import BaseModel, Field
 
 from mechanisms.core.context import Ctx
 from mechanisms.ops import autoscaling, cost
@@ -18,9 +18,8 @@ router = APIRouter(route_class=UnitOfWorkRoute, tags=["ops"])
 CtxDep = Annotated[Ctx, Depends(request_ctx)]
 Key = Annotated[str, Path(min_length=1, max_length=128)]
 PolicyName = Annotated[str, Path(min_length=1, max_length=200)]
-Capacity = Annotated[StrictInt, Field(ge=0, le=100_000)]
-Number = Annotated[StrictFloat | StrictInt, Field(allow_inf_nan=False)]
-Seconds = Annotated[StrictInt, Field(ge=0, le=86_400)]
+Capacity = Annotated[int, Field(ge=0, le=100_000)]
+Seconds = Annotated[int, Field(ge=0, le=86_400)]
 
 
 class EventAction(Input):
@@ -29,7 +28,7 @@ class EventAction(Input):
 
 class WebhookAction(Input):
     kind: Literal["webhook"]
-    webhook_id: Annotated[StrictInt, Field(ge=1, le=2_147_483_647)]
+    webhook_id: Annotated[int, Field(ge=1, le=2_147_483_647)]
 
 
 class CommandAction(Input):
@@ -37,7 +36,7 @@ class CommandAction(Input):
     argv: list[Annotated[Text, Field(min_length=1, max_length=1000)]] = Field(
         min_length=1, max_length=32
     )
-    timeout_seconds: Annotated[StrictInt, Field(ge=1, le=600)] = 30
+    timeout_seconds: Annotated[int, Field(ge=1, le=600)] = 30
 
 
 Action = Annotated[EventAction | WebhookAction | CommandAction, Field(discriminator="kind")]
@@ -49,7 +48,7 @@ class TargetIn(Input):
     min_capacity: Capacity
     max_capacity: Capacity
     desired_capacity: Capacity | None = None
-    unit_cost_per_hour: Annotated[Number, Field(ge=0, le=1e9)] = 0.0
+    unit_cost_per_hour: Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False)] = 0.0
     action: Action | None = None
     description: Text = Field(default="", max_length=2000)
 
@@ -57,7 +56,7 @@ class TargetIn(Input):
 class TargetPatch(Input):
     min_capacity: Capacity | None = None
     max_capacity: Capacity | None = None
-    unit_cost_per_hour: Annotated[Number, Field(ge=0, le=1e9)] | None = None
+    unit_cost_per_hour: Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False)] | None = None
     action: Action | None = None
     description: Text | None = Field(default=None, max_length=2000)
 
@@ -87,12 +86,12 @@ class PolicyIn(Input):
         Field(default_factory=dict, max_length=20)
     )
     statistic: Text = Field(default="avg", max_length=10)
-    period_seconds: Annotated[StrictInt, Field(ge=60, le=86_400)] = 60
-    target_value: Annotated[Number, Field(gt=0)]
-    tolerance: Annotated[Number, Field(ge=0, lt=1)] = 0.1
+    period_seconds: Annotated[int, Field(ge=60, le=86_400)] = 60
+    target_value: Annotated[float, Field(gt=0, le=1e12, allow_inf_nan=False)]
+    tolerance: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)] = 0.1
     scale_out_cooldown_seconds: Seconds = 300
     scale_in_cooldown_seconds: Seconds = 300
-    disable_scale_in: StrictBool = False
+    disable_scale_in: bool = False
     alarm: Text | None = Field(default=None, min_length=1, max_length=200)
     alarm_states: list[Literal["OK", "ALARM", "INSUFFICIENT_DATA"]] = Field(
         default_factory=lambda: ["ALARM"], max_length=3
@@ -100,14 +99,14 @@ class PolicyIn(Input):
 
 
 class PolicyPatch(Input):
-    target_value: Annotated[Number, Field(gt=0)] | None = None
-    tolerance: Annotated[Number, Field(ge=0, lt=1)] | None = None
+    target_value: Annotated[float, Field(gt=0, le=1e12, allow_inf_nan=False)] | None = None
+    tolerance: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)] | None = None
     scale_out_cooldown_seconds: Seconds | None = None
     scale_in_cooldown_seconds: Seconds | None = None
-    disable_scale_in: StrictBool | None = None
-    enabled: StrictBool | None = None
+    disable_scale_in: bool | None = None
+    enabled: bool | None = None
     statistic: Text | None = Field(default=None, max_length=10)
-    period_seconds: Annotated[StrictInt, Field(ge=60, le=86_400)] | None = None
+    period_seconds: Annotated[int, Field(ge=60, le=86_400)] | None = None
     alarm: Text | None = Field(default=None, min_length=1, max_length=200)
     alarm_states: list[Literal["OK", "ALARM", "INSUFFICIENT_DATA"]] | None = Field(
         default=None, max_length=3
