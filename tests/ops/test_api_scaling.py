@@ -125,3 +125,20 @@ def test_bad_input_names_the_field(client, org):
     assert refused.status_code == 422
     assert refused.json()["error"]["details"]["field"] == "action.webhook_id"
     assert client.get("/api/v1/ops/scaling/targets", headers=admin).json()[0]["key"] == "w"
+
+
+def test_the_cost_page_lists_an_idle_fleet_with_its_saving(client, org, run):
+    from mechanisms.ops import scaling_demo
+
+    setup(client, org)
+    run(scaling_demo.seed_idle_fleet, "checkout", days=2)
+    viewer = org.header("vic")
+    [finding] = client.get("/api/v1/ops/costs", headers=viewer).json()
+    assert finding["target"] == "workers" and finding["sufficient_capacity"] == 2
+    page = client.get("/ops/costs", headers=viewer)
+    assert page.status_code == 200
+    assert 'data-target="workers"' in page.text
+    assert f"{finding['monthly_saving']:.2f}" in page.text
+    listing = client.get("/ops/scaling", headers=viewer)
+    assert 'href="/ops/scaling/workers"' in listing.text
+    assert client.get("/ops/scaling/nothing", headers=viewer).status_code == 404
