@@ -596,11 +596,11 @@ def evaluate_policy(ctx: Ctx, policy: ScalingPolicyRow, trigger: str) -> Scaling
             target,
             policy,
             trigger,
-            current,
-            current,
-            current,
-            None,
-            f"No datapoint of {policy.metric} ({policy.statistic}) in the last period; "
+            current=current,
+            new=current,
+            formula=current,
+            value=None,
+            reason=f"No datapoint of {policy.metric} ({policy.statistic}) in the last period; "
             f"the capacity stays {current}.",
         )
     history = _recent_activities(ctx.session, target, ctx.now, policy)
@@ -612,11 +612,11 @@ def evaluate_policy(ctx: Ctx, policy: ScalingPolicyRow, trigger: str) -> Scaling
         target,
         policy,
         trigger,
-        current,
-        decision.new_capacity,
-        decision.desired_capacity,
-        value,
-        decision.reason,
+        current=current,
+        new=decision.new_capacity,
+        formula=decision.desired_capacity,
+        value=value,
+        reason=decision.reason,
     )
 
 
@@ -625,6 +625,7 @@ def _record(
     target: ScalableTarget,
     policy: ScalingPolicyRow | None,
     trigger: str,
+    *,
     current: int,
     new: int,
     formula: int,
