@@ -116,6 +116,19 @@ def check_action(ctx: Ctx, action: Any) -> dict[str, Any]:
     return {"kind": "command", "argv": argv, "timeout_seconds": timeout}
 
 
+def _announce(
+    ctx: Ctx,
+    action: str,
+    object_type: str,
+    key: str,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+) -> None:
+    """The audit record and the event of a change to a target or a policy."""
+    audit.record(ctx, action, object_type, key, before=before, after=after)
+    events.emit(ctx, action, object_type, key, after if after is not None else {"key": key})
+
+
 # --- scalable targets ---------------------------------------------------------------
 
 
@@ -193,10 +206,9 @@ def create_target(
     )
     ctx.session.add(target)
     ctx.session.flush()
-    audit.record(
-        ctx, "ops.scaling.target_created", "scalable_target", key, after=target_snapshot(target)
+    _announce(
+        ctx, "ops.scaling.target_created", "scalable_target", key, None, target_snapshot(target)
     )
-    events.emit(ctx, "ops.scaling.target_created", "scalable_target", key, target_snapshot(target))
     return target
 
 
@@ -259,15 +271,9 @@ def update_target(
         target.description = description.strip()
     target.updated_at, target.version = ctx.now, target.version + 1
     ctx.session.flush()
-    audit.record(
-        ctx,
-        "ops.scaling.target_updated",
-        "scalable_target",
-        key,
-        before=before,
-        after=target_snapshot(target),
+    _announce(
+        ctx, "ops.scaling.target_updated", "scalable_target", key, before, target_snapshot(target)
     )
-    events.emit(ctx, "ops.scaling.target_updated", "scalable_target", key, target_snapshot(target))
     return target
 
 
@@ -302,8 +308,7 @@ def delete_target(ctx: Ctx, key: str) -> None:
     ctx.session.execute(delete(ScalingPolicyRow).where(ScalingPolicyRow.target_id == target.id))
     ctx.session.delete(target)
     ctx.session.flush()
-    audit.record(ctx, "ops.scaling.target_deleted", "scalable_target", key, before=before)
-    events.emit(ctx, "ops.scaling.target_deleted", "scalable_target", key, {"key": key})
+    _announce(ctx, "ops.scaling.target_deleted", "scalable_target", key, before, None)
 
 
 # --- policies -----------------------------------------------------------------------
@@ -448,8 +453,7 @@ def create_policy(
     ctx.session.add(policy)
     ctx.session.flush()
     after = {**policy_snapshot(policy), "target": target.key}
-    audit.record(ctx, "ops.scaling.policy_created", "scaling_policy", name, after=after)
-    events.emit(ctx, "ops.scaling.policy_created", "scaling_policy", name, after)
+    _announce(ctx, "ops.scaling.policy_created", "scaling_policy", name, None, after)
     return policy
 
 
@@ -504,15 +508,9 @@ def update_policy(ctx: Ctx, name: str, **changes: Any) -> ScalingPolicyRow:
         raise _invalid("enabled", "true or false")
     _validated(policy, target)
     ctx.session.flush()
-    audit.record(
-        ctx,
-        "ops.scaling.policy_updated",
-        "scaling_policy",
-        name,
-        before=before,
-        after=policy_snapshot(policy),
+    _announce(
+        ctx, "ops.scaling.policy_updated", "scaling_policy", name, before, policy_snapshot(policy)
     )
-    events.emit(ctx, "ops.scaling.policy_updated", "scaling_policy", name, policy_snapshot(policy))
     return policy
 
 
@@ -524,8 +522,7 @@ def delete_policy(ctx: Ctx, name: str) -> None:
     before = policy_snapshot(policy)
     ctx.session.delete(policy)
     ctx.session.flush()
-    audit.record(ctx, "ops.scaling.policy_deleted", "scaling_policy", name, before=before)
-    events.emit(ctx, "ops.scaling.policy_deleted", "scaling_policy", name, {"name": name})
+    _announce(ctx, "ops.scaling.policy_deleted", "scaling_policy", name, before, None)
 
 
 # --- decisions ----------------------------------------------------------------------
