@@ -195,7 +195,7 @@ def history(
                     r["at"][:16],
                     r["from_capacity"],
                     r["to_capacity"],
-                    r["metric_value"],
+                    "—" if r["metric_value"] is None else f"{r['metric_value']:.3g}",
                     r["trigger"],
                     r["action_status"],
                 ]
