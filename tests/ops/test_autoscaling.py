@@ -357,3 +357,26 @@ def test_an_alarm_transition_evaluates_its_policy_at_once(db, run, clock, worker
         (2, 8, "schedule"),
         (8, 10, "alarm:checkout-hot -> ALARM"),
     ]
+
+
+def test_a_percentile_policy_reads_the_merged_sketch(db, run, clock, worker, checkout):
+    make_target(run, metric="latency_ms", statistic="p95", target_value=50.0)
+    now = clock.now()
+    # Two of twenty requests are slow: the average (56) would ask for 3 units, the p95
+    # (200) asks for ceil(2 x 200 / 50) = 8.
+    values = [40.0] * 18 + [200.0] * 2
+    samples = [
+        {
+            "name": "latency_ms",
+            "labels": {"service": "checkout", "pod": f"p{i % 2}"},
+            "value": v,
+            "timestamp": (now + timedelta(seconds=1 + i)).timestamp(),
+        }
+        for i, v in enumerate(values)
+    ]
+    run(alarms.ingest_json, {"samples": samples})
+    clock.advance(minutes=1)
+    worker.tick()
+    decision = run(autoscaling.history, "checkout-web")[0]
+    assert decision.metric_value == pytest.approx(200, rel=0.01)
+    assert capacity(run) == 8
