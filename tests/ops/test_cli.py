@@ -218,3 +218,32 @@ def test_a_ticket_is_acknowledged_commented_and_resolved(checkout):
     assert checkout("ops", "tickets", "show", "zero").exit_code == 2
     assert checkout("ops", "tickets", "list", "--state", "closed").exit_code == 2
     assert checkout("ops", "tickets", "comment", number, "   ").exit_code == 2
+def test_scaling_targets_policies_history_and_costs_from_the_command_line(mech):
+    mech("ops", "create-service", "checkout", "--owner", "payments")
+    target = mech(
+        "ops", "scaling", "create-target", "checkout-web", "--service", "checkout",
+        "--min", "1", "--max", "6", "--desired", "3", "--unit-cost", "0.5", "--json",
+    )  # fmt: skip
+    assert target.exit_code == 0, target.output
+    assert json.loads(target.stdout)["desired_capacity"] == 3
+    policy = mech(
+        "ops", "scaling", "create-policy", "checkout-cpu", "--target", "checkout-web",
+        "--metric", "cpu_utilization", "--match", "service=checkout", "--target-value", "50",
+        "--json",
+    )  # fmt: skip
+    assert policy.exit_code == 0, policy.output
+    decided = mech("ops", "scaling", "evaluate", "checkout-cpu", "--json")
+    assert decided.exit_code == 0, decided.output
+    assert "No datapoint of cpu_utilization" in json.loads(decided.stdout)["reason"]
+    history = json.loads(mech("ops", "scaling", "history", "checkout-web", "--json").stdout)
+    assert [(h["from_capacity"], h["to_capacity"], h["actor"]) for h in history] == [
+        (3, 3, "system:cli")
+    ]
+    listed = json.loads(mech("ops", "scaling", "targets", "--json").stdout)
+    assert [t["key"] for t in listed] == ["checkout-web"]
+    costs = mech("ops", "costs", "--days", "7", "--json")
+    assert costs.exit_code == 0 and json.loads(costs.stdout) == []
+    bad = mech(
+        "ops", "scaling", "create-target", "x", "--service", "checkout", "--min", "3", "--max", "1"
+    )
+    assert bad.exit_code == 2 and "max_capacity" in bad.output

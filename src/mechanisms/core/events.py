@@ -127,6 +127,28 @@ def emit(
     return row
 
 
+def address_to_webhook(session: Session, event: Event, webhook_id: int, now: datetime) -> bool:
+    """Deliver ``event`` to one more webhook: one that an object names as its own receiver
+    although its event types do not ask for this type. A webhook whose types ask for it
+    gets it from the fan-out (once). Returns whether a delivery was added."""
+    webhook = session.get(Webhook, webhook_id)
+    if webhook is None or not webhook.active or webhook_wants(webhook, event.type):
+        return False
+    session.add(
+        Delivery(
+            event_id=event.id,
+            target=WEBHOOK_PREFIX + str(webhook.id),
+            object_key=f"{event.object_type}:{event.object_id}",
+            status="pending",
+            attempts=0,
+            next_attempt_at=now,
+            version=0,
+        )
+    )
+    session.flush()
+    return True
+
+
 def fan_out(session: Session, now: datetime, limit: int) -> int:
     """Turn new events into one pending delivery per interested subscriber."""
     events = list(

@@ -26,3 +26,6 @@ register(EvaluateAlarms())
 def _ticket_for_alarm(ctx: Ctx, message: events.EventMessage) -> None:
     payload = message.payload
     tickets.on_alarm(ctx, payload["name"], payload.get("state", ""), payload.get("reason", ""))
+
+
+import mechanisms.ops.scaling_worker  # noqa: E402, F401 -- scaling jobs; alarms act on scaling

@@ -52,3 +52,7 @@ from mechanisms.ops import cli_alarms, cli_metrics, cli_tickets  # noqa: E402
 app.add_typer(cli_metrics.app, name="metrics")
 app.add_typer(cli_alarms.app, name="alarms")
 app.add_typer(cli_tickets.app, name="tickets")
+from mechanisms.ops import cli_scaling  # noqa: E402 -- scaling and cost findings
+
+app.add_typer(cli_scaling.app, name="scaling")
+app.command("costs")(cli_scaling.costs)

@@ -76,3 +76,6 @@ from mechanisms.ops import pages_alarms, pages_tickets  # noqa: E402
 
 router.include_router(pages_alarms.router)
 router.include_router(pages_tickets.router)
+from mechanisms.ops import pages_scaling  # noqa: E402 -- scaling and cost pages
+
+router.include_router(pages_scaling.router)

@@ -133,3 +133,98 @@ class TicketEvent(Base):
     # created, update, comment, acknowledged, resolved, reopened, assigned, note
     kind: Mapped[str] = mapped_column(String(24))
     text: Mapped[str] = mapped_column(String(5000), default="")
+
+
+# --- scaling (autoscaling targets, target-tracking policies, capacity history) -------
+
+
+class ScalableTarget(Base):
+    """Something that runs a number of units (instances, replicas, workers) for a service."""
+
+    __tablename__ = "ops_scalable_targets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(128), unique=True)
+    service_id: Mapped[int] = mapped_column(
+        ForeignKey("ops_services.id", ondelete="CASCADE"), index=True
+    )
+    description: Mapped[str] = mapped_column(String(2000), default="")
+    # What the policies last asked for, and what the actuator last reported running.
+    desired_capacity: Mapped[int] = mapped_column(Integer)
+    current_capacity: Mapped[int] = mapped_column(Integer)
+    min_capacity: Mapped[int] = mapped_column(Integer)
+    max_capacity: Mapped[int] = mapped_column(Integer)
+    # Cost of one unit for one hour, in the organisation's currency (cost findings).
+    unit_cost_per_hour: Mapped[float] = mapped_column(Float, default=0.0)
+    # {"kind": "event"} | {"kind": "webhook", "webhook_id": n}
+    # | {"kind": "command", "argv": [...], "timeout_seconds": n}
+    action: Mapped[dict[str, Any]] = mapped_column(JSON)
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ScalingPolicyRow(Base):
+    """A target-tracking policy: keep a statistic of a metric near a target value."""
+
+    __tablename__ = "ops_scaling_policies"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    target_id: Mapped[int] = mapped_column(
+        ForeignKey("ops_scalable_targets.id", ondelete="CASCADE"), index=True
+    )
+    metric: Mapped[str] = mapped_column(String(200))
+    match: Mapped[dict[str, str]] = mapped_column(JSON)
+    statistic: Mapped[str] = mapped_column(String(16))
+    period_seconds: Mapped[int] = mapped_column(Integer)
+    target_value: Mapped[float] = mapped_column(Float)
+    tolerance: Mapped[float] = mapped_column(Float)
+    scale_out_cooldown_seconds: Mapped[int] = mapped_column(Integer)
+    scale_in_cooldown_seconds: Mapped[int] = mapped_column(Integer)
+    disable_scale_in: Mapped[bool] = mapped_column(default=False)
+    # An alarm whose transitions into one of ``alarm_states`` evaluate this policy at once.
+    alarm: Mapped[str | None] = mapped_column(String(200), index=True)
+    alarm_states: Mapped[list[str]] = mapped_column(JSON)
+    enabled: Mapped[bool] = mapped_column(default=True)
+    evaluated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    next_evaluation_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ScalingDecisionRow(Base):
+    """The capacity history: every decision, why, who or what asked, and what the action
+    did. ``action_status``: none, emitted (an event, delivered by the event outbox),
+    pending, running, succeeded, failed, superseded, unknown."""
+
+    __tablename__ = "ops_scaling_decisions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    target_id: Mapped[int] = mapped_column(
+        ForeignKey("ops_scalable_targets.id", ondelete="CASCADE"), index=True
+    )
+    policy_id: Mapped[int | None] = mapped_column(
+        ForeignKey("ops_scaling_policies.id", ondelete="SET NULL")
+    )
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    from_capacity: Mapped[int] = mapped_column(Integer)
+    to_capacity: Mapped[int] = mapped_column(Integer)
+    # What the formula asked for, within [min, max], before cooldowns and protection.
+    formula_capacity: Mapped[int] = mapped_column(Integer)
+    metric_value: Mapped[float | None] = mapped_column(Float)
+    target_value: Mapped[float | None] = mapped_column(Float)
+    reason: Mapped[str] = mapped_column(String(4000))
+    # "schedule", "alarm:<name>", or "manual".
+    trigger: Mapped[str] = mapped_column(String(300))
+    actor: Mapped[str] = mapped_column(String(200))
+    action_kind: Mapped[str] = mapped_column(String(16))
+    action_status: Mapped[str] = mapped_column(String(16), index=True)
+    action_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    action_lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    action_exit_code: Mapped[int | None] = mapped_column(Integer)
+    action_output: Mapped[str] = mapped_column(String(4000), default="")
+    action_finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    event_id: Mapped[int | None] = mapped_column(BigId)
+
+
+# --- end scaling ---------------------------------------------------------------------
