@@ -509,16 +509,7 @@ def evaluate_due(ctx: Ctx, limit: int = 20_000) -> int:
         ).scalars()
     }
     for alarm_id, result in decided:
-        points = [
-            {
-                "at": p.timestamp.isoformat(),
-                "value": p.value,
-                "breaching": p.breaching,
-                "filled": p.filled,
-            }
-            for p in result.evaluated
-        ]
-        _transition(ctx, moving[alarm_id], result.new_state.value, result.reason, points)
+        apply_evaluation(ctx, moving[alarm_id], result)
     changed = len(decided)
     # Composites follow their inputs at once: every pass looks at all of them (cheap).
     composites = list(
@@ -540,6 +531,22 @@ def evaluate_due(ctx: Ctx, limit: int = 20_000) -> int:
         )
     ctx.session.flush()
     return changed
+
+
+def apply_evaluation(
+    ctx: Ctx, alarm: Alarm, result: alarm_rules.Evaluation, reason: str | None = None
+) -> None:
+    """Move the alarm to the evaluation's state, recording the datapoints that decided it."""
+    points = [
+        {
+            "at": p.timestamp.isoformat(),
+            "value": p.value,
+            "breaching": p.breaching,
+            "filled": p.filled,
+        }
+        for p in result.evaluated
+    ]
+    _transition(ctx, alarm, result.new_state.value, reason or result.reason, points)
 
 
 def _evaluate_composites(ctx: Ctx, composites: list[Alarm]) -> int:

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from mechanisms.core.context import Ctx
 from mechanisms.core.errors import InvalidInput, MechanismsError
 from mechanisms.ops import alarms, tickets
+from mechanisms.ops.api_alerts import router as alerts_router
 from mechanisms.web.http import Input, Text, UnitOfWorkRoute, request_ctx
 
 router = APIRouter(prefix="/api/v1/ops", route_class=UnitOfWorkRoute, tags=["ops"])
@@ -359,3 +360,6 @@ def acknowledge_ticket(ticket_id: TicketId, ctx: CtxDep) -> TicketOut:
 @router.post("/tickets/{ticket_id}/resolve", response_model=TicketOut)
 def resolve_ticket(ticket_id: TicketId, body: TextIn, ctx: CtxDep) -> TicketOut:
     return _ticket_out(tickets.resolve(ctx, ticket_id, body.text))
+
+
+router.include_router(alerts_router)  # alerts from existing tools (ops/api_alerts.py)
