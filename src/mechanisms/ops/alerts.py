@@ -188,7 +188,7 @@ def list_integration_keys(
     )
     if service_key:
         query = query.where(OpsService.id == _service(ctx, service_key).id)
-    return [(k, s) for k, s in ctx.session.execute(query).tuples()]
+    return [(k, s) for k, s in ctx.session.execute(query).all()]
 
 
 # --- outcomes -----------------------------------------------------------------------
