@@ -11,6 +11,7 @@ import typer
 
 from mechanisms.core.cli import JsonOpt, emit, operator, table
 from mechanisms.ops import alarms
+from mechanisms.ops.cli_alerts import app as alerts_cli
 
 app = typer.Typer(
     help="Ops: detective metrics, alarms that act, tickets, on-call.", no_args_is_help=True
@@ -44,3 +45,6 @@ def create_service(
         service = alarms.create_service(ctx, key, name or key, owner)
         row = {"key": service.key, "name": service.name, "owner_team_id": service.owner_team_id}
     emit(row, as_json, lambda: typer.echo(f"created service {row['key']}"))
+
+
+app.add_typer(alerts_cli, name="alerts")  # alerts from existing tools (ops/cli_alerts.py)
