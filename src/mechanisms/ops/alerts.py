@@ -23,6 +23,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    WithJsonSchema,
 )
 from sqlalchemy import select
 
@@ -215,7 +216,7 @@ def _parse_instant(value: str) -> str:
     # Go writes RFC 3339 with nanoseconds; Python reads up to microseconds and more digits
     # since 3.11. A zero time ("0001-01-01T00:00:00Z") is how Alertmanager says "unset".
     try:
-        datetime.fromisoformat(value)
+        datetime.fromisoformat(value.upper())
     except ValueError:
         raise ValueError("must be an RFC 3339 date-time") from None
     return value
@@ -233,7 +234,9 @@ def _no_nul(value: str) -> str:
 
 
 Text = Annotated[str, AfterValidator(_no_nul)]
-Instant = Annotated[str, AfterValidator(_parse_instant)]
+Instant = Annotated[
+    str, AfterValidator(_parse_instant), WithJsonSchema({"type": "string", "format": "date-time"})
+]
 Labels = dict[Text, Text]
 
 
