@@ -32,7 +32,7 @@ from mechanisms.core.context import Ctx
 from mechanisms.core.errors import Conflict, InvalidInput, NotFound
 from mechanisms.core.identity import Principal, Role, token_digest
 from mechanisms.core.permissions import require_site_role, require_team_role
-from mechanisms.ops import tickets
+from mechanisms.ops import alarms, tickets
 from mechanisms.ops.tables import IntegrationKey, OpsService, Ticket
 
 # Severity words of the tools people route from, to SEV1 (most severe) .. SEV5.
@@ -80,15 +80,6 @@ def severity_of(word: str | None, default: int = DEFAULT_SEVERITY) -> tuple[int,
 # --- integration keys ---------------------------------------------------------------
 
 
-def _service(ctx: Ctx, key: str) -> OpsService:
-    found = ctx.session.execute(
-        select(OpsService).where(OpsService.key == key)
-    ).scalar_one_or_none()
-    if found is None:
-        raise NotFound(f"service {key!r} not found", details={"field": "service"})
-    return found
-
-
 def new_routing_key() -> str:
     """32 hexadecimal characters, the shape of PagerDuty's integration keys (some clients
     check the length)."""
@@ -110,7 +101,7 @@ def create_integration_key(
 ) -> tuple[IntegrationKey, OpsService, str]:
     """A new routing key for a service; the key itself is returned once, here."""
     require_site_role(ctx, Role.ENGINEER)
-    service = _service(ctx, service_key)
+    service = alarms.get_service(ctx, service_key)
     require_team_role(ctx, service.owner_team_id, Role.ENGINEER)
     name = name.strip()
     if not name or len(name) > KEY_NAME_MAX or "\x00" in name:
@@ -151,7 +142,7 @@ def rotate_integration_key(
 ) -> tuple[IntegrationKey, OpsService, str]:
     """Replace a key's secret: the old one stops working at once."""
     require_site_role(ctx, Role.ENGINEER)
-    service = _service(ctx, service_key)
+    service = alarms.get_service(ctx, service_key)
     require_team_role(ctx, service.owner_team_id, Role.ENGINEER)
     key = ctx.session.execute(
         select(IntegrationKey).where(
@@ -188,7 +179,7 @@ def list_integration_keys(
         .order_by(OpsService.key, IntegrationKey.name)
     )
     if service_key:
-        query = query.where(OpsService.id == _service(ctx, service_key).id)
+        query = query.where(OpsService.id == alarms.get_service(ctx, service_key).id)
     return [(k, s) for k, s in ctx.session.execute(query).all()]
 
 

@@ -26,15 +26,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mechanisms.core import audit
 from mechanisms.core.context import Ctx
-from mechanisms.core.errors import Conflict, InvalidInput, NotFound
-from mechanisms.core.identity import Role
-from mechanisms.core.permissions import require_site_role, require_team_role
+from mechanisms.core.errors import InvalidInput, NotFound
 from mechanisms.core.worker import WORKER, Worker
 from mechanisms.ops import alarm_rules, alarms
 from mechanisms.ops.alarm_rules import AlarmDefinition, AlarmState
@@ -172,12 +168,7 @@ def _check_url(url: str) -> str:
 
 
 def _check_definition(definition: dict[str, Any] | None) -> AlarmDefinition:
-    try:
-        parsed = AlarmDefinition.model_validate(definition or {})
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = "definition." + ".".join(str(p) for p in first["loc"])
-        raise _invalid(where.rstrip("."), first["msg"].removeprefix("Value error, ")) from None
+    parsed = alarms.parse_definition(definition)
     if parsed.statistic not in STATISTICS:
         raise _invalid(
             "definition.statistic",
@@ -200,47 +191,24 @@ def create_alarm(
     severity: int = 3,
     description: str = "",
 ) -> tuple[Alarm, PrometheusSource]:
-    require_site_role(ctx, Role.ENGINEER)
-    service = alarms.get_service(ctx, service_key)
-    require_team_role(ctx, service.owner_team_id, Role.ENGINEER)
-    if not name or len(name) > 200 or "\x00" in name:
-        raise _invalid("name", "1-200 characters")
-    if ctx.session.execute(select(Alarm.id).where(Alarm.name == name)).first():
-        raise Conflict(f"alarm {name!r} already exists", details={"field": "name"})
-    if severity not in alarms.SEVERITIES:
-        raise _invalid("severity", "1 (SEV1, the most severe) to 5")
+    service = alarms.check_new_alarm(ctx, service_key, name, severity)
     if not query.strip() or len(query) > MAX_QUERY_LENGTH or "\x00" in query:
         raise _invalid("query", f"a PromQL expression of 1-{MAX_QUERY_LENGTH} characters")
     base_url = _check_url(url)
     parsed = _check_definition(definition)
-    alarm = Alarm(
-        name=name,
-        service_id=service.id,
-        description=description.strip(),
-        kind=KIND,
-        metric=None,
-        match={},
-        definition=parsed.model_dump(mode="json"),
-        severity=severity,
-        state=AlarmState.INSUFFICIENT_DATA.value,
-        state_reason="Unchecked: initial alarm creation",
-        state_changed_at=ctx.now,
-        next_evaluation_at=ctx.now,
-        version=0,
-        created_at=ctx.now,
+    alarm = alarms.add_alarm(
+        ctx,
+        service,
+        name,
+        KIND,
+        parsed.model_dump(mode="json"),
+        severity,
+        description,
+        audit_details={"prometheus": base_url, "query": query.strip()},
     )
-    ctx.session.add(alarm)
-    ctx.session.flush()
     source = PrometheusSource(alarm_id=alarm.id, url=base_url, query=query.strip())
     ctx.session.add(source)
     ctx.session.flush()
-    audit.record(
-        ctx,
-        "ops.alarm_created",
-        "alarm",
-        name,
-        after={**alarms.alarm_snapshot(alarm), "prometheus": base_url, "query": source.query},
-    )
     return alarm, source
 
 
