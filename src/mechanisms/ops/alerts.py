@@ -96,22 +96,31 @@ def key_snapshot(key: IntegrationKey, service: OpsService) -> dict[str, Any]:
     }
 
 
+def _managed_service(ctx: Ctx, service_key: str) -> OpsService:
+    """The service whose keys the caller manages: engineers of its team."""
+    require_site_role(ctx, Role.ENGINEER)
+    service = alarms.get_service(ctx, service_key)
+    require_team_role(ctx, service.owner_team_id, Role.ENGINEER)
+    return service
+
+
+def _key_named(ctx: Ctx, service: OpsService, name: str) -> IntegrationKey | None:
+    return ctx.session.execute(
+        select(IntegrationKey).where(
+            IntegrationKey.service_id == service.id, IntegrationKey.name == name
+        )
+    ).scalar_one_or_none()
+
+
 def create_integration_key(
     ctx: Ctx, service_key: str, name: str
 ) -> tuple[IntegrationKey, OpsService, str]:
     """A new routing key for a service; the key itself is returned once, here."""
-    require_site_role(ctx, Role.ENGINEER)
-    service = alarms.get_service(ctx, service_key)
-    require_team_role(ctx, service.owner_team_id, Role.ENGINEER)
+    service = _managed_service(ctx, service_key)
     name = name.strip()
     if not name or len(name) > KEY_NAME_MAX or "\x00" in name:
         raise _invalid("name", f"1-{KEY_NAME_MAX} characters")
-    taken = ctx.session.execute(
-        select(IntegrationKey.id).where(
-            IntegrationKey.service_id == service.id, IntegrationKey.name == name
-        )
-    ).first()
-    if taken:
+    if _key_named(ctx, service, name) is not None:
         raise Conflict(
             f"service {service.key!r} already has an integration key named {name!r}",
             details={"field": "name"},
@@ -141,14 +150,8 @@ def rotate_integration_key(
     ctx: Ctx, service_key: str, name: str
 ) -> tuple[IntegrationKey, OpsService, str]:
     """Replace a key's secret: the old one stops working at once."""
-    require_site_role(ctx, Role.ENGINEER)
-    service = alarms.get_service(ctx, service_key)
-    require_team_role(ctx, service.owner_team_id, Role.ENGINEER)
-    key = ctx.session.execute(
-        select(IntegrationKey).where(
-            IntegrationKey.service_id == service.id, IntegrationKey.name == name
-        )
-    ).scalar_one_or_none()
+    service = _managed_service(ctx, service_key)
+    key = _key_named(ctx, service, name)
     if key is None:
         raise NotFound(
             f"service {service.key!r} has no integration key named {name!r}",
