@@ -195,7 +195,10 @@ def test_pagerdutys_own_client_triggers_acknowledges_and_resolves(
     routing_key = new_key(client, org)
     assert len(routing_key) == 32
     events = events_client(live, routing_key, certificate)
-    dedup_key = events.trigger("Disk full on db-1", "db-1.example", severity="error")
+    runbook = {"href": "https://runbooks.example/disk", "text": "runbook"}
+    dedup_key = events.trigger(
+        "Disk full on db-1", "db-1.example", severity="error", links=[runbook]
+    )
     assert dedup_key  # generated for a trigger that had none, and returned
     [ticket] = tickets(client, org)
     assert (ticket["title"], ticket["severity"], ticket["state"]) == (
@@ -203,6 +206,11 @@ def test_pagerdutys_own_client_triggers_acknowledges_and_resolves(
         2,
         "open",
     )
+    assert ticket["links"]["pagerduty"] == {
+        "dedup_key": dedup_key,
+        "client_url": None,
+        "links": [runbook],
+    }
     assert events.trigger("Disk full on db-1", "db-1.example", dedup_key=dedup_key) == dedup_key
     assert len(tickets(client, org)) == 1
     events.acknowledge(dedup_key)

@@ -262,7 +262,8 @@ class AlertmanagerPayload(_Protocol):
     commonLabels: Labels  # noqa: N815
     commonAnnotations: Labels  # noqa: N815
     externalURL: Text  # noqa: N815
-    alerts: list[AlertmanagerAlert] = Field(min_length=1, max_length=1000)
+    # No item limit of its own: the request body limit bounds it (413).
+    alerts: list[AlertmanagerAlert] = Field(min_length=1)
 
 
 def _alert_key(service: OpsService, alert: AlertmanagerAlert, group_key: str) -> str:
@@ -376,6 +377,17 @@ class PagerDutyPayload(_Protocol):
     custom_details: Any = None
 
 
+class PagerDutyLink(_Protocol):
+    href: Text = Field(max_length=2000)
+    text: Text | None = Field(default=None, max_length=500)
+
+
+class PagerDutyImage(_Protocol):
+    src: Text = Field(max_length=2000)
+    href: Text | None = Field(default=None, max_length=2000)
+    alt: Text | None = Field(default=None, max_length=500)
+
+
 class PagerDutyEvent(_Protocol):
     routing_key: Text = Field(min_length=1, max_length=64)
     event_action: Literal["trigger", "acknowledge", "resolve"]
@@ -383,8 +395,8 @@ class PagerDutyEvent(_Protocol):
     payload: PagerDutyPayload | None = None
     client: Text | None = None
     client_url: Text | None = None
-    links: list[dict[str, Any]] = Field(default_factory=list)
-    images: list[dict[str, Any]] = Field(default_factory=list)
+    links: list[PagerDutyLink] = Field(default_factory=list)
+    images: list[PagerDutyImage] = Field(default_factory=list)
 
 
 def _event_errors(exc: ValidationError) -> list[str]:
@@ -492,7 +504,7 @@ def enqueue(ctx: Ctx, raw: Any) -> Outcome:
             "pagerduty": {
                 "dedup_key": dedup_key,
                 "client_url": event.client_url,
-                "links": event.links[:20],
+                "links": [link.model_dump(exclude_none=True) for link in event.links[:20]],
             }
         },
     )

@@ -116,8 +116,26 @@ _EVENT_SCHEMA = {
         "payload": _PAYLOAD_SCHEMA,
         "client": {"type": "string"},
         "client_url": {"type": "string"},
-        "links": {"type": "array", "items": {"type": "object"}},
-        "images": {"type": "array", "items": {"type": "object"}},
+        "links": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["href"],
+                "properties": {"href": {"type": "string"}, "text": {"type": "string"}},
+            },
+        },
+        "images": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["src"],
+                "properties": {
+                    "src": {"type": "string"},
+                    "href": {"type": "string"},
+                    "alt": {"type": "string"},
+                },
+            },
+        },
     },
 }
 _ENQUEUE_DOC: dict[str, Any] = {
