@@ -4,6 +4,9 @@ that is down, an error answer or values that are not numbers never read as OK.""
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -180,3 +183,25 @@ def test_viewers_cannot_create_prometheus_alarms(run, org, service, prometheus_u
             definition=ABOVE_10,
             as_=vic,
         )
+
+
+def test_a_hanging_prometheus_holds_no_database_lock_while_the_worker_waits(run, worker, service):
+    # A server that accepts the connection and never answers: the worker waits for its
+    # read timeout, and meanwhile the rest of the system must still be able to write.
+    with socket.socket() as hanging:
+        hanging.bind(("127.0.0.1", 0))
+        hanging.listen()
+        hanging.settimeout(10)
+        url = f"http://127.0.0.1:{hanging.getsockname()[1]}"
+        alarm(run, "stuck", url, "vector(1)")
+        ticking = threading.Thread(target=worker.tick)
+        ticking.start()
+        connection, _ = hanging.accept()  # the worker is now inside its HTTP request
+        started = time.monotonic()
+        run(alarms.create_service, "search", "Search", "payments")
+        wrote_in = time.monotonic() - started
+        ticking.join(timeout=30)
+        connection.close()
+    assert wrote_in < 1, f"a write waited {wrote_in:.1f}s on the evaluation"
+    now, reason = state(run, "stuck")
+    assert now == "INSUFFICIENT_DATA" and "ReadTimeout" in reason
