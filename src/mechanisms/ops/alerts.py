@@ -469,7 +469,8 @@ def enqueue(ctx: Ctx, raw: Any) -> Outcome:
         ),
         ctx.now,
     )
-    # PagerDuty scopes a dedup key to the service the routing key belongs to.
+    # PagerDuty scopes a dedup key to its routing key; we scope it to the key's service,
+    # so a rotated key (or a second key of the service) still resolves what one opened.
     dedup_key = event.dedup_key or str(uuid.uuid4())
     ticket_key = f"pagerduty:{service.id}:{dedup_key}"
     if event.event_action == "acknowledge":
