@@ -199,8 +199,9 @@ class Outcome:
     ticket_id: int | None
 
 
-def _opened(ticket: Ticket, new: bool, key: str) -> Outcome:
-    return Outcome(key, "opened" if new else "updated", ticket.id)
+def _outcome(dedup_key: str, action: str, ticket: Ticket | None) -> Outcome:
+    """``action`` happened to ``ticket``; without a ticket, nothing happened."""
+    return Outcome(dedup_key, action if ticket else "none", ticket.id if ticket else None)
 
 
 # --- Alertmanager -------------------------------------------------------------------
@@ -324,14 +325,12 @@ def receive_alertmanager(
             ticket = tickets.resolve_open(
                 ctx, dedup_key, f"Alertmanager: {name} resolved at {alert.endsAt}"
             )
-            outcomes.append(
-                Outcome(dedup_key, "resolved" if ticket else "none", ticket and ticket.id)
-            )
+            outcomes.append(_outcome(dedup_key, "resolved", ticket))
             continue
         word = alert.labels.get("severity")
         severity, known = severity_of(word, default_severity)
         note = "" if known or not word else f"severity label {word!r} is unknown: SEV{severity}"
-        title = alert.annotations.get("summary") or f"{name} is firing"
+        title = alert.annotations.get("summary", "").strip() or f"{name} is firing"
         ticket, new = tickets.cut(
             ctx,
             service,
@@ -348,7 +347,7 @@ def receive_alertmanager(
                 }
             },
         )
-        outcomes.append(_opened(ticket, new, dedup_key))
+        outcomes.append(_outcome(dedup_key, "opened" if new else "updated", ticket))
     return outcomes
 
 
@@ -475,10 +474,10 @@ def enqueue(ctx: Ctx, raw: Any) -> Outcome:
     ticket_key = f"pagerduty:{service.id}:{dedup_key}"
     if event.event_action == "acknowledge":
         ticket = tickets.acknowledge_open(acting, ticket_key, "Acknowledged through the Events API")
-        return Outcome(dedup_key, "acknowledged" if ticket else "none", ticket and ticket.id)
+        return _outcome(dedup_key, "acknowledged", ticket)
     if event.event_action == "resolve":
         ticket = tickets.resolve_open(acting, ticket_key, "Resolved through the Events API")
-        return Outcome(dedup_key, "resolved" if ticket else "none", ticket and ticket.id)
+        return _outcome(dedup_key, "resolved", ticket)
     payload = event.payload
     assert payload is not None  # parse_event requires it for a trigger
     details = [f"source {payload.source}"]
@@ -509,4 +508,4 @@ def enqueue(ctx: Ctx, raw: Any) -> Outcome:
             }
         },
     )
-    return Outcome(dedup_key, "opened" if new else "updated", ticket.id)
+    return _outcome(dedup_key, "opened" if new else "updated", ticket)
