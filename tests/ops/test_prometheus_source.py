@@ -14,7 +14,7 @@ import pytest
 
 from mechanisms.core.errors import Forbidden, InvalidInput
 from mechanisms.core.worker import Worker
-from mechanisms.ops import alarms, prometheus
+from mechanisms.ops import alarms, prometheus, tickets
 from tests.support.prometheus import prometheus as running_prometheus
 from tests.support.server import free_port
 
@@ -205,3 +205,19 @@ def test_a_hanging_prometheus_holds_no_database_lock_while_the_worker_waits(run,
     assert wrote_in < 1, f"a write waited {wrote_in:.1f}s on the evaluation"
     now, reason = state(run, "stuck")
     assert now == "INSUFFICIENT_DATA" and "ReadTimeout" in reason
+
+
+def test_a_prometheus_alarm_cuts_a_ticket_and_feeds_composites(
+    db, run, clock, service, prometheus_url
+):
+    alarm(run, "hot", prometheus_url, "vector(42)")
+    run(alarms.create_alarm, "checkout-down", "checkout", rule='ALARM("hot")', severity=1)
+    everything = Worker(db, clock=clock)  # every registered job: alarms, events, tickets
+    try:
+        everything.run_until_idle(max_ticks=20)
+    finally:
+        everything.close()
+    assert state(run, "checkout-down")[0] == "ALARM"
+    cut = {t.alarm: t for t in run(tickets.list_tickets)}
+    assert cut["hot"].severity == 2 and cut["hot"].state == "open"
+    assert cut["checkout-down"].severity == 1
