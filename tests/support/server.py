@@ -20,10 +20,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(app: Any) -> Iterator[str]:
-    """Serve ``app`` on 127.0.0.1 in a thread; yields its base URL."""
+def serving(app: Any, **options: Any) -> Iterator[str]:
+    """Serve ``app`` on 127.0.0.1 in a thread; yields its base URL. ``options`` go to
+    uvicorn (e.g. ``ssl_certfile`` and ``ssl_keyfile`` to serve HTTPS)."""
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=free_port(), log_level="warning", access_log=False
+        app, host="127.0.0.1", port=free_port(), log_level="warning", access_log=False, **options
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="test-server", daemon=True)
@@ -34,7 +35,8 @@ def serving(app: Any) -> Iterator[str]:
             raise RuntimeError("the test server did not start")
         time.sleep(0.01)
     try:
-        yield f"http://127.0.0.1:{config.port}"
+        scheme = "https" if options.get("ssl_certfile") else "http"
+        yield f"{scheme}://127.0.0.1:{config.port}"
     finally:
         server.should_exit = True
         thread.join(timeout=10)

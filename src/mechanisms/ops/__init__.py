@@ -5,7 +5,7 @@ Importing the package registers its tables and its worker job (evaluate due alar
 from mechanisms.core import events
 from mechanisms.core.context import Ctx
 from mechanisms.core.worker import WORKER, Worker, register
-from mechanisms.ops import alarms, tables, tickets  # noqa: F401
+from mechanisms.ops import alarms, alerts, prometheus, tables, tickets  # noqa: F401  # noqa: F401 - alerts from existing tools
 
 
 class EvaluateAlarms:
@@ -20,6 +20,7 @@ class EvaluateAlarms:
 
 
 register(EvaluateAlarms())
+register(prometheus.EvaluatePrometheusAlarms())
 
 
 @events.subscribe("ops.tickets-from-alarms", "alarms.state_changed")

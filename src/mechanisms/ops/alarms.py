@@ -116,6 +116,37 @@ def create_alarm(
     description: str = "",
 ) -> Alarm:
     """A metric alarm (metric + definition) or a composite alarm (rule over other alarms)."""
+    service = check_new_alarm(ctx, service_key, name, severity)
+    if (rule is None) == (metric is None):
+        raise _invalid("metric", "give a metric and its definition, or a composite rule")
+    if rule is not None:
+        return add_alarm(
+            ctx,
+            service,
+            name,
+            "composite",
+            {"rule": _check_rule(ctx, name, rule)},
+            severity,
+            description,
+        )
+    if not metrics.NAME_RE.match(metric or ""):
+        raise _invalid("metric", "a Prometheus metric name")
+    parsed = parse_definition(definition)
+    return add_alarm(
+        ctx,
+        service,
+        name,
+        "metric",
+        parsed.model_dump(mode="json"),
+        severity,
+        description,
+        metric=metric,
+        match=_check_match(match or {}),
+    )
+
+
+def check_new_alarm(ctx: Ctx, service_key: str, name: str, severity: int) -> OpsService:
+    """The checks every new alarm passes, whatever its kind; returns its service."""
     require_site_role(ctx, Role.ENGINEER)
     service = get_service(ctx, service_key)
     require_team_role(ctx, service.owner_team_id, Role.ENGINEER)
@@ -125,38 +156,40 @@ def create_alarm(
         raise Conflict(f"alarm {name!r} already exists", details={"field": "name"})
     if severity not in SEVERITIES:
         raise _invalid("severity", "1 (SEV1, the most severe) to 5")
-    if (rule is None) == (metric is None):
-        raise _invalid("metric", "give a metric and its definition, or a composite rule")
-    if rule is not None:
-        kind, stored, metric_name, labels = (
-            "composite",
-            {"rule": _check_rule(ctx, name, rule)},
-            None,
-            {},
-        )
-    else:
-        if not metrics.NAME_RE.match(metric or ""):
-            raise _invalid("metric", "a Prometheus metric name")
-        try:
-            parsed = AlarmDefinition.model_validate(definition or {})
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            field = "definition." + ".".join(str(p) for p in first["loc"])
-            raise _invalid(field.rstrip("."), first["msg"].removeprefix("Value error, ")) from None
-        kind, stored, metric_name, labels = (
-            "metric",
-            parsed.model_dump(mode="json"),
-            metric,
-            _check_match(match or {}),
-        )
+    return service
+
+
+def parse_definition(definition: dict[str, Any] | None) -> AlarmDefinition:
+    try:
+        return AlarmDefinition.model_validate(definition or {})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = "definition." + ".".join(str(p) for p in first["loc"])
+        raise _invalid(field.rstrip("."), first["msg"].removeprefix("Value error, ")) from None
+
+
+def add_alarm(
+    ctx: Ctx,
+    service: OpsService,
+    name: str,
+    kind: str,
+    definition: dict[str, Any],
+    severity: int,
+    description: str = "",
+    *,
+    metric: str | None = None,
+    match: dict[str, str] | None = None,
+    audit_details: dict[str, Any] | None = None,
+) -> Alarm:
+    """A checked alarm's row, INSUFFICIENT_DATA until its first evaluation, audited."""
     alarm = Alarm(
         name=name,
         service_id=service.id,
         description=description.strip(),
         kind=kind,
-        metric=metric_name,
-        match=labels,
-        definition=stored,
+        metric=metric,
+        match=match or {},
+        definition=definition,
         severity=severity,
         state=AlarmState.INSUFFICIENT_DATA.value,
         state_reason="Unchecked: initial alarm creation",
@@ -167,7 +200,13 @@ def create_alarm(
     )
     ctx.session.add(alarm)
     ctx.session.flush()
-    audit.record(ctx, "ops.alarm_created", "alarm", name, after=alarm_snapshot(alarm))
+    audit.record(
+        ctx,
+        "ops.alarm_created",
+        "alarm",
+        name,
+        after={**alarm_snapshot(alarm), **(audit_details or {})},
+    )
     return alarm
 
 
@@ -509,16 +548,7 @@ def evaluate_due(ctx: Ctx, limit: int = 20_000) -> int:
         ).scalars()
     }
     for alarm_id, result in decided:
-        points = [
-            {
-                "at": p.timestamp.isoformat(),
-                "value": p.value,
-                "breaching": p.breaching,
-                "filled": p.filled,
-            }
-            for p in result.evaluated
-        ]
-        _transition(ctx, moving[alarm_id], result.new_state.value, result.reason, points)
+        apply_evaluation(ctx, moving[alarm_id], result)
     changed = len(decided)
     # Composites follow their inputs at once: every pass looks at all of them (cheap).
     composites = list(
@@ -540,6 +570,22 @@ def evaluate_due(ctx: Ctx, limit: int = 20_000) -> int:
         )
     ctx.session.flush()
     return changed
+
+
+def apply_evaluation(
+    ctx: Ctx, alarm: Alarm, result: alarm_rules.Evaluation, reason: str | None = None
+) -> None:
+    """Move the alarm to the evaluation's state, recording the datapoints that decided it."""
+    points = [
+        {
+            "at": p.timestamp.isoformat(),
+            "value": p.value,
+            "breaching": p.breaching,
+            "filled": p.filled,
+        }
+        for p in result.evaluated
+    ]
+    _transition(ctx, alarm, result.new_state.value, reason or result.reason, points)
 
 
 def _evaluate_composites(ctx: Ctx, composites: list[Alarm]) -> int:

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from mechanisms.core.context import Ctx
 from mechanisms.core.errors import InvalidInput, MechanismsError
 from mechanisms.ops import alarms, tickets
+from mechanisms.ops.api_alerts import router as alerts_router
 from mechanisms.web.http import Input, Text, UnitOfWorkRoute, request_ctx
 
 router = APIRouter(prefix="/api/v1/ops", route_class=UnitOfWorkRoute, tags=["ops"])
@@ -364,3 +365,4 @@ def resolve_ticket(ticket_id: TicketId, body: TextIn, ctx: CtxDep) -> TicketOut:
 from mechanisms.ops import api_scaling  # noqa: E402 -- scaling and cost findings
 
 router.include_router(api_scaling.router)
+router.include_router(alerts_router)  # alerts from existing tools (ops/api_alerts.py)

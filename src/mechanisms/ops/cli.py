@@ -11,6 +11,7 @@ import typer
 
 from mechanisms.core.cli import JsonOpt, emit, operator, table
 from mechanisms.ops import alarms
+from mechanisms.ops.cli_alerts import app as alerts_cli
 
 app = typer.Typer(
     help="Ops: detective metrics, alarms that act, tickets, on-call.", no_args_is_help=True
@@ -56,3 +57,4 @@ from mechanisms.ops import cli_scaling  # noqa: E402 -- scaling and cost finding
 
 app.add_typer(cli_scaling.app, name="scaling")
 app.command("costs")(cli_scaling.costs)
+app.add_typer(alerts_cli, name="alerts")  # alerts from existing tools (ops/cli_alerts.py)

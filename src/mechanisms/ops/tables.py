@@ -228,3 +228,36 @@ class ScalingDecisionRow(Base):
 
 
 # --- end scaling ---------------------------------------------------------------------
+# --- alerts from existing tools (ops/alerts.py, ops/prometheus.py) ---------------------
+
+
+class IntegrationKey(Base):
+    """A PagerDuty-style integration (routing) key that sends events to one service.
+    Only the key's SHA-256 is stored; the key itself is shown once, at creation or rotation."""
+
+    __tablename__ = "ops_integration_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    service_id: Mapped[int] = mapped_column(ForeignKey("ops_services.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    # The first characters, so people can tell their keys apart without the secret.
+    hint: Mapped[str] = mapped_column(String(8))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Fixed one-minute window of the per-key rate limit.
+    window_start: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    window_events: Mapped[int] = mapped_column(Integer, default=0)
+    __table_args__ = (UniqueConstraint("service_id", "name"),)
+
+
+class PrometheusSource(Base):
+    """Where a Prometheus-sourced alarm reads its datapoints: a server and a PromQL query."""
+
+    __tablename__ = "ops_prometheus_sources"
+
+    alarm_id: Mapped[int] = mapped_column(
+        ForeignKey("ops_alarms.id", ondelete="CASCADE"), primary_key=True
+    )
+    url: Mapped[str] = mapped_column(String(2000))
+    query: Mapped[str] = mapped_column(String(10_000))

@@ -171,10 +171,14 @@ def acknowledge(ctx: Ctx, ticket_id: int) -> Ticket:
     ticket = _editable(ctx, ticket_id)
     if ticket.state != "open":
         raise Conflict(f"ticket {ticket_id} is {ticket.state}; only an open ticket is acknowledged")
+    return _mark_acknowledged(ctx, ticket, assignee=ctx.principal.username)
+
+
+def _mark_acknowledged(ctx: Ctx, ticket: Ticket, assignee: str | None, text: str = "") -> Ticket:
     before = snapshot(ticket)
     ticket.state = "acknowledged"
-    ticket.assignee = ticket.assignee or ctx.principal.username
-    _note(ctx, ticket, "acknowledged")
+    ticket.assignee = ticket.assignee or assignee
+    _note(ctx, ticket, "acknowledged", text)
     ctx.session.flush()
     _announce(ctx, ticket, "tickets.acknowledged", before)
     return ticket
@@ -186,9 +190,13 @@ def resolve(ctx: Ctx, ticket_id: int, text: str) -> Ticket:
         raise Conflict(f"ticket {ticket_id} is already resolved")
     if not text.strip():
         raise _invalid("text", "say what fixed it")
+    return _mark_resolved(ctx, ticket, text.strip())
+
+
+def _mark_resolved(ctx: Ctx, ticket: Ticket, text: str) -> Ticket:
     before = snapshot(ticket)
     ticket.state, ticket.resolved_at, ticket.open_key = "resolved", ctx.now, None
-    _note(ctx, ticket, "resolved", text.strip())
+    _note(ctx, ticket, "resolved", text)
     ctx.session.flush()
     _announce(ctx, ticket, "tickets.resolved", before)
     return ticket
@@ -218,3 +226,23 @@ def on_alarm(ctx: Ctx, alarm_name: str, state: str, reason: str) -> Ticket | Non
         _note(ctx, ticket, "note", f"{alarm.name} is {state}: {reason}")
         ctx.session.flush()
     return ticket
+
+
+# --- tickets of incoming alerts (ops/alerts.py authorises the sender first) ------------
+
+
+def acknowledge_open(ctx: Ctx, dedup_key: str, text: str) -> Ticket | None:
+    """The open ticket with this dedup key, acknowledged by the tool that raised it
+    (no assignee: a tool is nobody to hand the ticket to)."""
+    ticket = open_ticket_for(ctx.session, dedup_key)
+    if ticket is None or ticket.state != "open":
+        return ticket
+    return _mark_acknowledged(ctx, ticket, assignee=None, text=text)
+
+
+def resolve_open(ctx: Ctx, dedup_key: str, text: str) -> Ticket | None:
+    """Resolve the open ticket with this dedup key, if there is one."""
+    ticket = open_ticket_for(ctx.session, dedup_key)
+    if ticket is None:
+        return None
+    return _mark_resolved(ctx, ticket, text)
