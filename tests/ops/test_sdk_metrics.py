@@ -37,7 +37,13 @@ def stored(db, name, statistic="sum", match=None):
     now = SystemClock().now()
     with db.transaction(write=False) as session:
         points = store.query(
-            session, name, match or {}, statistic, now - timedelta(hours=1), now + timedelta(minutes=1), 3600
+            session,
+            name,
+            match or {},
+            statistic,
+            now - timedelta(hours=1),
+            now + timedelta(minutes=1),
+            3600,
         )
     values = [v for _, v in points if v is not None]
     if statistic == "sum" or statistic == "count":
@@ -46,15 +52,17 @@ def stored(db, name, statistic="sum", match=None):
 
 
 def test_counters_gauges_and_timers_arrive_with_their_labels(sqlite_db, tokens, app):
-    with serving(app) as url:
-        with Metrics(url, tokens["robot"], labels={"service": "shop"}, start=False) as metrics:
-            metrics.counter("orders", 2, {"country": "fr"})
-            metrics.counter("orders", 3, {"country": "de"})
-            metrics.gauge("queue_depth", 17)
-            with metrics.timer("db_query_ms", {"table": "orders"}):
-                time.sleep(0.01)
-            assert metrics.flush() is True
-            assert metrics.pending == 0
+    with (
+        serving(app) as url,
+        Metrics(url, tokens["robot"], labels={"service": "shop"}, start=False) as metrics,
+    ):
+        metrics.counter("orders", 2, {"country": "fr"})
+        metrics.counter("orders", 3, {"country": "de"})
+        metrics.gauge("queue_depth", 17)
+        with metrics.timer("db_query_ms", {"table": "orders"}):
+            time.sleep(0.01)
+        assert metrics.flush() is True
+        assert metrics.pending == 0
     assert stored(sqlite_db, "orders") == 5
     assert stored(sqlite_db, "orders", match={"country": "de", "service": "shop"}) == 3
     assert stored(sqlite_db, "queue_depth", "max") == 17

@@ -148,7 +148,9 @@ class Metrics:
         """An increment: the store's ``sum`` over a period is the count for the period."""
         self._record(name, value, labels, at)
 
-    def gauge(self, name: str, value: float, labels: Labels | None = None, *, at: Any = None) -> None:
+    def gauge(
+        self, name: str, value: float, labels: Labels | None = None, *, at: Any = None
+    ) -> None:
         """The current value of something (queue length, utilisation)."""
         self._record(name, value, labels, at)
 
@@ -266,7 +268,9 @@ class Metrics:
         named = {p["index"] for p in problems if isinstance(p.get("index"), int)}
         rest = [s for i, s in enumerate(batch) if i not in named]
         if named and len(named) == len(problems) and rest:
-            self._drop("refused", len(named), f"the server refused {len(named)} sample(s): {message}")
+            self._drop(
+                "refused", len(named), f"the server refused {len(named)} sample(s): {message}"
+            )
             try:
                 retried = self._http.post(self._url, content=_body(rest))
             except (httpx.HTTPError, RuntimeError) as exc:
@@ -322,9 +326,8 @@ class Metrics:
             if self._stop.is_set():
                 return
             wait = self._retry_at - time.monotonic()
-            if wait > 0:
-                if self._stop.wait(wait):
-                    return
+            if wait > 0 and self._stop.wait(wait):
+                return
             self.flush()
 
     # --- lifecycle ----------------------------------------------------------------
