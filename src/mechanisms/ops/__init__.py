@@ -5,7 +5,7 @@ Importing the package registers its tables and its worker job (evaluate due alar
 from mechanisms.core import events
 from mechanisms.core.context import Ctx
 from mechanisms.core.worker import WORKER, Worker, register
-from mechanisms.ops import alarms, tables, tickets  # noqa: F401
+from mechanisms.ops import alarms, demo, synthetic, tables, tickets  # noqa: F401  # noqa: F401  (demo data; the synthetic-metrics job)
 
 
 class EvaluateAlarms:
