@@ -44,3 +44,9 @@ def create_service(
         service = alarms.create_service(ctx, key, name or key, owner)
         row = {"key": service.key, "name": service.name, "owner_team_id": service.owner_team_id}
     emit(row, as_json, lambda: typer.echo(f"created service {row['key']}"))
+
+
+# --- synthetic metrics (ops/cli_synthetic.py) ---
+from mechanisms.ops.cli_synthetic import app as _synthetic_app  # noqa: E402
+
+app.add_typer(_synthetic_app, name="synthetic")

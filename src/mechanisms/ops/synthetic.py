@@ -18,12 +18,14 @@ import math
 import random
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import func, select, text
 
 from mechanisms.core import audit
 from mechanisms.core.context import Ctx
+from mechanisms.core.errors import InvalidInput
 from mechanisms.core.identity import Role
 from mechanisms.core.permissions import require_site_role
 from mechanisms.core.worker import WORKER, Worker, register
@@ -170,6 +172,16 @@ def minutes_to_write(
 
 
 # --- the service --------------------------------------------------------------------
+
+
+def parse_config(raw: Any) -> SyntheticConfig:
+    """A configuration from plain data; a problem is an InvalidInput naming the field."""
+    try:
+        return SyntheticConfig.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "config"
+        raise InvalidInput(f"{field}: {first['msg']}", details={"field": field}) from None
 
 
 def enable(ctx: Ctx, config: SyntheticConfig) -> SyntheticConfig:
