@@ -4,7 +4,9 @@ an alarm which then recovers), and bounded when it catches up after downtime."""
 
 from __future__ import annotations
 
+import logging
 import statistics
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -224,3 +226,27 @@ def test_an_incident_fires_an_alarm_which_recovers(db, clock, run, checkout):
         clock.advance(minutes=1)
     changes = [s for i, s in enumerate(states) if i == 0 or s != states[i - 1]]
     assert changes == ["OK", "ALARM", "OK"]
+
+
+def test_two_workers_at_once_write_each_minute_once(db, clock, run, checkout, caplog):
+    config = QUIET.model_copy(update={"backfill_minutes": 60})
+    run(synthetic.enable, config)
+    barrier = threading.Barrier(2)
+
+    def one_worker() -> None:
+        barrier.wait()
+        tick(db, clock)
+
+    for _ in range(2):
+        threads = [threading.Thread(target=one_worker) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        clock.advance(minutes=2)
+    start = clock.now() - timedelta(minutes=64)
+    counts = stored_minutes(run, start, clock.now() - timedelta(minutes=2))
+    expected = [len(synthetic.minute_of(config, CHECKOUT, m).latencies) for m in minutes(start, 62)]
+    assert counts == expected
+    # Neither stumbled over the other (a unique-key violation, a lock timeout).
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

@@ -260,12 +260,28 @@ def _claim(ctx: Ctx) -> bool:
     )
 
 
+def due(ctx: Ctx, config: SyntheticConfig) -> bool:
+    """Whether a minute completed since the last one written, for any service."""
+    for profile in config.services:
+        start, end = minutes_to_write(last_minute_written(ctx, profile.service), ctx.now, config)
+        if start < end:
+            return True
+    return False
+
+
 class GenerateSyntheticMetrics:
     """The worker job: each tick, the minutes that completed since the last one."""
 
     name = "ops.synthetic"
 
     def run(self, worker: Worker) -> int:
+        # Most ticks find nothing to write (a minute completes once a minute): they only
+        # read, so they do not take SQLite's write lock from the other jobs.
+        with worker.db.transaction(write=False) as session:
+            ctx = Ctx(session, WORKER, worker.clock.now())
+            config = configuration(ctx)
+            if config is None or not due(ctx, config):
+                return 0
         with worker.db.transaction() as session:
             ctx = Ctx(session, WORKER, worker.clock.now())
             config = configuration(ctx)
