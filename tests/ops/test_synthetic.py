@@ -184,6 +184,16 @@ def test_only_engineers_enable_it_and_only_for_services_that_exist(run, checkout
     viewer = Principal(user_id=vic.id, username="vic", via="session")
     with pytest.raises(Forbidden):
         run(synthetic.enable, QUIET, as_=viewer)
+
+    def engineer_elsewhere(ctx):
+        accounts.create_team(ctx, "search", "Search", parent="acme")
+        user = accounts.create_user(ctx, "sam")
+        accounts.set_membership(ctx, "search", "sam", "engineer")
+        return Principal(user_id=user.id, username="sam", via="session")
+
+    sam = run(engineer_elsewhere)
+    with pytest.raises(Forbidden):
+        run(synthetic.enable, QUIET, as_=sam)
     with pytest.raises(NotFound):
         run(
             synthetic.enable,

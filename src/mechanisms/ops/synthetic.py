@@ -20,14 +20,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import func, select, text
 
 from mechanisms.core import audit
 from mechanisms.core.context import Ctx
 from mechanisms.core.errors import InvalidInput
 from mechanisms.core.identity import Role
-from mechanisms.core.permissions import require_site_role
+from mechanisms.core.permissions import require_site_role, require_team_role
 from mechanisms.core.worker import WORKER, Worker, register
 from mechanisms.ops import alarms, metrics
 from mechanisms.ops.tables import MetricRollup, MetricSeries
@@ -60,7 +60,7 @@ class Incident(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     service: str
-    start: datetime
+    start: AwareDatetime
     minutes: int = Field(ge=1, le=24 * 60)
 
 
@@ -81,7 +81,7 @@ class SyntheticConfig(BaseModel):
     # many hours per service, at a place the seed decides (0: none).
     incident_every_hours: int = Field(default=8, ge=0, le=24 * 7)
     incident_minutes: int = Field(default=15, ge=1, le=120)
-    backfill_minutes: int = Field(default=2 * 24 * 60, ge=0, le=7 * 24 * 60)
+    backfill_minutes: int = Field(default=2 * 24 * 60, ge=1, le=7 * 24 * 60)
     catch_up_minutes: int = Field(default=6 * 60, ge=1, le=7 * 24 * 60)
 
 
@@ -187,7 +187,9 @@ def parse_config(raw: Any) -> SyntheticConfig:
 def enable(ctx: Ctx, config: SyntheticConfig) -> SyntheticConfig:
     require_site_role(ctx, Role.ENGINEER)
     for profile in config.services:
-        alarms.get_service(ctx, profile.service)
+        # Synthetic samples land among the service's real ones: its team decides.
+        service = alarms.get_service(ctx, profile.service)
+        require_team_role(ctx, service.owner_team_id, Role.ENGINEER)
     audit.record(
         ctx,
         ACTION,
