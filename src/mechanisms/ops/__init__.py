@@ -5,7 +5,7 @@ Importing the package registers its tables and its worker job (evaluate due alar
 from mechanisms.core import events
 from mechanisms.core.context import Ctx
 from mechanisms.core.worker import WORKER, Worker, register
-from mechanisms.ops import alarms, demo, synthetic, tables, tickets  # noqa: F401  # noqa: F401  (demo data; the synthetic-metrics job)
+from mechanisms.ops import alarms, tables, tickets  # noqa: F401
 
 
 class EvaluateAlarms:
@@ -26,3 +26,7 @@ register(EvaluateAlarms())
 def _ticket_for_alarm(ctx: Ctx, message: events.EventMessage) -> None:
     payload = message.payload
     tickets.on_alarm(ctx, payload["name"], payload.get("state", ""), payload.get("reason", ""))
+
+
+# The demo's ops data and the synthetic-metrics job register themselves on import.
+from mechanisms.ops import demo, synthetic  # noqa: E402, F401
