@@ -20,11 +20,16 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(app: Any, **options: Any) -> Iterator[str]:
-    """Serve ``app`` on 127.0.0.1 in a thread; yields its base URL. ``options`` go to
-    uvicorn (e.g. ``ssl_certfile`` and ``ssl_keyfile`` to serve HTTPS)."""
+def serving(app: Any, port: int | None = None, **options: Any) -> Iterator[str]:
+    """Serve ``app`` on 127.0.0.1 (on ``port``, or a free one) in a thread; yields its base
+    URL. ``options`` go to uvicorn (e.g. ``ssl_certfile`` and ``ssl_keyfile`` to serve HTTPS)."""
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=free_port(), log_level="warning", access_log=False, **options
+        app,
+        host="127.0.0.1",
+        port=port or free_port(),
+        log_level="warning",
+        access_log=False,
+        **options,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="test-server", daemon=True)

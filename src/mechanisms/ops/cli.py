@@ -58,3 +58,7 @@ from mechanisms.ops import cli_scaling  # noqa: E402 -- scaling and cost finding
 app.add_typer(cli_scaling.app, name="scaling")
 app.command("costs")(cli_scaling.costs)
 app.add_typer(alerts_cli, name="alerts")  # alerts from existing tools (ops/cli_alerts.py)
+# --- synthetic metrics (ops/cli_synthetic.py) ---
+from mechanisms.ops.cli_synthetic import app as _synthetic_app  # noqa: E402
+
+app.add_typer(_synthetic_app, name="synthetic")
