@@ -6,6 +6,7 @@ from mechanisms.core import events
 from mechanisms.core.context import Ctx
 from mechanisms.core.worker import WORKER, Worker, register
 from mechanisms.ops import alarms, tables, tickets  # noqa: F401
+from mechanisms.ops import paging  # noqa: F401  (pages, escalation and handoff jobs)
 
 
 class EvaluateAlarms:
