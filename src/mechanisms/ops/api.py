@@ -359,3 +359,9 @@ def acknowledge_ticket(ticket_id: TicketId, ctx: CtxDep) -> TicketOut:
 @router.post("/tickets/{ticket_id}/resolve", response_model=TicketOut)
 def resolve_ticket(ticket_id: TicketId, body: TextIn, ctx: CtxDep) -> TicketOut:
     return _ticket_out(tickets.resolve(ctx, ticket_id, body.text))
+
+
+# --- on-call: schedules, escalation policies, pages (ops/api_oncall.py) -------------------
+from mechanisms.ops import api_oncall  # noqa: E402
+
+router.include_router(api_oncall.router)
