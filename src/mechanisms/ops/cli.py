@@ -44,3 +44,9 @@ def create_service(
         service = alarms.create_service(ctx, key, name or key, owner)
         row = {"key": service.key, "name": service.name, "owner_team_id": service.owner_team_id}
     emit(row, as_json, lambda: typer.echo(f"created service {row['key']}"))
+
+
+# --- on-call (ops/cli_oncall.py) -----------------------------------------------------------
+from mechanisms.ops import cli_oncall  # noqa: E402
+
+app.add_typer(cli_oncall.app, name="oncall")
