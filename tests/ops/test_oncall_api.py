@@ -96,13 +96,21 @@ def test_overrides_swaps_and_versions(client, admin, primary):
     assert override.json()["schedule"]["version"] == 2
     stale = client.post(
         f"{API}/schedules/primary/swaps",
-        json={"first_at": "2026-01-06T10:00:00Z", "second_at": "2026-01-07T10:00:00Z", "version": 1},
+        json={
+            "first_at": "2026-01-06T10:00:00Z",
+            "second_at": "2026-01-07T10:00:00Z",
+            "version": 1,
+        },
         headers=admin,
     )
     assert stale.status_code == 409
     swapped = client.post(
         f"{API}/schedules/primary/swaps",
-        json={"first_at": "2026-01-06T10:00:00Z", "second_at": "2026-01-07T10:00:00Z", "version": 2},
+        json={
+            "first_at": "2026-01-06T10:00:00Z",
+            "second_at": "2026-01-07T10:00:00Z",
+            "version": 2,
+        },
         headers=admin,
     )
     assert swapped.status_code == 201, swapped.text
@@ -246,7 +254,10 @@ def test_policies_pages_and_acknowledgement_over_http(client, admin, primary, or
     page_id = pages[0]["id"]
     detail = client.get(f"{API}/pages/{page_id}", headers=admin).json()
     assert [(n["level"], n["person"]) for n in detail["notifications"]] == [(0, "eve")]
-    assert client.post(f"{API}/pages/{page_id}/acknowledge", headers=org.header("vic")).status_code == 403
+    assert (
+        client.post(f"{API}/pages/{page_id}/acknowledge", headers=org.header("vic")).status_code
+        == 403
+    )
     acked = client.post(f"{API}/pages/{page_id}/acknowledge", headers=org.header("eve"))
     assert acked.status_code == 200 and acked.json()["state"] == "acknowledged"
     again = client.post(f"{API}/pages/{page_id}/acknowledge", headers=org.header("eve"))

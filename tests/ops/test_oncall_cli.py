@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -47,15 +48,24 @@ def test_schedules_policies_and_pages_from_the_command_line(mech, tmp_path):
         mech("ops", "oncall", "schedules", "show", "primary", "--days", "14", "--json").stdout
     )
     people = [s["person"] for s in shown["shifts"]]
-    assert set(people) == {"eve", "leo"} and all(a != b for a, b in zip(people, people[1:]))
+    assert set(people) == {"eve", "leo"} and all(a != b for a, b in pairwise(people))
     berlin = ZoneInfo("Europe/Berlin")
     for shift in shown["shifts"][1:]:
         local = datetime.fromisoformat(shift["start"]).astimezone(berlin)
         assert (local.strftime("%a"), local.hour, local.minute) == ("Mon", 10, 0)
 
     override = mech(
-        "ops", "oncall", "override", "primary", "--user", "ada",
-        "--start", "2030-01-01T00:00:00Z", "--end", "2030-01-02T00:00:00Z", "--json",
+        "ops",
+        "oncall",
+        "override",
+        "primary",
+        "--user",
+        "ada",
+        "--start",
+        "2030-01-01T00:00:00Z",
+        "--end",
+        "2030-01-02T00:00:00Z",
+        "--json",
     )
     assert override.exit_code == 0, override.output
     assert json.loads(override.stdout)["version"] == 2
@@ -64,14 +74,22 @@ def test_schedules_policies_and_pages_from_the_command_line(mech, tmp_path):
     assert [n["schedule"] for n in now] == ["primary"] and now[0]["person"] in ("eve", "leo")
 
     policy = tmp_path / "policy.json"
-    policy.write_text(json.dumps({
-        "name": "payments-default",
-        "team": "payments",
-        "levels": [{"targets": [{"kind": "schedule", "name": "primary"}], "timeout_minutes": 5}],
-    }))
+    policy.write_text(
+        json.dumps(
+            {
+                "name": "payments-default",
+                "team": "payments",
+                "levels": [
+                    {"targets": [{"kind": "schedule", "name": "primary"}], "timeout_minutes": 5}
+                ],
+            }
+        )
+    )
     made = mech("ops", "oncall", "policies", "create", str(policy), "--default", "--json")
     assert made.exit_code == 0, made.output
-    assert [p["name"] for p in json.loads(mech("ops", "oncall", "policies", "list", "--json").stdout)] == ["payments-default"]
+    assert [
+        p["name"] for p in json.loads(mech("ops", "oncall", "policies", "list", "--json").stdout)
+    ] == ["payments-default"]
 
     gaps = mech("ops", "oncall", "coverage", "--schedule", "primary", "--json")
     assert gaps.exit_code == 0 and json.loads(gaps.stdout)["covered"] is True

@@ -123,9 +123,7 @@ def test_acknowledging_the_page_acknowledges_the_ticket(db, run, clock, team_on_
     assert run(paging.open_pages_for, "eve") == []
 
 
-def test_an_unacknowledged_page_repeats_the_policy_then_is_exhausted(
-    db, run, clock, team_on_call
-):
+def test_an_unacknowledged_page_repeats_the_policy_then_is_exhausted(db, run, clock, team_on_call):
     run(tickets.create, "checkout", "checkout is down", 1)
     work(db, clock)
     for _ in range(10):

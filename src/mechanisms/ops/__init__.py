@@ -5,8 +5,12 @@ Importing the package registers its tables and its worker job (evaluate due alar
 from mechanisms.core import events
 from mechanisms.core.context import Ctx
 from mechanisms.core.worker import WORKER, Worker, register
-from mechanisms.ops import alarms, tables, tickets  # noqa: F401
-from mechanisms.ops import paging  # noqa: F401  (pages, escalation and handoff jobs)
+from mechanisms.ops import (  # noqa: F401
+    alarms,
+    paging,  # noqa: F401  (pages, escalation and handoff jobs)
+    tables,
+    tickets,
+)
 
 
 class EvaluateAlarms:

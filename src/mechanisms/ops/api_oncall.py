@@ -19,7 +19,10 @@ from mechanisms.web.http import Input, Instant, RowId, Text, UnitOfWorkRoute, re
 router = APIRouter(prefix="/oncall", route_class=UnitOfWorkRoute, tags=["ops on-call"])
 CtxDep = Annotated[Ctx, Depends(request_ctx)]
 Name = Annotated[str, Path(min_length=1, max_length=200)]
-Version = Annotated[int | None, Field(ge=1, le=2**31 - 1, description="the version you edit; refused if it moved on")]
+Version = Annotated[
+    int | None,
+    Field(ge=1, le=2**31 - 1, description="the version you edit; refused if it moved on"),
+]
 
 
 # --- schedules ----------------------------------------------------------------------
@@ -195,7 +198,9 @@ def on_call_now(
     ]
 
 
-def _window(ctx: Ctx, start: datetime | None, end: datetime | None, days: int) -> tuple[datetime, datetime]:
+def _window(
+    ctx: Ctx, start: datetime | None, end: datetime | None, days: int
+) -> tuple[datetime, datetime]:
     start = start or ctx.now
     return start, end or start + timedelta(days=days)
 
@@ -409,9 +414,7 @@ def get_policy(name: Name, ctx: CtxDep) -> PolicyOut:
 
 @router.put("/policies/{name}", response_model=PolicyOut)
 def update_policy(name: Name, body: PolicyUpdate, ctx: CtxDep) -> PolicyOut:
-    return _policy_out(
-        schedules.update_policy(ctx, name, body.levels, body.repeat, body.version)
-    )
+    return _policy_out(schedules.update_policy(ctx, name, body.levels, body.repeat, body.version))
 
 
 @router.put("/teams/{slug}/policy", response_model=PolicyOut)

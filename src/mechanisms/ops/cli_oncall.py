@@ -108,7 +108,9 @@ def list_schedules(
 
 @schedules_app.command("create")
 def create_schedule(
-    file: Annotated[Path, typer.Argument(help="JSON: {name, team, time_zone, layers, overrides?}; - for stdin.")],
+    file: Annotated[
+        Path, typer.Argument(help="JSON: {name, team, time_zone, layers, overrides?}; - for stdin.")
+    ],
     as_json: JsonOpt = False,
 ) -> None:
     """Create a schedule from a JSON definition."""
@@ -167,7 +169,9 @@ def override(
     user: Annotated[str, typer.Option(help="Who takes the time.")],
     start: Annotated[str, typer.Option(help="ISO 8601 start (UTC if no offset).")],
     end: Annotated[str, typer.Option(help="ISO 8601 end.")],
-    replaces: Annotated[str | None, typer.Option(help="Only this person's time in the window.")] = None,
+    replaces: Annotated[
+        str | None, typer.Option(help="Only this person's time in the window.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Put someone on call over a window."""
@@ -218,9 +222,11 @@ def coverage(
     emit(
         {"schedules": schedule, "covered": not rows, "gaps": rows},
         as_json,
-        lambda: table("Gaps (UTC)", ["start", "end", "hours"], [list(r.values()) for r in rows])
-        if rows
-        else typer.echo("fully covered"),
+        lambda: (
+            table("Gaps (UTC)", ["start", "end", "hours"], [list(r.values()) for r in rows])
+            if rows
+            else typer.echo("fully covered")
+        ),
     )
     if rows:
         raise typer.Exit(1)
@@ -318,7 +324,9 @@ def _page_row(page: Any) -> dict[str, Any]:
 
 @pages_app.command("list")
 def list_pages(
-    state: Annotated[str | None, typer.Option(help="triggered, acknowledged, resolved, exhausted or unrouted.")] = None,
+    state: Annotated[
+        str | None, typer.Option(help="triggered, acknowledged, resolved, exhausted or unrouted.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """List pages, newest first."""

@@ -69,3 +69,9 @@ def overview(request: Request, ctx: PageCtx) -> Response:
         for s in services
     ]
     return render(request, "overview.html", rows=rows, open_tickets=open_tickets[:20])
+
+
+# --- on-call pages (ops/pages_oncall.py) ---------------------------------------------------
+from mechanisms.ops import pages_oncall  # noqa: E402
+
+router.include_router(pages_oncall.router)

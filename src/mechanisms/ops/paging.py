@@ -125,7 +125,11 @@ def on_ticket(ctx: Ctx, ticket_id: int) -> Page | None:
 
 def _settle(ctx: Ctx, page: Page, state: str, by: str | None = None) -> None:
     before = snapshot(page)
-    values: dict[str, Any] = {"state": state, "next_escalation_at": None, "version": page.version + 1}
+    values: dict[str, Any] = {
+        "state": state,
+        "next_escalation_at": None,
+        "version": page.version + 1,
+    }
     if state == "acknowledged":
         values |= {"acknowledged_at": ctx.now, "acknowledged_by": by or ctx.principal.actor}
     if state == "resolved":
@@ -177,7 +181,9 @@ def escalate(ctx: Ctx, page_id: int) -> int:
     ticket = ctx.session.get(Ticket, page.ticket_id)
     # The ticket's own event may still be on its way: its state is the truth.
     if ticket is None or ticket.state != "open":
-        state = "acknowledged" if ticket is not None and ticket.state == "acknowledged" else "resolved"
+        state = (
+            "acknowledged" if ticket is not None and ticket.state == "acknowledged" else "resolved"
+        )
         _settle(ctx, page, state, by=ticket.assignee if ticket else None)
         return 0
     claimed = ctx.session.execute(
@@ -260,9 +266,7 @@ def _notify(ctx: Ctx, page: Page, ticket: Ticket, note: escalation.Notification)
 
 
 register(Reconciler("ops.pages.escalate", due_pages, escalate))
-register(
-    Reconciler("ops.oncall.handoffs", schedules.due_handoff_checks, schedules.check_handoff)
-)
+register(Reconciler("ops.oncall.handoffs", schedules.due_handoff_checks, schedules.check_handoff))
 
 
 # --- people act on pages --------------------------------------------------------------
@@ -281,9 +285,7 @@ def list_pages(
 ) -> list[Page]:
     require_site_role(ctx, Role.VIEWER)
     if state is not None and state not in STATES:
-        raise InvalidInput(
-            f"state: one of {', '.join(STATES)}", details={"field": "state"}
-        )
+        raise InvalidInput(f"state: one of {', '.join(STATES)}", details={"field": "state"})
     query = select(Page).order_by(Page.id.desc()).limit(max(1, min(limit, 500)))
     if state:
         query = query.where(Page.state == state)

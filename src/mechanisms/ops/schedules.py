@@ -103,7 +103,9 @@ def _people_in(schedule: oncall.Schedule) -> list[tuple[str, str]]:
     for i, layer in enumerate(schedule.layers):
         found += [(f"layers.{i}.participants", p) for p in layer.participants]
         for j, change in enumerate(layer.roster_changes):
-            found += [(f"layers.{i}.roster_changes.{j}.participants", p) for p in change.participants]
+            found += [
+                (f"layers.{i}.roster_changes.{j}.participants", p) for p in change.participants
+            ]
     for k, override in enumerate(schedule.overrides):
         found.append((f"overrides.{k}.user", override.user))
     return found
@@ -261,9 +263,7 @@ def delete_schedule(ctx: Ctx, name: str) -> None:
         )
     before = snapshot(row)
     audit.record(ctx, "ops.schedule.deleted", "oncall_schedule", row.name, before=before)
-    events.emit(
-        ctx, "ops.schedule.deleted", "oncall_schedule", row.name, {"name": row.name}
-    )
+    events.emit(ctx, "ops.schedule.deleted", "oncall_schedule", row.name, {"name": row.name})
     ctx.session.delete(row)
     ctx.session.flush()
 
@@ -433,9 +433,7 @@ def person_shifts(ctx: Ctx, username: str, start: datetime, end: datetime) -> li
     return sorted(found, key=lambda s: (s.shift.start, s.schedule))
 
 
-def coverage(
-    ctx: Ctx, names: list[str], start: datetime, end: datetime
-) -> list[oncall.Interval]:
+def coverage(ctx: Ctx, names: list[str], start: datetime, end: datetime) -> list[oncall.Interval]:
     """The parts of [start, end) that none of the named schedules covers (in UTC)."""
     require_site_role(ctx, Role.VIEWER)
     if not names:

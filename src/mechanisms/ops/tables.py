@@ -177,7 +177,9 @@ class TeamPagingPolicy(Base):
 
     __tablename__ = "ops_team_paging_policies"
 
-    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True)
+    team_id: Mapped[int] = mapped_column(
+        ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True
+    )
     policy_id: Mapped[int] = mapped_column(
         ForeignKey("ops_escalation_policies.id", ondelete="CASCADE"), index=True
     )
@@ -233,9 +235,7 @@ class PageNotification(Base):
     worker killed mid-tick, or two workers, never notify twice."""
 
     __tablename__ = "ops_page_notifications"
-    __table_args__ = (
-        UniqueConstraint("page_id", "loop", "level", "target_kind", "target_name"),
-    )
+    __table_args__ = (UniqueConstraint("page_id", "loop", "level", "target_kind", "target_name"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     page_id: Mapped[int] = mapped_column(ForeignKey("ops_pages.id", ondelete="CASCADE"))
