@@ -5,12 +5,7 @@ Importing the package registers its tables and its worker job (evaluate due alar
 from mechanisms.core import events
 from mechanisms.core.context import Ctx
 from mechanisms.core.worker import WORKER, Worker, register
-from mechanisms.ops import (  # noqa: F401
-    alarms,
-    paging,  # noqa: F401  (pages, escalation and handoff jobs)
-    tables,
-    tickets,
-)
+from mechanisms.ops import alarms, tables, tickets  # noqa: F401
 
 
 class EvaluateAlarms:
@@ -31,3 +26,7 @@ register(EvaluateAlarms())
 def _ticket_for_alarm(ctx: Ctx, message: events.EventMessage) -> None:
     payload = message.payload
     tickets.on_alarm(ctx, payload["name"], payload.get("state", ""), payload.get("reason", ""))
+
+
+# --- on-call: pages, escalation and handoff jobs (ops/paging.py), demo schedules -----------
+from mechanisms.ops import demo_oncall, paging  # noqa: E402, F401
