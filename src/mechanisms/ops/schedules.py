@@ -60,9 +60,12 @@ def _domain_error(exc: ValidationError | ValueError, prefix: str = "") -> Invali
         message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
         return InvalidInput(f"{field}: {message}", details={"field": field})
     text = str(exc)
-    field, sep, _rest = text.partition(":")
-    named = field if sep and " " not in field else prefix or "definition"
-    return InvalidInput(text, details={"field": named})
+    field, sep, rest = text.partition(":")
+    if not (sep and " " not in field):
+        field, rest = prefix or "definition", " " + text
+    # The caller knows which of its own inputs the domain's parameter came from.
+    field = prefix or field
+    return InvalidInput(f"{field}:{rest}", details={"field": field})
 
 
 def _check_window(start: datetime, end: datetime, longest: timedelta) -> None:
