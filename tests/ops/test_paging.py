@@ -262,3 +262,30 @@ def test_handoffs_are_announced_once_each(db, run, clock, team_on_call):
     assert handoffs[1]["schedule"] == "payments-primary" and handoffs[1]["team"] == "payments"
     with db.transaction(write=False) as session:
         assert session.execute(select(func.count()).select_from(Event)).scalar_one() > 0
+
+
+def test_two_workers_at_once_notify_each_target_once(db, run, clock, team_on_call):
+    import threading
+
+    for n in range(12):
+        run(tickets.create, "checkout", f"incident {n}", 1)
+    work(db, clock)  # pages open and level 0 goes out
+    clock.advance(minutes=10)
+    workers = [Worker(db, clock=clock) for _ in range(2)]
+    barrier = threading.Barrier(len(workers))
+
+    def race(worker: Worker) -> None:
+        barrier.wait()
+        worker.run_until_idle()
+
+    threads = [threading.Thread(target=race, args=(w,)) for w in workers]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+    finally:
+        for worker in workers:
+            worker.close()
+    assert sorted(sent(db)) == sorted([(0, 0, "eve")] * 12 + [(0, 1, "ada")] * 12)
+    assert len(event_payloads(db, "ops.page.notified")) == 24

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from mechanisms.core import audit, events
+from mechanisms.core import accounts, audit, events
 from mechanisms.core.context import Ctx
 from mechanisms.core.errors import Conflict, InvalidInput, NotFound, StaleState
 from mechanisms.core.identity import Role
@@ -290,8 +290,6 @@ def list_pages(
     if state:
         query = query.where(Page.state == state)
     if team:
-        from mechanisms.core import accounts
-
         query = query.where(Page.team_id == accounts.get_team(ctx, team).id)
     return list(ctx.session.execute(query).scalars())
 

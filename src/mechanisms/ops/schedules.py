@@ -27,7 +27,7 @@ from mechanisms.core.context import Ctx
 from mechanisms.core.db import canonical_json
 from mechanisms.core.errors import Conflict, InvalidInput, NotFound, StaleState
 from mechanisms.core.identity import Role
-from mechanisms.core.permissions import require_site_role, require_team_role
+from mechanisms.core.permissions import require_site_role, require_team_role, team_lineage
 from mechanisms.core.tables import Team
 from mechanisms.ops import escalation, oncall
 from mechanisms.ops.tables import (
@@ -661,8 +661,6 @@ def set_team_policy(ctx: Ctx, team: str, policy: str) -> EscalationPolicy:
     owner = accounts.get_team(ctx, team)
     require_team_role(ctx, owner.id, Role.ENGINEER)
     row = get_policy(ctx, policy)
-    from mechanisms.core.permissions import team_lineage
-
     if row.team_id not in team_lineage(ctx, owner.id):
         raise _invalid("policy", f"{policy!r} belongs to another team")
     current = ctx.session.get(TeamPagingPolicy, owner.id)
