@@ -55,6 +55,7 @@ def test_the_on_call_sees_who_is_on_and_acknowledges_their_page(
     page.get_by_role("link", name="Ops").first.click()
     page.get_by_role("link", name="On call").click()
     page.wait_for_url("**/ops/oncall")
+    assert "payments-primary" in page.get_by_test_id("my-shifts").inner_text()
     now_row = page.locator("table.oncall-now tr[data-schedule='payments-primary']")
     assert now_row.locator("td.person").inner_text() == person
     calendar = page.get_by_test_id("oncall-calendar")

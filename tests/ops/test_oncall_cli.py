@@ -70,6 +70,8 @@ def test_schedules_policies_and_pages_from_the_command_line(mech, tmp_path):
     assert override.exit_code == 0, override.output
     assert json.loads(override.stdout)["version"] == 2
 
+    leo = json.loads(mech("ops", "oncall", "shifts", "leo", "--days", "14", "--json").stdout)
+    assert leo and {s["schedule"] for s in leo} == {"primary"}
     now = json.loads(mech("ops", "oncall", "now", "--json").stdout)
     assert [n["schedule"] for n in now] == ["primary"] and now[0]["person"] in ("eve", "leo")
 

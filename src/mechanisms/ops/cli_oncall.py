@@ -163,6 +163,34 @@ def show_schedule(
     emit(out, as_json, human)
 
 
+@app.command("shifts")
+def person_shifts(
+    person: str,
+    days: Annotated[int, typer.Option(min=1, max=93, help="This many days ahead.")] = 28,
+    as_json: JsonOpt = False,
+) -> None:
+    """A person's upcoming shifts on every schedule."""
+    with operator() as ctx:
+        rows = [
+            {
+                "schedule": p.schedule,
+                "start": p.shift.start.isoformat(),
+                "end": p.shift.end.isoformat(),
+                "source": str(p.shift.source),
+            }
+            for p in schedules.person_shifts(ctx, person, ctx.now, ctx.now + timedelta(days=days))
+        ]
+    emit(
+        rows,
+        as_json,
+        lambda: table(
+            f"Shifts of {person} (UTC)",
+            ["schedule", "start", "end"],
+            [[r["schedule"], r["start"], r["end"]] for r in rows],
+        ),
+    )
+
+
 @app.command("override")
 def override(
     schedule: str,

@@ -174,6 +174,11 @@ def on_call_page(
         prev_start=first_day - timedelta(days=days),
         next_start=first_day + timedelta(days=days),
         open_pages=_open_pages(ctx),
+        my_shifts=schedules.person_shifts(
+            ctx, ctx.principal.username, ctx.now, ctx.now + timedelta(days=28)
+        )[:10]
+        if ctx.principal.user_id is not None
+        else [],
         now=ctx.now,
     )
 

@@ -213,7 +213,7 @@ def escalate(ctx: Ctx, page_id: int) -> int:
         page.next_escalation_at = runs_out  # come back to mark it exhausted
     else:
         before = snapshot(page)
-        page.state, page.exhausted_at, page.next_escalation_at = "exhausted", ctx.now, None
+        page.state, page.exhausted_at, page.next_escalation_at = "exhausted", runs_out, None
         ctx.session.flush()
         _announce(ctx, page, "ops.page.exhausted", before)
     ctx.session.flush()
