@@ -32,3 +32,5 @@ def _ticket_for_alarm(ctx: Ctx, message: events.EventMessage) -> None:
 import mechanisms.ops.scaling_worker  # noqa: E402, F401 -- scaling jobs; alarms act on scaling
 # The demo's ops data and the synthetic-metrics job register themselves on import.
 from mechanisms.ops import demo, synthetic  # noqa: E402, F401
+# --- on-call: pages, escalation and handoff jobs (ops/paging.py), demo schedules -----------
+from mechanisms.ops import demo_oncall, paging  # noqa: E402, F401

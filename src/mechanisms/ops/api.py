@@ -366,3 +366,7 @@ from mechanisms.ops import api_scaling  # noqa: E402 -- scaling and cost finding
 
 router.include_router(api_scaling.router)
 router.include_router(alerts_router)  # alerts from existing tools (ops/api_alerts.py)
+# --- on-call: schedules, escalation policies, pages (ops/api_oncall.py) -------------------
+from mechanisms.ops import api_oncall  # noqa: E402
+
+router.include_router(api_oncall.router)

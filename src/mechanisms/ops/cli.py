@@ -62,3 +62,7 @@ app.add_typer(alerts_cli, name="alerts")  # alerts from existing tools (ops/cli_
 from mechanisms.ops.cli_synthetic import app as _synthetic_app  # noqa: E402
 
 app.add_typer(_synthetic_app, name="synthetic")
+# --- on-call (ops/cli_oncall.py) -----------------------------------------------------------
+from mechanisms.ops import cli_oncall  # noqa: E402
+
+app.add_typer(cli_oncall.app, name="oncall")

@@ -79,3 +79,7 @@ router.include_router(pages_tickets.router)
 from mechanisms.ops import pages_scaling  # noqa: E402 -- scaling and cost pages
 
 router.include_router(pages_scaling.router)
+# --- on-call pages (ops/pages_oncall.py) ---------------------------------------------------
+from mechanisms.ops import pages_oncall  # noqa: E402
+
+router.include_router(pages_oncall.router)

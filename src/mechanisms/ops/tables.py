@@ -261,3 +261,120 @@ class PrometheusSource(Base):
     )
     url: Mapped[str] = mapped_column(String(2000))
     query: Mapped[str] = mapped_column(String(10_000))
+
+
+# --- on-call schedules, escalation policies and paging (ops/schedules.py, ops/paging.py) ---
+
+
+class OnCallSchedule(Base):
+    """A team's schedule, stored as the domain's ``oncall.Schedule`` (layers, roster changes,
+    restrictions and overrides), validated by it on every write."""
+
+    __tablename__ = "ops_oncall_schedules"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"), index=True)
+    definition: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # Bumped by every edit; an edit that names an older version is refused (lost update).
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    # The person the handoff job last announced, and when it should look again (the end of
+    # the current shift, or now after an edit).
+    announced_person: Mapped[str | None] = mapped_column(String(200))
+    handoff_check_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class EscalationPolicy(Base):
+    """A team's escalation policy, stored as the domain's ``escalation.Policy``."""
+
+    __tablename__ = "ops_escalation_policies"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"), index=True)
+    definition: Mapped[dict[str, Any]] = mapped_column(JSON)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class TeamPagingPolicy(Base):
+    """The policy that pages for a team's high-severity tickets."""
+
+    __tablename__ = "ops_team_paging_policies"
+
+    team_id: Mapped[int] = mapped_column(
+        ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True
+    )
+    policy_id: Mapped[int] = mapped_column(
+        ForeignKey("ops_escalation_policies.id", ondelete="CASCADE"), index=True
+    )
+
+
+class CalendarFeed(Base):
+    """A secret iCalendar feed URL of one schedule or one person; calendar apps send no
+    headers, so the token in the URL is the credential (stored hashed, shown once)."""
+
+    __tablename__ = "ops_calendar_feeds"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    schedule_id: Mapped[int | None] = mapped_column(
+        ForeignKey("ops_oncall_schedules.id", ondelete="CASCADE"), index=True
+    )
+    person: Mapped[str | None] = mapped_column(String(64), index=True)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Page(Base):
+    """A high-severity ticket paging its team through an escalation policy until someone
+    acknowledges. ``next_escalation_at`` is what the worker asks for."""
+
+    __tablename__ = "ops_pages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(
+        ForeignKey("ops_tickets.id", ondelete="CASCADE"), unique=True
+    )
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"), index=True)
+    policy_name: Mapped[str | None] = mapped_column(String(200))
+    # The policy as it was when the page opened: later edits do not reshape a live page.
+    policy: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # triggered → acknowledged | resolved | exhausted; unrouted: the team has no policy.
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(200))
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    exhausted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The instant up to which notifications were sent (``since`` of escalation.due_between).
+    notified_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    next_escalation_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    version: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class PageNotification(Base):
+    """One target of one level of one pass, notified once: the unique key is what makes a
+    worker killed mid-tick, or two workers, never notify twice."""
+
+    __tablename__ = "ops_page_notifications"
+    __table_args__ = (UniqueConstraint("page_id", "loop", "level", "target_kind", "target_name"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    page_id: Mapped[int] = mapped_column(ForeignKey("ops_pages.id", ondelete="CASCADE"))
+    loop: Mapped[int] = mapped_column(Integer)
+    level: Mapped[int] = mapped_column(Integer)
+    target_kind: Mapped[str] = mapped_column(String(16))
+    target_name: Mapped[str] = mapped_column(String(200))
+    # None: the target schedule had nobody on call (a coverage gap, kept visible).
+    person: Mapped[str | None] = mapped_column(String(200), index=True)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    notified_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+# --- end of on-call schedules, escalation policies and paging ---------------------------------

@@ -1,7 +1,7 @@
 """ops scaling: scalable targets, target-tracking policies, capacity history
 
 Revision ID: 0005_scaling
-Revises: 0003_ops
+Revises: 0004_oncall
 Create Date: 2026-11-26 19:47:29.007608
 """
 
@@ -11,7 +11,7 @@ from alembic import op
 import mechanisms.core.db
 
 revision = "0005_scaling"
-down_revision = "0003_ops"
+down_revision = "0004_oncall"
 branch_labels = None
 depends_on = None
 
