@@ -17,6 +17,7 @@ import pytest
 
 from mechanisms.app import create_app
 from mechanisms.core.config import Settings
+from mechanisms.core.worker import Worker
 from tests.support.prometheus import alertmanager, prometheus
 from tests.support.server import serving
 
@@ -130,6 +131,48 @@ def both_paths(
     return check
 
 
+def on_call_eve_then_leo(api: httpx.Client) -> None:
+    """payments pages eve (on call on a one-person daily rotation), then leo after 5 min."""
+    schedule = {
+        "name": "payments-primary",
+        "team": "payments",
+        "time_zone": "UTC",
+        "layers": [
+            {
+                "participants": ["eve"],
+                "rotation": {"type": "daily", "handoff_time": "09:00"},
+                "start": "2026-01-01T09:00:00Z",
+            }
+        ],
+    }
+    assert api.post("/api/v1/ops/oncall/schedules", json=schedule).status_code == 201
+    policy = {
+        "name": "payments-default",
+        "team": "payments",
+        "levels": [
+            {"targets": [{"kind": "schedule", "name": "payments-primary"}], "timeout_minutes": 5},
+            {"targets": [{"kind": "user", "name": "leo"}], "timeout_minutes": 5},
+        ],
+        "default": True,
+    }
+    assert api.post("/api/v1/ops/oncall/policies", json=policy).status_code == 201
+
+
+def pages_after_a_worker_tick(api: httpx.Client, db: Any, clock: Any) -> set[tuple[int, str]]:
+    """Run the worker until idle (it delivers ticket events, opens pages and notifies level
+    0); the (ticket, person notified) pairs of the triggered pages."""
+    worker = Worker(db, clock=clock)
+    try:
+        worker.run_until_idle()
+    finally:
+        worker.close()
+    paged = set()
+    for page in api.get("/api/v1/ops/oncall/pages", params={"state": "triggered"}).json():
+        detail = api.get(f"/api/v1/ops/oncall/pages/{page['id']}").json()
+        paged |= {(page["ticket_id"], n["person"]) for n in detail["notifications"]}
+    return paged
+
+
 @pytest.fixture(params=["sqlite"])
 def backend(request: pytest.FixtureRequest) -> str:
     # The tools are under test here, not the database: one backend keeps it short.
@@ -143,6 +186,7 @@ def test_prometheus_and_alertmanager_cut_and_resolve_tickets(db, clock, org, tmp
     with serving(app) as url:
         api = httpx.Client(base_url=url, headers=admin, timeout=5)
         api.post("/api/v1/ops/services", json={"key": "checkout", "owner_team": "payments"})
+        on_call_eve_then_leo(api)
         routing_key = api.post(
             "/api/v1/ops/alerts/integration-keys", json={"service": "checkout", "name": "am"}
         ).json()["routing_key"]
@@ -169,8 +213,11 @@ def test_prometheus_and_alertmanager_cut_and_resolve_tickets(db, clock, org, tmp
                 assert via_webhook["severity"] == 1 and via_webhook["state"] == "open"
                 assert via_events["severity"] == 1 and via_events["state"] == "open"
                 assert "CheckoutErrors" in via_events["title"]
-                # Paging: SEV1 tickets page the on-call (built alongside); assert the page
-                # for each of these two tickets here once that lands.
+                paged = pages_after_a_worker_tick(api, db, clock)
+                assert paged == {
+                    (via_webhook["id"], "eve"),
+                    (via_events["id"], "eve"),
+                }, "each SEV1 ticket pages whoever is on call for payments now"
                 error_ratio.value = 0.0
                 resolved = wait_for("both tickets resolved", both_paths(tickets, "resolved"), logs)
         resolutions = {}
