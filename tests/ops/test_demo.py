@@ -9,7 +9,7 @@ import pytest
 
 from mechanisms import demo, modules
 from mechanisms.core.worker import Worker
-from mechanisms.ops import alarms, synthetic, tickets
+from mechanisms.ops import alarms, autoscaling, cost, paging, synthetic, tickets
 
 
 @pytest.fixture
@@ -49,6 +49,18 @@ def test_the_demo_has_alarms_in_every_state_and_a_ticket(db, clock, seeded):
         worker.close()
     cut = {t.alarm: t for t in run(tickets.list_tickets, "open")}
     assert cut["checkout-latency-p99"].severity == 2
+    # The SEV2 ticket paged whoever is on call for payments.
+    pages = {p.ticket_id: p for p in run(paging.list_pages)}
+    assert pages[cut["checkout-latency-p99"].id].state == "triggered"
+
+
+def test_the_demo_has_a_scaling_history_and_a_cost_finding(db, clock, seeded):
+    run = seeded
+    decisions = run(autoscaling.history, "web")
+    assert len({d.to_capacity for d in decisions}) > 2, "the web fleet followed the daily wave"
+    findings = run(cost.findings)
+    assert [f.target for f in findings] == ["workers"]
+    assert findings[0].saving > 0
 
 
 def test_checkout_recovers_when_its_incident_ends(db, clock, seeded):

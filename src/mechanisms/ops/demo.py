@@ -2,7 +2,8 @@
 metrics (two days of history, then a minute at a time from the worker), and alarms over
 them in every state: checkout's latency in ALARM (an incident is under way when the demo
 starts, and it cuts a ticket), search's CPU OK, a backlog alarm on a metric nobody sends
-in INSUFFICIENT_DATA, and a composite over two of them."""
+in INSUFFICIENT_DATA, and a composite over two of them; a scaling history and a cost
+finding."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from datetime import timedelta
 
 from mechanisms.core.context import Ctx
 from mechanisms.demo import extend
-from mechanisms.ops import alarms, synthetic
+from mechanisms.ops import alarms, scaling_demo, synthetic
 
 SERVICES = [
     # key, name, owner team (teams of mechanisms.demo)
@@ -46,6 +47,7 @@ def seed_ops(ctx: Ctx) -> None:
     seed_services(ctx)
     start_synthetic_metrics(ctx)
     seed_alarms(ctx)
+    seed_scaling(ctx)
     # The first evaluation: the alarms show their states before the worker's first tick
     # (the worker then delivers the transitions, and checkout's ticket is cut).
     alarms.evaluate_due(ctx)
@@ -107,3 +109,10 @@ def seed_alarms(ctx: Ctx) -> None:
         severity=3,
         description="Either half of the storefront is in trouble.",
     )
+
+
+def seed_scaling(ctx: Ctx) -> None:
+    """Checkout's web fleet followed two days of traffic (a capacity history to look at);
+    search's workers stayed oversized for two weeks (a cost finding)."""
+    scaling_demo.seed_tracked_fleet(ctx, "checkout")
+    scaling_demo.seed_idle_fleet(ctx, "search")
