@@ -133,3 +133,26 @@ def test_bad_query_parameters_are_a_4xx_page(client, org, checkout, address, sta
     page = client.get(address, headers=org.header("vic"))
     assert page.status_code == status
     assert page.headers["content-type"].startswith("text/html")
+
+
+def test_a_resolved_high_severity_ticket_is_promoted_from_its_page(client, org, run, checkout):
+    eve = org.header("eve")
+    sev1 = run(tickets.create, "checkout", "checkout down", 1).id
+    assert 'data-testid="promote"' not in client.get(f"/ops/tickets/{sev1}", headers=eve).text
+    run(tickets.resolve, sev1, "rolled back")
+    assert 'data-testid="promote"' in client.get(f"/ops/tickets/{sev1}", headers=eve).text
+    assert (
+        'data-testid="promote"'
+        not in client.get(f"/ops/tickets/{sev1}", headers=org.header("vic")).text
+    )
+    promoted = client.post(
+        f"/ops/tickets/{sev1}/promote",
+        data={"summary": "a canary stage for checkout"},
+        headers=eve,
+        follow_redirects=False,
+    )
+    assert promoted.status_code == 303
+    page = client.get(f"/ops/tickets/{sev1}", headers=eve).text
+    assert 'data-testid="promote"' not in page and "a canary stage for checkout" in page
+    again = client.post(f"/ops/tickets/{sev1}/promote", data={"summary": "twice"}, headers=eve)
+    assert again.status_code == 409

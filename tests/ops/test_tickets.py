@@ -103,3 +103,32 @@ def test_viewers_cannot_touch_tickets(db, run, checkout):
         run(tickets.acknowledge, ticket.id, as_=viewer)
     with pytest.raises(Forbidden):
         run(tickets.create, "checkout", "x", 3, as_=viewer)
+
+
+def test_a_resolved_high_severity_ticket_is_promoted_to_the_roadmap_once(db, run, checkout):
+    from sqlalchemy import select
+
+    from mechanisms.core.tables import Event
+
+    ticket = run(tickets.create, "checkout", "checkout down for 20 minutes", 1)
+    with pytest.raises(Conflict, match="resolve it before"):
+        run(tickets.promote, ticket.id, "add a canary stage")
+    run(tickets.resolve, ticket.id, "rolled back")
+    with pytest.raises(InvalidInput, match="summary"):
+        run(tickets.promote, ticket.id, "  ")
+    promoted = run(tickets.promote, ticket.id, "add a canary stage to checkout's pipeline")
+    assert promoted.links["roadmap"]["summary"] == "add a canary stage to checkout's pipeline"
+    with pytest.raises(Conflict, match="already promoted"):
+        run(tickets.promote, ticket.id, "again")
+    assert [e.kind for e in run(tickets.timeline, ticket.id)][-1] == "promoted"
+    with db.transaction(write=False) as session:
+        offered = session.execute(select(Event).where(Event.type == "tickets.promoted")).scalars()
+        payloads = [e.payload for e in offered]
+    assert [(p["id"], p["service"], p["kind"]) for p in payloads] == [
+        (ticket.id, "checkout", "operational_finding")
+    ]
+
+    minor = run(tickets.create, "checkout", "a typo on the receipt", 4)
+    run(tickets.resolve, minor.id, "fixed the template")
+    with pytest.raises(Conflict, match="only SEV1 and SEV2"):
+        run(tickets.promote, minor.id, "proofread receipts")

@@ -362,6 +362,20 @@ def resolve_ticket(ticket_id: TicketId, body: TextIn, ctx: CtxDep) -> TicketOut:
     return _ticket_out(tickets.resolve(ctx, ticket_id, body.text))
 
 
+class PromoteIn(Input):
+    summary: Text = Field(min_length=1, max_length=2000)
+
+
+@router.post(
+    "/tickets/{ticket_id}/promote",
+    response_model=TicketOut,
+    description="Offer a resolved SEV1/SEV2 ticket to the roadmap as an operational finding "
+    "(the `tickets.promoted` event); once per ticket.",
+)
+def promote_ticket(ticket_id: TicketId, body: PromoteIn, ctx: CtxDep) -> TicketOut:
+    return _ticket_out(tickets.promote(ctx, ticket_id, body.summary))
+
+
 from mechanisms.ops import api_scaling  # noqa: E402 -- scaling and cost findings
 
 router.include_router(api_scaling.router)

@@ -1,4 +1,4 @@
-"""`mech ops tickets list|show|create|comment|ack|resolve`."""
+"""`mech ops tickets list|show|create|comment|ack|resolve|promote`."""
 
 from __future__ import annotations
 
@@ -122,4 +122,12 @@ def resolve(ticket_id: TicketId, text: str, as_json: JsonOpt = False) -> None:
     """Resolve a ticket, saying what fixed it."""
     with operator() as ctx:
         row = ticket_row(ctx, tickets.resolve(ctx, ticket_id, text))
+    emit(row, as_json, lambda: _say(row))
+
+
+@app.command("promote")
+def promote(ticket_id: TicketId, summary: str, as_json: JsonOpt = False) -> None:
+    """Offer a resolved SEV1/SEV2 ticket to the roadmap as an operational finding."""
+    with operator() as ctx:
+        row = ticket_row(ctx, tickets.promote(ctx, ticket_id, summary))
     emit(row, as_json, lambda: _say(row))

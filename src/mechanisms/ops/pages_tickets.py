@@ -134,3 +134,14 @@ def resolve_form(
 ) -> Response:
     tickets.resolve(ctx, ticket_id, text)
     return done(request, f"/ops/tickets/{ticket_id}")
+
+
+@router.post("/ops/tickets/{ticket_id}/promote")
+def promote_form(
+    request: Request,
+    ticket_id: RowId,
+    ctx: FormCtx,
+    summary: Annotated[Text, Form(max_length=2000)] = "",
+) -> Response:
+    tickets.promote(ctx, ticket_id, summary)
+    return done(request, f"/ops/tickets/{ticket_id}")

@@ -202,6 +202,46 @@ def _mark_resolved(ctx: Ctx, ticket: Ticket, text: str) -> Ticket:
     return ticket
 
 
+def promote(ctx: Ctx, ticket_id: int, summary: str) -> Ticket:
+    """Offer a resolved SEV1/SEV2 ticket to the roadmap as an operational finding.
+
+    The roadmap subscribes to ``tickets.promoted`` and turns it into a roadmap item; the
+    ticket keeps the promotion in its links so it is offered once."""
+    ticket = _editable(ctx, ticket_id)
+    if ticket.state != "resolved":
+        raise Conflict(f"ticket {ticket_id} is {ticket.state}; resolve it before promoting it")
+    if ticket.severity not in HIGH_SEVERITY:
+        raise Conflict(f"ticket {ticket_id} is SEV{ticket.severity}; only SEV1 and SEV2 tickets")
+    if "roadmap" in ticket.links:
+        raise Conflict(f"ticket {ticket_id} is already promoted to the roadmap")
+    summary = summary.strip()
+    if not summary or "\x00" in summary:
+        raise _invalid("summary", "say what the organisation should change")
+    before = snapshot(ticket)
+    finding = {"summary": summary[:2000], "by": ctx.principal.actor, "at": ctx.now.isoformat()}
+    ticket.links = {**ticket.links, "roadmap": finding}
+    _note(ctx, ticket, "promoted", summary)
+    ctx.session.flush()
+    service = ctx.session.get(OpsService, ticket.service_id)
+    audit.record(
+        ctx, "tickets.promoted", "ticket", ticket.id, before=before, after=snapshot(ticket)
+    )
+    events.emit(
+        ctx,
+        "tickets.promoted",
+        "ticket",
+        ticket.id,
+        {
+            **snapshot(ticket),
+            "summary": finding["summary"],
+            "service": service.key if service else None,
+            "owner_team_id": ticket.owner_team_id,
+            "kind": "operational_finding",
+        },
+    )
+    return ticket
+
+
 def on_alarm(ctx: Ctx, alarm_name: str, state: str, reason: str) -> Ticket | None:
     """An alarm changed state: ALARM cuts (or updates) its ticket, OK notes the recovery."""
     alarm = ctx.session.execute(select(Alarm).where(Alarm.name == alarm_name)).scalar_one_or_none()
