@@ -201,9 +201,9 @@ def tick(db: Any, now: datetime) -> tuple[float, int, dict[str, float]]:
     from mechanisms.ops import alarms
 
     spent = {"transitions": 0.0}
-    original = alarms._transition
+    original = alarms._record_transitions
 
-    def timed_transition(*args: Any, **kwargs: Any) -> None:
+    def timed_transitions(*args: Any, **kwargs: Any) -> None:
         started = time.perf_counter()
         try:
             original(*args, **kwargs)
@@ -211,14 +211,14 @@ def tick(db: Any, now: datetime) -> tuple[float, int, dict[str, float]]:
             spent["transitions"] += time.perf_counter() - started
 
     gc.collect()
-    alarms._transition = timed_transition
+    alarms._record_transitions = timed_transitions
     try:
         start = time.perf_counter()
         with db.transaction() as session:
             changed = alarms.evaluate_due(Ctx(session, system_principal("bench"), now))
         elapsed = time.perf_counter() - start
     finally:
-        alarms._transition = original
+        alarms._record_transitions = original
     return elapsed, changed, spent
 
 

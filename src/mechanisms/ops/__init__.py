@@ -25,4 +25,6 @@ register(EvaluateAlarms())
 @events.subscribe("ops.tickets-from-alarms", "alarms.state_changed")
 def _ticket_for_alarm(ctx: Ctx, message: events.EventMessage) -> None:
     payload = message.payload
+    if payload.get("silenced") and payload.get("state") == "ALARM":
+        return  # a scheduled silence holds the ticket (and so its page) back: decision 0011
     tickets.on_alarm(ctx, payload["name"], payload.get("state", ""), payload.get("reason", ""))

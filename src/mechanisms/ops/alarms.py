@@ -16,15 +16,16 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from mechanisms.core import accounts, audit, events
 from mechanisms.core.context import Ctx
 from mechanisms.core.errors import Conflict, InvalidInput, NotFound
 from mechanisms.core.identity import Role
 from mechanisms.core.permissions import require_site_role, require_team_role
-from mechanisms.ops import alarm_rules, metrics
+from mechanisms.ops import alarm_rules, metrics, silences
 from mechanisms.ops.alarm_rules import AlarmDefinition, AlarmState
 from mechanisms.ops.tables import Alarm, AlarmTransition, MetricRollup, MetricSeries, OpsService
 
@@ -232,43 +233,93 @@ def firing(session: Session, names: list[str]) -> list[str]:
     )
 
 
+@dataclass(frozen=True)
+class _Move:
+    """One alarm's change of state, as the evaluation decided it."""
+
+    alarm_id: int
+    name: str
+    severity: int
+    previous: str
+    state: str
+    reason: str
+    datapoints: list[dict[str, Any]]
+
+
+def _record_transitions(ctx: Ctx, moves: list[_Move]) -> None:
+    """Write each move: the alarm's new state, its transition row, its audit record and its
+    ``alarms.state_changed`` event, all in bulk (a first tick can move every alarm). An
+    alarm inside a scheduled silence moves all the same; its event says ``silenced`` so
+    that what notifies people holds back (decision 0011)."""
+    if not moves:
+        return
+    silenced = silences.silencer(ctx)
+    # Core statements: the ORM's bulk paths cost more than the SQL itself here.
+    alarms = Alarm.__table__
+    ctx.session.execute(
+        update(alarms)
+        .where(alarms.c.id == bindparam("moved_id"))
+        .values(
+            state=bindparam("new_state"),
+            state_reason=bindparam("new_reason"),
+            state_changed_at=ctx.now,
+        ),
+        [{"moved_id": m.alarm_id, "new_state": m.state, "new_reason": m.reason} for m in moves],
+    )
+    ctx.session.execute(
+        insert(AlarmTransition.__table__),
+        [
+            {
+                "alarm_id": m.alarm_id,
+                "at": ctx.now,
+                "from_state": m.previous,
+                "to_state": m.state,
+                "reason": m.reason,
+                "datapoints": m.datapoints,
+            }
+            for m in moves
+        ],
+    )
+    audit.record_many(
+        ctx,
+        [
+            audit.Entry(
+                "alarms.state_changed",
+                "alarm",
+                m.name,
+                before={"state": m.previous},
+                after={"state": m.state},
+                details={"reason": m.reason},
+            )
+            for m in moves
+        ],
+    )
+    announced = []
+    for m in moves:
+        payload = {
+            "name": m.name,
+            "state": m.state,
+            "previous": m.previous,
+            "reason": m.reason,
+            "severity": m.severity,
+        }
+        silence = silenced(m.name)
+        if silence is not None:
+            payload |= {"silenced": True, "silence": silence}
+        announced.append(events.Emitted("alarms.state_changed", "alarm", m.name, payload))
+    events.emit_many(ctx, announced)
+
+
 def _transition(
     ctx: Ctx, alarm: Alarm, new_state: str, reason: str, datapoints: list[dict[str, Any]]
 ) -> None:
-    previous = alarm.state
-    alarm.state, alarm.state_reason, alarm.state_changed_at = new_state, reason, ctx.now
-    ctx.session.add(
-        AlarmTransition(
-            alarm_id=alarm.id,
-            at=ctx.now,
-            from_state=previous,
-            to_state=new_state,
-            reason=reason,
-            datapoints=datapoints,
-        )
-    )
-    audit.record(
-        ctx,
-        "alarms.state_changed",
-        "alarm",
-        alarm.name,
-        before={"state": previous},
-        after={"state": new_state},
-        details={"reason": reason},
-    )
-    events.emit(
-        ctx,
-        "alarms.state_changed",
-        "alarm",
-        alarm.name,
-        {
-            "name": alarm.name,
-            "state": new_state,
-            "previous": previous,
-            "reason": reason,
-            "severity": alarm.severity,
-        },
-    )
+    move = _Move(alarm.id, alarm.name, alarm.severity, alarm.state, new_state, reason, datapoints)
+    ctx.session.flush()
+    _record_transitions(ctx, [move])
+    # The bulk UPDATE went past the ORM: bring the object in line with the row.
+    set_committed_value(alarm, "state", new_state)
+    set_committed_value(alarm, "state_reason", reason)
+    set_committed_value(alarm, "state_changed_at", ctx.now)
 
 
 def set_state(ctx: Ctx, name: str, state: str, reason: str) -> Alarm:
@@ -299,7 +350,8 @@ _IDS_PER_STATEMENT = 10_000
 @dataclass
 class _SeriesRows:
     labels: dict[str, str]
-    rows: list[Any]  # (id, series_id, bucket_start, count, sum, min, max[, sketch]) rows
+    # (id, series_id, resolution, bucket_start, count, sum, min, max[, sketch]) rows
+    rows: list[Any]
 
 
 @dataclass
@@ -345,6 +397,7 @@ def _rows_by_metric(
     columns = [
         MetricRollup.id,
         MetricRollup.series_id,
+        MetricRollup.resolution,
         MetricRollup.bucket_start,
         MetricRollup.count,
         MetricRollup.sum,
@@ -437,6 +490,10 @@ class _Datapoints:
         starts: dict[datetime, datetime] = {}
         for s in rows.matching(match):
             for row in s.rows:
+                if period % row.resolution:
+                    # An hourly rollup cannot say what happened in one minute of its hour:
+                    # such a period stays missing rather than take the hour's value.
+                    continue
                 at = starts.get(row.bucket_start)
                 if at is None:
                     at = starts[row.bucket_start] = alarm_rules.period_start(
@@ -469,7 +526,15 @@ def evaluate_due(ctx: Ctx, limit: int = 20_000) -> int:
     changed state. Runs in one transaction (the worker's job)."""
     due = list(
         ctx.session.execute(
-            select(Alarm.id, Alarm.metric, Alarm.match, Alarm.definition, Alarm.state)
+            select(
+                Alarm.id,
+                Alarm.name,
+                Alarm.severity,
+                Alarm.metric,
+                Alarm.match,
+                Alarm.definition,
+                Alarm.state,
+            )
             .where(Alarm.kind == "metric", Alarm.next_evaluation_at <= ctx.now)
             .order_by(Alarm.next_evaluation_at)
             .limit(limit)
@@ -486,7 +551,7 @@ def evaluate_due(ctx: Ctx, limit: int = 20_000) -> int:
         if span not in spans:
             spans[span] = alarm_rules.evaluation_window(definition, ctx.now)
         windows[a.id] = spans[span]
-    decided: list[tuple[int, alarm_rules.Evaluation]] = []
+    decided: list[tuple[Any, alarm_rules.Evaluation]] = []
     if due:
         earliest = min(w[0] for w in windows.values())
         percentiles = {a.metric for a in due if definitions[a.id].statistic.startswith("p")}
@@ -497,28 +562,31 @@ def evaluate_due(ctx: Ctx, limit: int = 20_000) -> int:
             points = datapoints(alarm.metric, definition, alarm.match, start, end)
             result = alarm_rules.evaluate(definition, points, ctx.now, AlarmState(alarm.state))
             if result.new_state.value != alarm.state:
-                decided.append((alarm.id, result))
-    # Only the alarms that change are loaded whole (they were locked with the rest above).
-    moving = {
-        a.id: a
-        for first in range(0, len(decided), _IDS_PER_STATEMENT)
-        for a in ctx.session.execute(
-            select(Alarm).where(
-                Alarm.id.in_([i for i, _ in decided[first : first + _IDS_PER_STATEMENT]])
+                decided.append((alarm, result))
+    # The alarms were locked with the rest above; the moves are written in bulk.
+    _record_transitions(
+        ctx,
+        [
+            _Move(
+                alarm.id,
+                alarm.name,
+                alarm.severity,
+                alarm.state,
+                result.new_state.value,
+                result.reason,
+                [
+                    {
+                        "at": p.timestamp.isoformat(),
+                        "value": p.value,
+                        "breaching": p.breaching,
+                        "filled": p.filled,
+                    }
+                    for p in result.evaluated
+                ],
             )
-        ).scalars()
-    }
-    for alarm_id, result in decided:
-        points = [
-            {
-                "at": p.timestamp.isoformat(),
-                "value": p.value,
-                "breaching": p.breaching,
-                "filled": p.filled,
-            }
-            for p in result.evaluated
-        ]
-        _transition(ctx, moving[alarm_id], result.new_state.value, result.reason, points)
+            for alarm, result in decided
+        ],
+    )
     changed = len(decided)
     # Composites follow their inputs at once: every pass looks at all of them (cheap).
     composites = list(

@@ -841,7 +841,9 @@ def query(
     period_seconds: int,
 ) -> list[tuple[datetime, float | None]]:
     """One value per period in [start, end) for every series of ``name`` whose labels
-    include ``match``, merged (percentiles from merged sketches, never averaged)."""
+    include ``match``, merged (percentiles from merged sketches, never averaged). Minute
+    and hourly rollups are read alike; a period shorter than an hour where only hourly
+    rollups remain (downsampled) is missing, never the hour's value."""
     check_statistic(statistic)
     if period_seconds % MINUTE:
         raise InvalidInput(
@@ -869,6 +871,8 @@ def query(
             )
         ).scalars()
         for row in rows:
+            if period_seconds % row.resolution:
+                continue  # an hourly rollup says nothing about one minute of its hour
             offset = (row.bucket_start - first).total_seconds() // period_seconds
             period = first + timedelta(seconds=offset * period_seconds)
             bucket = buckets.get(period)
