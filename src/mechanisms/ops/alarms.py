@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import ValidationError
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -25,9 +24,16 @@ from mechanisms.core.context import Ctx
 from mechanisms.core.errors import Conflict, InvalidInput, NotFound
 from mechanisms.core.identity import Role
 from mechanisms.core.permissions import require_site_role, require_team_role
-from mechanisms.ops import alarm_rules, metrics, silences
+from mechanisms.ops import alarm_rules, baselines, metrics, silences
 from mechanisms.ops.alarm_rules import AlarmDefinition, AlarmState
-from mechanisms.ops.tables import Alarm, AlarmTransition, MetricRollup, MetricSeries, OpsService
+from mechanisms.ops.tables import (
+    Alarm,
+    AlarmTransition,
+    HeldAlarm,
+    MetricRollup,
+    MetricSeries,
+    OpsService,
+)
 
 EVALUATION_INTERVAL = timedelta(seconds=60)
 SEVERITIES = range(1, 6)
@@ -138,15 +144,9 @@ def create_alarm(
     else:
         if not metrics.NAME_RE.match(metric or ""):
             raise _invalid("metric", "a Prometheus metric name")
-        try:
-            parsed = AlarmDefinition.model_validate(definition or {})
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            field = "definition." + ".".join(str(p) for p in first["loc"])
-            raise _invalid(field.rstrip("."), first["msg"].removeprefix("Value error, ")) from None
         kind, stored, metric_name, labels = (
             "metric",
-            parsed.model_dump(mode="json"),
+            baselines.validated(definition or {}),
             metric,
             _check_match(match or {}),
         )
@@ -294,6 +294,7 @@ def _record_transitions(ctx: Ctx, moves: list[_Move]) -> None:
             for m in moves
         ],
     )
+    _hold(ctx, moves, silenced)
     announced = []
     for m in moves:
         payload = {
@@ -308,6 +309,78 @@ def _record_transitions(ctx: Ctx, moves: list[_Move]) -> None:
             payload |= {"silenced": True, "silence": silence}
         announced.append(events.Emitted("alarms.state_changed", "alarm", m.name, payload))
     events.emit_many(ctx, announced)
+
+
+def _hold(ctx: Ctx, moves: list[_Move], silenced: Any) -> None:
+    """Remember the alarms a silence caught going into ALARM; forget those that left it."""
+    leaving = [m.alarm_id for m in moves]
+    for first in range(0, len(leaving), _IDS_PER_STATEMENT):
+        ctx.session.execute(
+            delete(HeldAlarm).where(
+                HeldAlarm.alarm_id.in_(leaving[first : first + _IDS_PER_STATEMENT])
+            )
+        )
+    held = [
+        {"alarm_id": m.alarm_id, "silence": silence, "since": ctx.now}
+        for m in moves
+        if m.state == "ALARM" and (silence := silenced(m.name)) is not None
+    ]
+    if held:
+        ctx.session.execute(insert(HeldAlarm.__table__), held)
+
+
+def _release_held(ctx: Ctx) -> int:
+    """Alarms still in ALARM whose silence is over are announced again, unsilenced, so that
+    what the silence held back (the ticket, the page) happens now. Returns how many."""
+    held = list(
+        ctx.session.execute(
+            select(HeldAlarm.alarm_id, HeldAlarm.silence, Alarm.name, Alarm.severity)
+            .join(Alarm, Alarm.id == HeldAlarm.alarm_id)
+            .order_by(HeldAlarm.alarm_id)
+        )
+    )
+    if not held:
+        return 0
+    silenced = silences.silencer(ctx)
+    released = [h for h in held if silenced(h.name) is None]
+    if not released:
+        return 0
+    ctx.session.execute(
+        delete(HeldAlarm).where(HeldAlarm.alarm_id.in_([h.alarm_id for h in released]))
+    )
+    states = dict(
+        ctx.session.execute(
+            select(Alarm.id, Alarm.state_reason).where(Alarm.id.in_([h.alarm_id for h in released]))
+        ).all()
+    )
+    audit.record_many(
+        ctx,
+        [
+            audit.Entry("alarms.silence_ended", "alarm", h.name, details={"silence": h.silence})
+            for h in released
+        ],
+    )
+    events.emit_many(
+        ctx,
+        [
+            events.Emitted(
+                "alarms.state_changed",
+                "alarm",
+                h.name,
+                {
+                    "name": h.name,
+                    "state": "ALARM",
+                    "previous": "ALARM",
+                    "reason": f"Still in ALARM after silence {h.silence} ended: "
+                    + states[h.alarm_id],
+                    "severity": h.severity,
+                    "released": True,
+                },
+            )
+            for h in released
+        ],
+    )
+    return len(released)
 
 
 def _transition(
@@ -521,6 +594,70 @@ class _Datapoints:
         return found.bucket.value(statistic)
 
 
+_BASELINES = baselines.Cache()
+# Stands in when an anomaly alarm's history is empty: with no datapoint either, the band
+# is never asked for and the missing-data treatment decides.
+_NO_HISTORY = alarm_rules.fit_baseline([(alarm_rules.EPOCH, 0.0)], "none")
+
+
+def _baselines(
+    session: Session,
+    anomalous: list[tuple[Any, AlarmDefinition, baselines.BaselineSettings]],
+    now: datetime,
+) -> dict[int, alarm_rules.AnomalyBaseline | None]:
+    """The fitted baseline of every anomaly alarm due, by alarm id. Fits are kept for the
+    hour; those not kept are fitted from one read of the rollups for all of them, and
+    alarms that watch the same series the same way share one fit."""
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    database = str(session.get_bind().url)
+    found: dict[int, alarm_rules.AnomalyBaseline | None] = {}
+    unfitted = []
+    for alarm, definition, setting in anomalous:
+        try:
+            key: Any = (
+                database,
+                alarm.metric,
+                definition.statistic,
+                definition.period_seconds,
+                tuple(sorted(alarm.match.items())),
+                setting,
+            )
+            hash(key)
+        except TypeError:  # a match value that is not a string: fitted alone, not kept
+            key = None
+        hit, baseline = _BASELINES.get(key, hour) if key is not None else (False, None)
+        if hit:
+            found[alarm.id] = baseline
+        else:
+            unfitted.append((alarm, definition, setting, key))
+    if not unfitted:
+        return found
+    earliest = min(baselines.history_window(s, now)[0] for _, _, s, _ in unfitted)
+    percentiles = {a.metric for a, d, _, _ in unfitted if d.statistic.startswith("p")}
+    history = _Datapoints(
+        _rows_by_metric(
+            session, {a.metric for a, _, _, _ in unfitted}, earliest, hour, percentiles
+        ),
+        hour,
+    )
+    fitted: dict[Any, alarm_rules.AnomalyBaseline | None] = {}
+    for alarm, definition, setting, key in unfitted:
+        if key is None or key not in fitted:
+            start, end = baselines.history_window(setting, now)
+            start = alarm_rules.period_start(start, definition.period_seconds)
+            points = history(alarm.metric, definition, alarm.match, start, end)
+            baseline = baselines.fit(
+                [(at, v) for at, v in points.items() if v is not None], setting
+            )
+            if key is not None:
+                fitted[key] = baseline
+                _BASELINES.put(key, hour, baseline)
+        else:
+            baseline = fitted[key]
+        found[alarm.id] = baseline
+    return found
+
+
 def evaluate_due(ctx: Ctx, limit: int = 20_000) -> int:
     """Evaluate every metric alarm that is due, then every composite; returns how many
     changed state. Runs in one transaction (the worker's job)."""
@@ -541,7 +678,9 @@ def evaluate_due(ctx: Ctx, limit: int = 20_000) -> int:
             .with_for_update(skip_locked=True)
         )
     )
-    definitions = {a.id: AlarmDefinition.model_validate(a.definition) for a in due}
+    definitions, settings = {}, {}
+    for a in due:
+        definitions[a.id], settings[a.id] = baselines.split(a.definition)
     # A window depends on the period and the number of periods only: one per pair.
     spans: dict[tuple[int, int], tuple[datetime, datetime]] = {}
     windows = {}
@@ -557,10 +696,20 @@ def evaluate_due(ctx: Ctx, limit: int = 20_000) -> int:
         percentiles = {a.metric for a in due if definitions[a.id].statistic.startswith("p")}
         rows = _rows_by_metric(ctx.session, {a.metric for a in due}, earliest, ctx.now, percentiles)
         datapoints = _Datapoints(rows, ctx.now)
+        bands = _baselines(
+            ctx.session,
+            [(a, definitions[a.id], settings[a.id]) for a in due if settings[a.id] is not None],
+            ctx.now,
+        )
         for alarm in due:
             definition, (start, end) = definitions[alarm.id], windows[alarm.id]
             points = datapoints(alarm.metric, definition, alarm.match, start, end)
-            result = alarm_rules.evaluate(definition, points, ctx.now, AlarmState(alarm.state))
+            baseline = bands.get(alarm.id)
+            if alarm.id in bands and baseline is None:
+                points, baseline = {}, _NO_HISTORY  # nothing to fit a band to: no datapoint
+            result = alarm_rules.evaluate(
+                definition, points, ctx.now, AlarmState(alarm.state), baseline=baseline
+            )
             if result.new_state.value != alarm.state:
                 decided.append((alarm, result))
     # The alarms were locked with the rest above; the moves are written in bulk.
@@ -580,6 +729,7 @@ def evaluate_due(ctx: Ctx, limit: int = 20_000) -> int:
                         "value": p.value,
                         "breaching": p.breaching,
                         "filled": p.filled,
+                        **({"band": list(p.band)} if p.band else {}),
                     }
                     for p in result.evaluated
                 ],
@@ -587,7 +737,7 @@ def evaluate_due(ctx: Ctx, limit: int = 20_000) -> int:
             for alarm, result in decided
         ],
     )
-    changed = len(decided)
+    changed = len(decided) + _release_held(ctx)
     # Composites follow their inputs at once: every pass looks at all of them (cheap).
     composites = list(
         ctx.session.execute(

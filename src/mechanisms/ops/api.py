@@ -359,3 +359,8 @@ def acknowledge_ticket(ticket_id: TicketId, ctx: CtxDep) -> TicketOut:
 @router.post("/tickets/{ticket_id}/resolve", response_model=TicketOut)
 def resolve_ticket(ticket_id: TicketId, body: TextIn, ctx: CtxDep) -> TicketOut:
     return _ticket_out(tickets.resolve(ctx, ticket_id, body.text))
+
+
+from mechanisms.ops import api_silences  # noqa: E402  (silences: their own module)
+
+router.include_router(api_silences.router)

@@ -44,3 +44,8 @@ def create_service(
         service = alarms.create_service(ctx, key, name or key, owner)
         row = {"key": service.key, "name": service.name, "owner_team_id": service.owner_team_id}
     emit(row, as_json, lambda: typer.echo(f"created service {row['key']}"))
+
+
+from mechanisms.ops import cli_silences  # noqa: E402  (each area adds its own commands)
+
+app.add_typer(cli_silences.app, name="silences")

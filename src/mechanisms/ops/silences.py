@@ -7,6 +7,7 @@ back. Automatic protection (rolling back a rollout) does not (decision 0011)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -61,24 +62,29 @@ def _check_covers(ctx: Ctx, silence: alarm_rules.Silence) -> None:
         require_team_role(ctx, team_id, Role.ENGINEER)
 
 
-def _definition(
-    name: str,
-    start: datetime,
-    end: datetime,
-    time_zone: str,
-    rrule: str | None,
-    alarms: list[str],
-) -> alarm_rules.Silence:
+@dataclass(frozen=True)
+class Schedule:
+    """A silence's windows and the alarms it covers, as a person gives them: ``start`` and
+    ``end`` are wall-clock times in ``time_zone`` (ISO 8601 text or datetimes)."""
+
+    start: datetime | str
+    end: datetime | str
+    time_zone: str = "UTC"
+    rrule: str | None = None
+    alarms: tuple[str, ...] = ()
+
+
+def _definition(name: str, schedule: Schedule) -> alarm_rules.Silence:
     if not name.strip() or len(name) > 200 or "\x00" in name:
         raise _invalid("name", "1-200 characters")
     return parse(
         {
             "name": name,
-            "start": start,
-            "end": end,
-            "time_zone": time_zone,
-            "rrule": rrule or None,
-            "alarms": sorted(set(alarms)),
+            "start": schedule.start,
+            "end": schedule.end,
+            "time_zone": schedule.time_zone,
+            "rrule": schedule.rrule or None,
+            "alarms": sorted(set(schedule.alarms)),
         }
     )
 
@@ -90,19 +96,9 @@ def _find(ctx: Ctx, name: str) -> Silence:
     return found
 
 
-def create(
-    ctx: Ctx,
-    name: str,
-    start: datetime,
-    end: datetime,
-    *,
-    time_zone: str = "UTC",
-    rrule: str | None = None,
-    alarms: list[str] | None = None,
-    comment: str = "",
-) -> Silence:
+def create(ctx: Ctx, name: str, schedule: Schedule, comment: str = "") -> Silence:
     require_site_role(ctx, Role.ENGINEER)
-    silence = _definition(name, start, end, time_zone, rrule, alarms or [])
+    silence = _definition(name, schedule)
     _check_covers(ctx, silence)
     if ctx.session.execute(select(Silence.id).where(Silence.name == name)).first():
         raise Conflict(f"silence {name!r} already exists", details={"field": "name"})
@@ -120,30 +116,17 @@ def create(
     return row
 
 
-def replace(
-    ctx: Ctx,
-    name: str,
-    start: datetime,
-    end: datetime,
-    *,
-    time_zone: str = "UTC",
-    rrule: str | None = None,
-    alarms: list[str] | None = None,
-    comment: str = "",
-) -> Silence:
+def replace(ctx: Ctx, name: str, schedule: Schedule, comment: str = "") -> Silence:
     """Change a silence's windows or the alarms it covers (whoever may silence both the old
     and the new set of alarms)."""
     require_site_role(ctx, Role.ENGINEER)
     row = _find(ctx, name)
-    silence = _definition(name, start, end, time_zone, rrule, alarms or [])
+    silence = _definition(name, schedule)
     _check_covers(ctx, parse(row.definition))
     _check_covers(ctx, silence)
     before = snapshot(row)
-    row.definition, row.comment, row.updated_at = (
-        silence.model_dump(mode="json"),
-        comment.strip(),
-        ctx.now,
-    )
+    row.definition = silence.model_dump(mode="json")
+    row.comment, row.updated_at = comment.strip(), ctx.now
     ctx.session.flush()
     audit.record(ctx, "ops.silence_changed", "silence", name, before=before, after=snapshot(row))
     return row
