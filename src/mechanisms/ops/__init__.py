@@ -28,3 +28,7 @@ def _ticket_for_alarm(ctx: Ctx, message: events.EventMessage) -> None:
     if payload.get("silenced") and payload.get("state") == "ALARM":
         return  # a scheduled silence holds the ticket (and so its page) back: decision 0011
     tickets.on_alarm(ctx, payload["name"], payload.get("state", ""), payload.get("reason", ""))
+
+
+# Registers the metrics store's retention and downsampling job.
+from mechanisms.ops import retention  # noqa: E402, F401

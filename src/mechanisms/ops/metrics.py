@@ -623,6 +623,11 @@ def merged(sketches: list[SketchBins]) -> DDSketch:
     )
 
 
+def merged_bytes(stored: list[bytes]) -> bytes:
+    """Stored sketches merged into one, stored the same way (downsampling's fold)."""
+    return _sketch_bytes(merged([SketchBins.of(b) for b in stored]))
+
+
 def _merged_store(stores: list[tuple[int, tuple[float, ...]]]) -> DenseStore:
     # DenseStore.merge skips a store that counts nothing; the others' ranges make the range.
     counted = [(offset, counts) for offset, counts in stores if counts and sum(counts)]

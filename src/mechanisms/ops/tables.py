@@ -137,6 +137,8 @@ class TicketEvent(Base):
 
 # --- scheduled silences and evaluation (ops-eval) ---------------------------------------
 
+from sqlalchemy import Index  # noqa: E402  (this section's own import)
+
 
 class Silence(Base):
     """A scheduled silence: while one of its windows is open, the alarms it covers still
@@ -167,6 +169,15 @@ class HeldAlarm(Base):
     )
     silence: Mapped[str] = mapped_column(String(200))
     since: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+# Downsampling looks for the oldest minute rollups; without this index it would first step
+# over every hourly rollup (they are the oldest rows).
+Index(
+    "ix_ops_metric_rollups_resolution_bucket_start",
+    MetricRollup.resolution,
+    MetricRollup.bucket_start,
+)
 
 
 # --- end of scheduled silences and evaluation (ops-eval) --------------------------------

@@ -1,5 +1,6 @@
 """ops evaluation: scheduled silences, alarms a silence held back; the flags mechanism's
-temporary alarm-state table goes (deployments read the ops alarms)
+temporary alarm-state table goes (deployments read the ops alarms); an index for
+downsampling
 
 Revision ID: 0007_eval
 Revises: 0003_ops
@@ -44,9 +45,17 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("alarm_id", name=op.f("pk_ops_held_alarms")),
     )
     op.drop_table("flag_alarm_states")
+    with op.batch_alter_table("ops_metric_rollups", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_ops_metric_rollups_resolution_bucket_start",
+            ["resolution", "bucket_start"],
+            unique=False,
+        )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("ops_metric_rollups", schema=None) as batch_op:
+        batch_op.drop_index("ix_ops_metric_rollups_resolution_bucket_start")
     op.create_table(
         "flag_alarm_states",
         sa.Column("id", sa.Integer(), nullable=False),
