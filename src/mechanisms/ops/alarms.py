@@ -10,17 +10,21 @@ whose state changed. A percentile is merged from the rollups' sketches, never av
 from __future__ import annotations
 
 import contextlib
+import gc
+import json
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import Text, bindparam, delete, insert, select, type_coerce, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from mechanisms.core import accounts, audit, events
 from mechanisms.core.context import Ctx
+from mechanisms.core.db import canonical_json
 from mechanisms.core.errors import Conflict, InvalidInput, NotFound
 from mechanisms.core.identity import Role
 from mechanisms.core.permissions import require_site_role, require_team_role
@@ -314,6 +318,8 @@ def _record_transitions(ctx: Ctx, moves: list[_Move]) -> None:
 def _hold(ctx: Ctx, moves: list[_Move], silenced: Any) -> None:
     """Remember the alarms a silence caught going into ALARM; forget those that left it."""
     leaving = [m.alarm_id for m in moves]
+    if not ctx.session.execute(select(HeldAlarm.alarm_id).limit(1)).first():
+        leaving = []  # nothing held (the usual case): no statement with every id in it
     for first in range(0, len(leaving), _IDS_PER_STATEMENT):
         ctx.session.execute(
             delete(HeldAlarm).where(
@@ -511,9 +517,17 @@ class _Datapoints:
     the same period share that series' periods, merged once; each rollup's sketch is
     decoded at most once, and only when a percentile is asked for."""
 
-    def __init__(self, rows: dict[str, _MetricRows], now: datetime) -> None:
+    def __init__(
+        self,
+        rows: dict[str, _MetricRows],
+        now: datetime,
+        remembered: dict[Any, float | None] | None = None,
+    ) -> None:
         self.rows = rows
         self.now = now
+        # Percentiles of the previous tick by their rollups, and those of this one.
+        self.remembered = remembered or {}
+        self.kept: dict[Any, float | None] = {}
         self.merged: dict[Any, dict[datetime, _Period]] = {}
         self.sketches: dict[int, metrics.SketchBins] = {}  # by rollup id
 
@@ -583,7 +597,20 @@ class _Datapoints:
         return periods
 
     def _value(self, found: _Period, statistic: str) -> float | None:
-        if statistic.startswith("p") and found.bucket.sketch is None:
+        if not statistic.startswith("p"):
+            return found.bucket.value(statistic)
+        # A period's percentile is the same as last tick's while the same rollups, unchanged,
+        # make it: a window slides by one period a tick, so most are (a late sample changes
+        # its rollup's count and sum, and so the key).
+        key = (statistic, *((r.id, r.count, r.sum) for r in found.rows))
+        value = self.remembered.get(key, found)
+        if value is found:
+            value = self._percentile(found, statistic)
+        self.kept[key] = value
+        return value
+
+    def _percentile(self, found: _Period, statistic: str) -> float | None:
+        if found.bucket.sketch is None:
             decoded = []
             for row in found.rows:
                 sketch = self.sketches.get(row.id)
@@ -658,9 +685,48 @@ def _baselines(
     return found
 
 
+# By database: the percentiles the last tick computed (what the next one may reuse).
+_PERCENTILES: dict[str, dict[Any, float | None]] = {}
+_DEFINITIONS: dict[str, tuple[AlarmDefinition, baselines.BaselineSettings | None]] = {}
+
+
+def _parsed_definition(
+    stored: str | dict[str, Any],
+) -> tuple[AlarmDefinition, baselines.BaselineSettings | None]:
+    """A stored definition, parsed once per distinct text for the life of the process:
+    ten thousand alarms share a few dozen definitions, and validating each every minute
+    was a tenth of a tick."""
+    key = stored if isinstance(stored, str) else canonical_json(stored)
+    found = _DEFINITIONS.get(key)
+    if found is None:
+        if len(_DEFINITIONS) >= 100_000:
+            _DEFINITIONS.clear()
+        raw = json.loads(stored) if isinstance(stored, str) else stored
+        found = _DEFINITIONS[key] = baselines.split(raw)
+    return found
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """A tick builds many small objects (rows, datapoints, transitions) that all live until
+    it ends; the cyclic garbage collector would walk them again and again for nothing."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def evaluate_due(ctx: Ctx, limit: int = 20_000) -> int:
     """Evaluate every metric alarm that is due, then every composite; returns how many
     changed state. Runs in one transaction (the worker's job)."""
+    with _collector_paused():
+        return _evaluate_due(ctx, limit)
+
+
+def _evaluate_due(ctx: Ctx, limit: int) -> int:
     due = list(
         ctx.session.execute(
             select(
@@ -669,7 +735,8 @@ def evaluate_due(ctx: Ctx, limit: int = 20_000) -> int:
                 Alarm.severity,
                 Alarm.metric,
                 Alarm.match,
-                Alarm.definition,
+                # As stored: parsed (and validated) once per distinct text, not per alarm.
+                type_coerce(Alarm.definition, Text).label("definition"),
                 Alarm.state,
             )
             .where(Alarm.kind == "metric", Alarm.next_evaluation_at <= ctx.now)
@@ -680,7 +747,7 @@ def evaluate_due(ctx: Ctx, limit: int = 20_000) -> int:
     )
     definitions, settings = {}, {}
     for a in due:
-        definitions[a.id], settings[a.id] = baselines.split(a.definition)
+        definitions[a.id], settings[a.id] = _parsed_definition(a.definition)
     # A window depends on the period and the number of periods only: one per pair.
     spans: dict[tuple[int, int], tuple[datetime, datetime]] = {}
     windows = {}
@@ -695,7 +762,8 @@ def evaluate_due(ctx: Ctx, limit: int = 20_000) -> int:
         earliest = min(w[0] for w in windows.values())
         percentiles = {a.metric for a in due if definitions[a.id].statistic.startswith("p")}
         rows = _rows_by_metric(ctx.session, {a.metric for a in due}, earliest, ctx.now, percentiles)
-        datapoints = _Datapoints(rows, ctx.now)
+        database = str(ctx.session.get_bind().url)
+        datapoints = _Datapoints(rows, ctx.now, _PERCENTILES.get(database))
         bands = _baselines(
             ctx.session,
             [(a, definitions[a.id], settings[a.id]) for a in due if settings[a.id] is not None],
@@ -712,6 +780,7 @@ def evaluate_due(ctx: Ctx, limit: int = 20_000) -> int:
             )
             if result.new_state.value != alarm.state:
                 decided.append((alarm, result))
+        _PERCENTILES[database] = datapoints.kept
     # The alarms were locked with the rest above; the moves are written in bulk.
     _record_transitions(
         ctx,

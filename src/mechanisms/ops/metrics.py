@@ -10,6 +10,8 @@ they join their minute's rollup. Samples repeated exactly within a batch count o
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
 import operator
 import re
@@ -623,6 +625,31 @@ def merged(sketches: list[SketchBins]) -> DDSketch:
     )
 
 
+def _key_at_rank(store: DenseStore, rank: float, lower: bool = True) -> int:
+    """``DenseStore.key_at_rank``: the running count is summed by ``accumulate`` (the same
+    additions in the same order) and searched by bisection, instead of a Python loop over
+    every bin (the loop was most of a percentile alarm's cost)."""
+    running = list(itertools.accumulate(store.bins))
+    at = bisect.bisect_right(running, rank) if lower else bisect.bisect_left(running, rank + 1)
+    return at + store.offset if at < len(running) else store.max_key
+
+
+def quantile(sketch: DDSketch, q: float) -> float | None:
+    """``sketch.get_quantile_value(q)``, step for step, with the faster key search."""
+    negative, zero, positive = sketch._negative_store, sketch._zero_count, sketch._store
+    if q < 0 or q > 1 or sketch._count == 0:
+        return None
+    if not isinstance(positive, DenseStore) or not isinstance(negative, DenseStore):
+        return sketch.get_quantile_value(q)
+    rank = q * (sketch._count - 1)
+    if rank < negative.count:
+        key = _key_at_rank(negative, negative.count - rank - 1, lower=False)
+        return -sketch._mapping.value(key)
+    if rank < zero + negative.count:
+        return 0
+    return sketch._mapping.value(_key_at_rank(positive, rank - zero - negative.count))
+
+
 def merged_bytes(stored: list[bytes]) -> bytes:
     """Stored sketches merged into one, stored the same way (downsampling's fold)."""
     return _sketch_bytes(merged([SketchBins.of(b) for b in stored]))
@@ -832,7 +859,7 @@ class Bucket:
             return getattr(self, statistic)
         if self.sketch is None:
             return None
-        found = self.sketch.get_quantile_value(float(statistic[1:]) / 100)
+        found = quantile(self.sketch, float(statistic[1:]) / 100)
         return None if found is None else min(max(found, self.min), self.max)
 
 

@@ -16,6 +16,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
@@ -139,11 +140,13 @@ class DownsampleMetrics:
     IDLE = timedelta(minutes=1)
 
     def __init__(self) -> None:
-        self.next_look: datetime | None = None
+        # By worker: a process may run several (tests do), each with its own clock.
+        self.next_look: WeakKeyDictionary[Worker, datetime] = WeakKeyDictionary()
 
     def run(self, worker: Worker) -> int:
         now = worker.clock.now()
-        if self.next_look is not None and now < self.next_look:
+        later = self.next_look.get(worker)
+        if later is not None and now < later:
             return 0
         ages = Ages(
             timedelta(hours=worker.settings.metrics_minute_rollups_hours),
@@ -153,7 +156,10 @@ class DownsampleMetrics:
             moved = expire_batch(session, now, ages)
         with worker.db.transaction() as session:
             moved += fold_batch(session, now, ages)
-        self.next_look = None if moved else now + self.IDLE
+        if moved:
+            self.next_look.pop(worker, None)
+        else:
+            self.next_look[worker] = now + self.IDLE
         return moved
 
 
