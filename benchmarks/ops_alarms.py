@@ -166,9 +166,14 @@ def seed_alarms(db: Any, series: list[Series], count: int, per_minute: int, seed
 
 
 def reset_alarms(db: Any) -> None:
-    """Every alarm back to its state before the first tick; what ticks wrote removed."""
+    """Every alarm back to its state before the first tick; what ticks wrote removed; the
+    evaluator's caches emptied (tick 1 is a worker's first tick, as after a restart)."""
     from mechanisms.core.tables import AuditHead, AuditRecord, Event
+    from mechanisms.ops import alarms
     from mechanisms.ops.tables import Alarm, AlarmTransition
+
+    alarms._PERCENTILES.clear()
+    alarms._DEFINITIONS.clear()
 
     with db.transaction() as session:
         session.execute(

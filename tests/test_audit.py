@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import select, text, update
 
 from mechanisms.core import accounts, audit
+from mechanisms.core import db as db_module
 from mechanisms.core.db import Database
 from mechanisms.core.tables import AuditRecord
 
@@ -133,7 +134,7 @@ def _append_in_bulk_between_single_records(ctx) -> None:
 
 
 def test_records_written_in_bulk_chain_like_records_written_one_by_one(db, org, run, monkeypatch):
-    monkeypatch.setattr(audit, "_ROWS_PER_INSERT", 7)  # several INSERT statements
+    monkeypatch.setattr(db_module, "_ROWS_PER_INSERT", 7)  # several INSERTs on SQLite
     before = len(_records(db))
     run(_append_in_bulk_between_single_records)
     written = _records(db)[before:]

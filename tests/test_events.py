@@ -13,6 +13,7 @@ import standardwebhooks
 from sqlalchemy import func, select
 
 from mechanisms.core import audit, events, webhooks
+from mechanisms.core import db as db_module
 from mechanisms.core.config import Settings
 from mechanisms.core.context import Ctx
 from mechanisms.core.identity import system_principal
@@ -222,7 +223,7 @@ def test_message_body_is_json_with_type_and_data(db, clock):
 def test_events_emitted_in_bulk_are_delivered_in_order_like_single_ones(
     db, org, worker, monkeypatch
 ):
-    monkeypatch.setattr(events, "_ROWS_PER_INSERT", 7)  # several INSERT statements
+    monkeypatch.setattr(db_module, "_ROWS_PER_INSERT", 7)  # several INSERTs on SQLite
     seen: list[events.EventMessage] = []
     events.subscribe("test.bulk", "bulk.*")(lambda _ctx, message: seen.append(message))
     try:

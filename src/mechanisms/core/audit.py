@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mechanisms.core.context import Ctx
-from mechanisms.core.db import canonical_json
+from mechanisms.core.db import bulk_insert, canonical_json
 from mechanisms.core.errors import InvalidInput
 from mechanisms.core.identity import Role
 from mechanisms.core.permissions import require_site_role
@@ -152,10 +152,6 @@ def record(
     return row
 
 
-# Rows a bulk INSERT sends at once: bounded so that one statement's parameters stay small.
-_ROWS_PER_INSERT = 2_000
-
-
 def record_many(ctx: Ctx, entries: Sequence[Entry]) -> int:
     """Append many records to the chain in order, as that many ``record`` calls would,
     with the head locked once and the rows written by bulk INSERTs (no ORM objects):
@@ -173,9 +169,7 @@ def record_many(ctx: Ctx, entries: Sequence[Entry]) -> int:
         rows.append(columns)
     # Earlier records of this transaction must reach the table before these (ids in order).
     ctx.session.flush()
-    for first in range(0, len(rows), _ROWS_PER_INSERT):
-        # A Core INSERT of the table: the ORM's bulk path costs more than the SQL itself.
-        ctx.session.execute(insert(AuditRecord.__table__), rows[first : first + _ROWS_PER_INSERT])
+    bulk_insert(ctx.session, AuditRecord.__table__, rows)
     head.last_seq, head.last_hash = seq, prev_hash
     ctx.session.flush()
     return len(rows)

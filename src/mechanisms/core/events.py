@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, insert, or_, select, update
+from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from mechanisms.core.context import Ctx
-from mechanisms.core.db import canonical_json
+from mechanisms.core.db import bulk_insert, canonical_json
 from mechanisms.core.tables import Delivery, Event, Webhook
 
 log = logging.getLogger(__name__)
@@ -137,9 +137,6 @@ class Emitted:
     payload: dict[str, Any]
 
 
-_ROWS_PER_INSERT = 2_000
-
-
 def emit_many(ctx: Ctx, emitted: Sequence[Emitted]) -> int:
     """Write many events to the outbox in order, as that many ``emit`` calls would, with
     bulk INSERTs and no ORM objects. Returns how many."""
@@ -157,8 +154,7 @@ def emit_many(ctx: Ctx, emitted: Sequence[Emitted]) -> int:
     ]
     if rows:
         ctx.session.flush()  # earlier events of this transaction keep their place
-    for first in range(0, len(rows), _ROWS_PER_INSERT):
-        ctx.session.execute(insert(Event.__table__), rows[first : first + _ROWS_PER_INSERT])
+    bulk_insert(ctx.session, Event.__table__, rows)
     return len(rows)
 
 
