@@ -46,6 +46,7 @@ def create_service(
     emit(row, as_json, lambda: typer.echo(f"created service {row['key']}"))
 
 
-from mechanisms.ops import cli_silences  # noqa: E402  (each area adds its own commands)
+from mechanisms.ops import cli_evaluation, cli_silences  # noqa: E402  (each area's own commands)
 
 app.add_typer(cli_silences.app, name="silences")
+app.command("set-alarm-state")(cli_evaluation.set_alarm_state)
