@@ -31,8 +31,11 @@ def stored(samples: list[float]) -> metrics.SketchBins:
 @given(st.lists(values, min_size=1, max_size=6), quantiles)
 def test_quantiles_match_the_librarys(groups: list[list[float]], qs: list[float]) -> None:
     sketch = metrics.merged([stored(g) for g in groups])
+    bins = [stored(g) for g in groups]
     for q in [*qs, 0.0, 0.5, 0.99, 1.0]:
-        assert metrics.quantile(sketch, q) == sketch.get_quantile_value(q)
+        expected = sketch.get_quantile_value(q)
+        assert metrics.quantile(sketch, q) == expected
+        assert metrics.merged_quantile(bins, q) == expected
 
 
 def test_an_empty_sketch_and_quantiles_out_of_range_have_no_value() -> None:

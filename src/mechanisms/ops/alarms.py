@@ -632,15 +632,18 @@ class _Datapoints:
         return value
 
     def _percentile(self, found: _Period, statistic: str) -> float | None:
-        if found.bucket.sketch is None:
-            decoded = []
-            for row in found.rows:
-                sketch = self.sketches.get(row.id)
-                if sketch is None:
-                    sketch = self.sketches[row.id] = metrics.SketchBins.of(row.sketch)
-                decoded.append(sketch)
-            found.bucket.sketch = metrics.merged(decoded)
-        return found.bucket.value(statistic)
+        """What ``Bucket.value`` gives with the merged sketch, read from the bins."""
+        bucket = found.bucket
+        if bucket.count <= 0:
+            return None
+        decoded = []
+        for row in found.rows:
+            sketch = self.sketches.get(row.id)
+            if sketch is None:
+                sketch = self.sketches[row.id] = metrics.SketchBins.of(row.sketch)
+            decoded.append(sketch)
+        value = metrics.merged_quantile(decoded, float(statistic[1:]) / 100)
+        return None if value is None else min(max(value, bucket.min), bucket.max)
 
 
 _BASELINES = baselines.Cache()

@@ -650,6 +650,56 @@ def quantile(sketch: DDSketch, q: float) -> float | None:
     return sketch._mapping.value(_key_at_rank(positive, rank - zero - negative.count))
 
 
+def merged_quantile(sketches: list[SketchBins], q: float) -> float | None:
+    """``quantile(merged(sketches), q)`` read straight from the bins, without building the
+    stores and the sketch (an alarm tick asks this thousands of times, mostly of one
+    sketch). Sketches with different parameters take the library's path."""
+    first = sketches[0]
+    if any(s.mapping != first.mapping for s in sketches):
+        return quantile(merged(sketches), q)
+    if len(sketches) == 1:
+        (n_offset, n_bins), (p_offset, p_bins) = first.negative, first.positive
+        n_count, p_count, zero = sum(n_bins), sum(p_bins), first.zero_count
+    else:
+        n_offset, n_bins, n_count = _merged_bins([s.negative for s in sketches])
+        p_offset, p_bins, p_count = _merged_bins([s.positive for s in sketches])
+        zero = sum(s.zero_count for s in sketches)
+    count = n_count + zero + p_count
+    if q < 0 or q > 1 or count == 0:
+        return None
+    rank = q * (count - 1)
+    mapping = _mapping(first.mapping)
+    if rank < n_count:
+        return -mapping.value(_bin_key(n_offset, n_bins, n_count - rank - 1, lower=False))
+    if rank < zero + n_count:
+        return 0
+    return mapping.value(_bin_key(p_offset, p_bins, rank - zero - n_count, lower=True))
+
+
+def _merged_bins(
+    stores: list[tuple[int, tuple[float, ...]]],
+) -> tuple[int, list[float], float]:
+    """What ``_merged_store`` builds, as (offset, bins, count)."""
+    counted = [(offset, counts) for offset, counts in stores if counts and sum(counts)]
+    if not counted:
+        return 0, [], 0
+    low = min(offset for offset, _ in counted)
+    high = max(offset + len(counts) for offset, counts in counted)
+    bins = [0.0] * (high - low)
+    for offset, counts in counted:
+        at = offset - low
+        bins[at : at + len(counts)] = map(operator.add, bins[at : at + len(counts)], counts)
+    return low, bins, sum(sum(counts) for _, counts in counted)
+
+
+def _bin_key(offset: int, bins: Sequence[float], rank: float, *, lower: bool) -> int:
+    """``DenseStore.key_at_rank`` over bins from key ``offset`` (the last key when the rank
+    is past them all, as the store's ``max_key``)."""
+    running = list(itertools.accumulate(bins))
+    at = bisect.bisect_right(running, rank) if lower else bisect.bisect_left(running, rank + 1)
+    return offset + min(at, len(running) - 1)
+
+
 def merged_bytes(stored: list[bytes]) -> bytes:
     """Stored sketches merged into one, stored the same way (downsampling's fold)."""
     return _sketch_bytes(merged([SketchBins.of(b) for b in stored]))
