@@ -370,8 +370,6 @@ def set_segment(
     console.print(f"segment [bold]{key}[/] saved")
 
 
-
-
 @experiment_app.command("start")
 def experiment_start(
     application: str,

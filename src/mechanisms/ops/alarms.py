@@ -13,7 +13,7 @@ import contextlib
 import gc
 import json
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -337,7 +337,7 @@ def _set_states(ctx: Ctx, moves: list[_Move]) -> None:
     )
 
 
-def _hold(ctx: Ctx, moves: list[_Move], silenced: Any) -> None:
+def _hold(ctx: Ctx, moves: list[_Move], silenced: Callable[[str], str | None]) -> None:
     """Remember the alarms a silence caught going into ALARM; forget those that left it."""
     leaving = [m.alarm_id for m in moves]
     if not ctx.session.execute(select(HeldAlarm.alarm_id).limit(1)).first():
