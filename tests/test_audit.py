@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import select, text, update
 
 from mechanisms.core import accounts, audit
+from mechanisms.core import db as db_module
 from mechanisms.core.db import Database
 from mechanisms.core.tables import AuditRecord
 
@@ -116,3 +117,62 @@ def test_cli_verify_exits_0_then_1_after_tampering(db, org, monkeypatch):
     bad = verify_cli()
     assert bad.returncode == 1
     assert "record 5" in bad.stderr and "edited" in bad.stderr
+
+
+def _append_in_bulk_between_single_records(ctx) -> None:
+    audit.record(ctx, "before.bulk", "thing", "a", after={"n": 0})
+    audit.record_many(
+        ctx,
+        [
+            audit.Entry(
+                "bulk.moved", "thing", i, before={"n": i}, after={"n": i + 1}, details={"i": i}
+            )
+            for i in range(1, 41)
+        ],
+    )
+    audit.record(ctx, "after.bulk", "thing", "z", after={"n": -1})
+
+
+def test_records_written_in_bulk_chain_like_records_written_one_by_one(db, org, run, monkeypatch):
+    monkeypatch.setattr(db_module, "_ROWS_PER_INSERT", 7)  # several INSERTs on SQLite
+    before = len(_records(db))
+    run(_append_in_bulk_between_single_records)
+    written = _records(db)[before:]
+    assert [a for _, a in written] == ["before.bulk"] + ["bulk.moved"] * 40 + ["after.bulk"]
+    assert [s for s, _ in written] == list(range(before + 1, before + 43))
+    result = _verify(db)
+    assert result.ok and result.checked == before + 42
+    with db.transaction(write=False) as session:
+        one = audit.browse(session, audit.AuditFilter(action="bulk.moved", object_id="7", limit=1))[
+            0
+        ]
+    assert one.details == {"i": 7, "changes": {"n": [7, 8]}}
+    assert one.actor == "system:test"
+
+
+def test_tampering_with_a_bulk_written_record_is_found(db, org, run):
+    run(_append_in_bulk_between_single_records)
+    with db.engine.begin() as conn:
+        seq = conn.execute(
+            text("SELECT seq FROM audit_records WHERE action = 'bulk.moved' AND object_id = '12'")
+        ).scalar_one()
+        conn.execute(
+            text('UPDATE audit_records SET details = \'{"i": 0, "changes": {}}\' WHERE seq = :s'),
+            {"s": seq},
+        )
+    result = _verify(db)
+    assert not result.ok and result.first_bad_seq == seq and "edited" in result.reason
+
+
+def test_a_failed_bulk_write_leaves_no_record_and_the_chain_whole(db, org, run):
+    before = _records(db)
+
+    def fails_after_writing(ctx) -> None:
+        audit.record_many(ctx, [audit.Entry("bulk.moved", "thing", i) for i in range(10)])
+        raise RuntimeError("the job failed after writing")
+
+    with pytest.raises(RuntimeError):
+        run(fails_after_writing)
+    assert _records(db) == before
+    run(_append_in_bulk_between_single_records)
+    assert _verify(db).ok

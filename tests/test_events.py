@@ -13,6 +13,7 @@ import standardwebhooks
 from sqlalchemy import func, select
 
 from mechanisms.core import audit, events, webhooks
+from mechanisms.core import db as db_module
 from mechanisms.core.config import Settings
 from mechanisms.core.context import Ctx
 from mechanisms.core.identity import system_principal
@@ -217,3 +218,25 @@ def test_message_body_is_json_with_type_and_data(db, clock):
     assert body["type"] == "test.body"
     assert body["data"]["payload"] == {"answer": 42}
     assert body["data"]["object_id"] == "7"
+
+
+def test_events_emitted_in_bulk_are_delivered_in_order_like_single_ones(
+    db, org, worker, monkeypatch
+):
+    monkeypatch.setattr(db_module, "_ROWS_PER_INSERT", 7)  # several INSERTs on SQLite
+    seen: list[events.EventMessage] = []
+    events.subscribe("test.bulk", "bulk.*")(lambda _ctx, message: seen.append(message))
+    try:
+        with db.transaction() as session:
+            ctx = Ctx(session, system_principal("test"), worker.clock.now())
+            events.emit(ctx, "bulk.first", "thing", "a", {"n": 0})
+            events.emit_many(
+                ctx, [events.Emitted("bulk.moved", "thing", "a", {"n": i}) for i in range(1, 31)]
+            )
+            events.emit(ctx, "bulk.last", "thing", "a", {"n": 31})
+        worker.run_until_idle()
+    finally:
+        events.unsubscribe("test.bulk")
+    assert [m.payload["n"] for m in seen] == list(range(32))
+    assert seen[0].type == "bulk.first" and seen[-1].type == "bulk.last"
+    assert {m.actor for m in seen} == {"system:test"}

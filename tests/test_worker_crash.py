@@ -31,16 +31,22 @@ OBJECTS = 25
 KILLS = 4
 
 
-def start_worker(db_url: str, probe_file: Path, lease_seconds: float = 60) -> subprocess.Popen:
+def start_worker(
+    db_url: str,
+    probe_file: Path,
+    lease_seconds: float = 60,
+    plugin: str = "tests.support.crash_probe",
+) -> subprocess.Popen:
     env = {
         **os.environ,
         "MECH_DATABASE_URL": db_url,
-        "MECH_PLUGINS": "tests.support.crash_probe",
+        "MECH_PLUGINS": plugin,
         "MECH_PROBE_FILE": str(probe_file),
         "MECH_WORKER_TICK_SECONDS": "0.05",
         "MECH_WORKER_BATCH": "40",
         "MECH_WORKER_LEASE_SECONDS": str(lease_seconds),
-        "PYTHONPATH": str(REPO_ROOT),
+        # The repository (for the tests' plugins) before whatever path the tests run with.
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
     }
     return subprocess.Popen(
         [sys.executable, "-m", "mechanisms", "worker"],

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from mechanisms.flags import deployments, service
+from mechanisms.flags import service
+from mechanisms.ops import alarms as ops_alarms
 from tests.browser.conftest import DESKTOP, PHONE, LiveServer
 from tests.browser.test_flags_support import (
     APP,
@@ -19,6 +20,7 @@ from tests.browser.test_flags_support import (
     seed_experiment,
     seed_shop,
 )
+from tests.flags.conftest import watched_alarm
 
 pytestmark = pytest.mark.browser
 expect = pytest.importorskip("playwright.sync_api").expect
@@ -66,7 +68,8 @@ def _seed(live: LiveServer) -> tuple[int, int]:
         strategy="Linear20PercentEvery6Minutes",
         monitors={"alarms": ["checkout-latency-p99"]},
     )
-    call(live, deployments.set_alarm_state, "checkout-latency-p99", "OK", "all quiet")
+    call(live, watched_alarm, "checkout-latency-p99")
+    call(live, ops_alarms.set_state, "checkout-latency-p99", "OK", "all quiet")
     return experiment, change.deployment.id
 
 
@@ -85,7 +88,6 @@ def test_flags_pages_fit_the_screen_and_log_no_errors(
         "deployment": (f"/flags/{APP}/{FLAG}/deployments/{deployment}", "Deployment"),
         "experiment": (f"/flags/experiments/{experiment}", "Experiment"),
         "segments": (f"/flags/{APP}/-/segments", "Segments"),
-        "alarms": ("/flags/alarms", "Alarm states"),
         "long-flag": (f"/flags/{APP}/{LONG_KEY}", LONG_KEY[:20]),
     }
     page = signed_in("eve", viewport, path="/flags")

@@ -45,6 +45,32 @@ def worker(db, clock):
     w.close()
 
 
+def watched_alarm(ctx: Ctx, name: str, service_key: str = "checkout") -> None:
+    """An ops alarm a deployment can watch, owned by payments; it keeps the state it is set
+    to while its metric is silent (missing data ignored), so tests set it by hand."""
+    from mechanisms.ops import alarms
+
+    if not any(s.key == service_key for s in alarms.list_services(ctx)):
+        alarms.create_service(ctx, service_key, service_key.title(), "payments")
+    alarms.create_alarm(
+        ctx,
+        name,
+        service_key,
+        metric="api_latency_ms",
+        match={"service": service_key},
+        definition={
+            "statistic": "p99",
+            "comparison": "GreaterThanThreshold",
+            "threshold": 800,
+            "period_seconds": 60,
+            "evaluation_periods": 3,
+            "datapoints_to_alarm": 3,
+            "treat_missing_data": "ignore",
+        },
+        severity=2,
+    )
+
+
 def engine(db, app: str, env: str) -> Engine:
     """The environment's rule set as an SDK would get it now, compiled."""
     with db.transaction(write=False) as session:

@@ -33,7 +33,8 @@ def start_worker(db_url: str) -> subprocess.Popen:
         **os.environ,
         "MECH_DATABASE_URL": db_url,
         "MECH_WORKER_TICK_SECONDS": "0.05",
-        "PYTHONPATH": str(REPO_ROOT),
+        # The repository (for the tests' plugins) before whatever path the tests run with.
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
     }
     return subprocess.Popen(
         [sys.executable, "-m", "mechanisms", "worker"],

@@ -20,6 +20,7 @@ from mechanisms.flags import deployments, service
 from mechanisms.flags.domain import RuleSet
 from mechanisms.sdk import FlagsClient, MechanismsProvider
 from tests.conftest import seed_org
+from tests.flags.conftest import watched_alarm
 from tests.support.server import serving
 
 ON = {
@@ -177,9 +178,10 @@ def test_an_alarm_through_the_api_rolls_back_what_the_sdk_serves(live, sqlite_db
         < sum(client.boolean("checkout-v2", False, {"targetingKey": k}) for k in keys) / len(keys)
         < 0.7
     )
+    run(watched_alarm, "checkout-errors")
     admin = {"Authorization": f"Bearer {live_admin_token(sqlite_db)}"}
     answer = httpx.put(
-        f"{url}/api/v1/flags/alarms/checkout-errors",
+        f"{url}/api/v1/ops/alarms/checkout-errors/state",
         json={"state": "ALARM", "reason": "5xx at 3 %"},
         headers=admin,
     )

@@ -9,7 +9,8 @@ from sqlalchemy import func, select
 from mechanisms.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from mechanisms.flags import deployments, service
 from mechanisms.flags.tables import FlagVersion
-from tests.flags.conftest import engine, evaluate
+from mechanisms.ops import alarms as ops_alarms
+from tests.flags.conftest import engine, evaluate, watched_alarm
 
 ON_FOR_ALL = {
     "variants": {"on": True, "off": False},
@@ -102,7 +103,8 @@ def test_an_alarm_rolls_the_deployment_back_within_one_tick(db, checkout, run, c
         strategy="Linear20PercentEvery6Minutes",
         monitors={"alarms": ["checkout-latency"]},
     )
-    run(deployments.set_alarm_state, "checkout-latency", "ALARM", "p99 above 800 ms")
+    run(watched_alarm, "checkout-latency")
+    run(ops_alarms.set_state, "checkout-latency", "ALARM", "p99 above 800 ms")
     worker.tick()
     deployment = run(deployments.deployments, "shop", "checkout-v2", "beta")[0]
     assert deployment.state == "rolled_back"

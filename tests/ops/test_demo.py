@@ -22,12 +22,13 @@ def seeded(db, clock, run):
 def test_the_demo_has_alarms_in_every_state_and_a_ticket(db, clock, seeded):
     run = seeded
     states = {a.name: (a.kind, a.state) for a in run(alarms.list_alarms)}
-    assert states == {
+    # The flags demo adds the alarms its rollouts watch; these are the ops demo's own.
+    assert {
         "checkout-latency-p99": ("metric", "ALARM"),
         "search-cpu-high": ("metric", "OK"),
         "search-index-backlog": ("metric", "INSUFFICIENT_DATA"),
         "storefront-degraded": ("composite", "ALARM"),
-    }
+    }.items() <= states.items()
     assert [s.key for s in run(alarms.list_services)] == ["checkout", "search"]
     assert run(synthetic.configuration) is not None
     # Two days of history are there to look at.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -26,6 +27,10 @@ class Settings(BaseSettings):
     # Comma-separated module names imported at start-up; each may register
     # event subscribers and reconcilers (see mechanisms.core.plugins).
     plugins: str = ""
+    # The ops metrics store: minute rollups older than this are folded into hourly ones,
+    # and every rollup older than the retention is deleted (the worker's ops.retention job).
+    metrics_minute_rollups_hours: int = Field(default=48, ge=1)
+    metrics_retention_days: int = Field(default=90, ge=1)
 
 
 @lru_cache

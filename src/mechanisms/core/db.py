@@ -8,12 +8,12 @@ wrapper for everything that is not an HTTP request.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, MetaData, create_engine, event, text
+from sqlalchemy import JSON, DateTime, MetaData, Table, create_engine, event, insert, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -53,6 +53,49 @@ class UTCDateTime(TypeDecorator):
 
 def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+# Rows a bulk INSERT sends at once on SQLite: bounded so one statement's parameters stay small.
+_ROWS_PER_INSERT = 2_000
+
+
+def bulk_insert(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert many rows into a table in the session's transaction, in order (ascending ids),
+    without ORM objects and without fetching anything back: a Core executemany on SQLite,
+    COPY on PostgreSQL (where an executemany is still one INSERT per row for the server)."""
+    if not rows:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        _copy(session, table, rows)
+        return
+    for first in range(0, len(rows), _ROWS_PER_INSERT):
+        session.execute(insert(table), list(rows[first : first + _ROWS_PER_INSERT]))
+
+
+def _copy(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    from psycopg import sql
+    from psycopg.types.json import Json
+
+    names = list(rows[0])
+    columns = [table.c[name] for name in names]
+    dialect = session.get_bind().dialect
+    convert: list[Any] = []
+    for column in columns:
+        if isinstance(column.type, JSON):
+            convert.append(lambda v: None if v is None else Json(v, dumps=canonical_json))
+        elif isinstance(column.type, TypeDecorator):
+            convert.append(lambda v, t=column.type: t.process_bind_param(v, dialect))
+        else:
+            convert.append(None)
+    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+        sql.Identifier(table.name), sql.SQL(", ").join(map(sql.Identifier, names))
+    )
+    raw = session.connection().connection.driver_connection
+    with raw.cursor() as cursor, cursor.copy(statement) as copy:
+        for row in rows:
+            copy.write_row(
+                [row[n] if f is None else f(row[n]) for n, f in zip(names, convert, strict=True)]
+            )
 
 
 def is_sqlite(url: str) -> bool:

@@ -18,8 +18,8 @@ register(
 
 @events.subscribe("flags.rollback-on-alarm", "alarms.state_changed")
 def _rollback_on_alarm(ctx: Ctx, message: events.EventMessage) -> None:
-    # Alarms of the ops mechanism reach rollouts through this event; mirroring their state
-    # here lets the worker's reconcile pass see them as well.
-    deployments.mirror_alarm_state(ctx, message.payload["name"], message.payload.get("state", ""))
+    # The reconcile pass reads the same states through ops.alarms.firing; this handler only
+    # makes the rollback happen as soon as the event is delivered. A silenced alarm still
+    # rolls back: silences mute people's notifications, not protection (decision 0011).
     if message.payload.get("state") == deployments.ALARM:
         deployments.rollback_on_alarm(ctx, message.payload["name"])

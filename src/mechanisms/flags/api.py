@@ -229,18 +229,6 @@ class StrategyOut(BaseModel):
     total_seconds: int
 
 
-class AlarmIn(Input):
-    state: Literal["OK", "ALARM", "INSUFFICIENT_DATA"]
-    reason: Text = Field(default="", max_length=2000)
-
-
-class AlarmOut(BaseModel):
-    name: str
-    state: str
-    reason: str
-    updated_at: datetime
-
-
 # --- conversions --------------------------------------------------------------------
 
 
@@ -532,7 +520,7 @@ def reject(request_id: int, body: NoteIn, ctx: CtxDep) -> ChangeRequestOut:
     return _change_request_out(ctx, service.reject_change(ctx, request_id, body.note))
 
 
-# --- segments, layers, strategies, alarms -------------------------------------------
+# --- segments, layers, strategies --------------------------------------------------
 
 
 @management.get("/apps/{app}/segments", response_model=list[SegmentOut])
@@ -591,20 +579,6 @@ def create_strategy(body: StrategyIn, ctx: CtxDep) -> StrategyOut:
         predefined=False,
         total_seconds=total_seconds(Strategy.model_validate(row.definition)),
     )
-
-
-@management.get("/alarms", response_model=list[AlarmOut])
-def list_alarms(ctx: CtxDep) -> list[AlarmOut]:
-    return [
-        AlarmOut(name=a.name, state=a.state, reason=a.reason, updated_at=a.updated_at)
-        for a in deployments.list_alarm_states(ctx)
-    ]
-
-
-@management.put("/alarms/{name}", response_model=AlarmOut)
-def set_alarm(name: Annotated[str, Field(max_length=200)], body: AlarmIn, ctx: CtxDep) -> AlarmOut:
-    a = deployments.set_alarm_state(ctx, name, body.state, body.reason)
-    return AlarmOut(name=a.name, state=a.state, reason=a.reason, updated_at=a.updated_at)
 
 
 # --- the rule set for SDKs ----------------------------------------------------------

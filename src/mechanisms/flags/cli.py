@@ -370,14 +370,6 @@ def set_segment(
     console.print(f"segment [bold]{key}[/] saved")
 
 
-@app.command("alarm")
-def set_alarm(name: str, state: str, reason: str = "") -> None:
-    """Set an alarm's state (OK, ALARM, INSUFFICIENT_DATA); deployments watching it roll back on ALARM."""
-    with operator() as ctx:
-        flag_deployments.set_alarm_state(ctx, name, state.upper(), reason)
-    console.print(f"alarm [bold]{name}[/] is {state.upper()}")
-
-
 @experiment_app.command("start")
 def experiment_start(
     application: str,

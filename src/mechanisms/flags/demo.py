@@ -13,6 +13,7 @@ from mechanisms.core.identity import Principal
 from mechanisms.demo import extend
 from mechanisms.flags import deployments, experiments, service
 from mechanisms.flags.domain import Engine
+from mechanisms.ops import alarms as ops_alarms
 
 ON = {
     "variants": {"on": True, "off": False},
@@ -28,6 +29,34 @@ SPLIT = {
 }
 
 
+def _watched_alarm(
+    ctx: Ctx, name: str, service: str, team: str, statistic: str, threshold: float
+) -> None:
+    """An ops alarm a rollout watches (the ops demo may have made it already); silent
+    metrics leave it in the state it is set to."""
+    if not any(s.key == service for s in ops_alarms.list_services(ctx)):
+        ops_alarms.create_service(ctx, service, service.title(), team)
+    if any(a.name == name for a in ops_alarms.list_alarms(ctx)):
+        return
+    ops_alarms.create_alarm(
+        ctx,
+        name,
+        service,
+        metric="http_errors_total" if statistic == "count" else "api_latency_ms",
+        match={"service": service},
+        definition={
+            "statistic": statistic,
+            "comparison": "GreaterThanThreshold",
+            "threshold": threshold,
+            "period_seconds": 60,
+            "evaluation_periods": 3,
+            "datapoints_to_alarm": 3,
+            "treat_missing_data": "ignore",
+        },
+        severity=2,
+    )
+
+
 @extend
 def seed_flags(ctx: Ctx) -> None:
     # A flag that has served one value for 40 days: the staleness report shows it.
@@ -39,7 +68,8 @@ def seed_flags(ctx: Ctx) -> None:
 
     service.create_flag(ctx, "shop", "checkout-v2", description="the new checkout flow")
     service.set_config(ctx, "shop", "checkout-v2", "beta", ON, comment="everyone in beta")
-    deployments.set_alarm_state(ctx, "checkout-latency", "OK", "p99 under 400 ms")
+    _watched_alarm(ctx, "checkout-latency", "checkout", "payments", "p99", 400)
+    ops_alarms.set_state(ctx, "checkout-latency", "OK", "p99 under 400 ms")
     service.set_config(
         ctx,
         "shop",
@@ -66,7 +96,8 @@ def seed_flags(ctx: Ctx) -> None:
         monitors={"alarms": ["search-errors"]},
         comment="try the new backend",
     )
-    deployments.set_alarm_state(ctx, "search-errors", "ALARM", "5xx rate 4 % (threshold 1 %)")
+    _watched_alarm(ctx, "search-errors", "search", "search", "count", 100)
+    ops_alarms.set_state(ctx, "search-errors", "ALARM", "5xx rate 4 % (threshold 1 %)")
     deployments.rollback_on_alarm(ctx, "search-errors")
 
     service.create_flag(

@@ -1,8 +1,7 @@
 """Flag deployments: strategies, deploying a version step by step (the worker advances
 each step once its wait or bake is over), completion, rollback by hand or when a watched
-alarm fires, the kill switch, and the alarm states deployments watch. Builds on the
-lookups of ``flags.service``; every change writes its audit record and events in the
-caller's transaction."""
+alarm fires, and the kill switch. Builds on the lookups of ``flags.service``; every change writes its audit record and events in the
+caller's transaction. Alarm states come from the ops mechanism's service."""
 
 from __future__ import annotations
 
@@ -38,7 +37,6 @@ from mechanisms.flags.service import (
     validation_error,
 )
 from mechanisms.flags.tables import (
-    AlarmState,
     DeploymentStrategy,
     Flag,
     FlagApp,
@@ -48,6 +46,7 @@ from mechanisms.flags.tables import (
     FlagState,
     FlagVersion,
 )
+from mechanisms.ops import alarms as ops_alarms
 
 ALARM = "ALARM"
 
@@ -301,14 +300,8 @@ def _announce(
 
 
 def firing_alarms(session: Session, dep: FlagDeployment) -> list[str]:
-    names = dep.monitors.get("alarms", [])
-    if not names:
-        return []
-    return list(
-        session.execute(
-            select(AlarmState.name).where(AlarmState.name.in_(names), AlarmState.state == ALARM)
-        ).scalars()
-    )
+    """The watched alarms in ALARM now, as the ops mechanism's service reports them."""
+    return ops_alarms.firing(session, dep.monitors.get("alarms", []))
 
 
 def running_deployments(session: Session) -> list[FlagDeployment]:
@@ -483,56 +476,7 @@ def kill(ctx: Ctx, app_key: str, flag_key: str, reason: str) -> list[FlagVersion
     return created
 
 
-# --- alarm states (until the ops mechanism owns alarms) -----------------------------
-
-
-def set_alarm_state(ctx: Ctx, name: str, state: str, reason: str = "") -> AlarmState:
-    require_site_role(ctx, Role.ENGINEER)
-    if state not in ("OK", ALARM, "INSUFFICIENT_DATA"):
-        raise invalid("state", "state must be OK, ALARM or INSUFFICIENT_DATA")
-    if not name or len(name) > 200:
-        raise invalid("name", "name must have 1-200 characters")
-    row = ctx.session.execute(
-        select(AlarmState).where(AlarmState.name == name)
-    ).scalar_one_or_none()
-    before = {"state": row.state} if row else None
-    if row is None:
-        row = AlarmState(name=name, state=state, reason=reason, updated_at=ctx.now)
-        ctx.session.add(row)
-    else:
-        row.state, row.reason, row.updated_at = state, reason, ctx.now
-    ctx.session.flush()
-    if before is None or before["state"] != state:
-        audit.record(
-            ctx, "alarms.state_changed", "alarm", name, before=before, after={"state": state}
-        )
-        events.emit(
-            ctx,
-            "alarms.state_changed",
-            "alarm",
-            name,
-            {"name": name, "state": state, "reason": reason},
-        )
-    return row
-
-
-def mirror_alarm_state(ctx: Ctx, name: str, state: str) -> None:
-    """Record an alarm state announced by an event (no audit: the announcer audited it)."""
-    if state not in ("OK", ALARM, "INSUFFICIENT_DATA") or not name:
-        return
-    row = ctx.session.execute(
-        select(AlarmState).where(AlarmState.name == name)
-    ).scalar_one_or_none()
-    if row is None:
-        ctx.session.add(AlarmState(name=name, state=state, reason="", updated_at=ctx.now))
-    elif row.state != state:
-        row.state, row.updated_at = state, ctx.now
-    ctx.session.flush()
-
-
-def list_alarm_states(ctx: Ctx) -> list[AlarmState]:
-    can_read(ctx)
-    return list(ctx.session.execute(select(AlarmState).order_by(AlarmState.name)).scalars())
+# --- alarms (owned by the ops mechanism) -------------------------------------------
 
 
 def rollback_on_alarm(ctx: Ctx, alarm_name: str) -> list[int]:

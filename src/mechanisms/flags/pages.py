@@ -1,5 +1,5 @@
 """The flags web UI: applications, the flags list, a flag's page and editor, rollout
-charts, experiment results, history, segments and alarm states.
+charts, experiment results, history and segments.
 
 Server-rendered with Jinja2 and htmx; pictures are inline SVG drawn here. Pages call the
 flags service, deployments and experiments modules only, so authorisation stays there;
@@ -30,6 +30,7 @@ from mechanisms.core.identity import Role
 from mechanisms.core.permissions import team_role
 from mechanisms.flags import deployments, editor, experiments, rollout, service, stats
 from mechanisms.flags.domain import Op
+from mechanisms.ops import alarms as ops_alarms
 from mechanisms.web import attention
 from mechanisms.web import pages as web
 from mechanisms.web.http import RowId, UnitOfWorkRoute
@@ -239,26 +240,6 @@ def create_app_form(
 ) -> Response:
     app = service.create_app(ctx, key.strip(), name, owner_team)
     return _done(request, f"/flags/{app.key}")
-
-
-# --- alarm states (until the ops mechanism owns alarms) -----------------------------
-
-
-@router.get("/flags/alarms")
-def alarms_page(request: Request, ctx: PageCtx) -> Response:
-    return _render(request, "alarms.html", alarms=deployments.list_alarm_states(ctx))
-
-
-@router.post("/flags/alarms")
-def set_alarm_form(
-    request: Request,
-    ctx: FormCtx,
-    name: Annotated[str, Form(max_length=200)] = "",
-    state: Annotated[str, Form(max_length=24)] = "OK",
-    reason: Annotated[str, Form(max_length=2000)] = "",
-) -> Response:
-    deployments.set_alarm_state(ctx, name.strip(), state, reason.strip())
-    return _done(request, "/flags/alarms")
 
 
 # --- experiments --------------------------------------------------------------------
@@ -1083,7 +1064,7 @@ def _editor(
         ops=[(op, OP_LABELS[op]) for op in OPS],
         strategies=[(n, d or _strategy_summary(st), p) for n, d, st, p in strategies],
         segments=service.list_segments(ctx, app_key),
-        alarms=deployments.list_alarm_states(ctx),
+        alarms=ops_alarms.list_alarms(ctx),
         flag_keys=[f.key for f in service.list_flags(ctx, app_key) if f.key != flag.key],
         error_at=state.error["anchor"] if state.error else None,
         edit_url=f"/flags/{app.key}/{flag.key}/{env.key}/edit",

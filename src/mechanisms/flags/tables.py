@@ -220,18 +220,6 @@ class ChangeRequest(Base):
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
-class AlarmState(Base):
-    """Alarm states set through the API until the ops mechanism owns alarms."""
-
-    __tablename__ = "flag_alarm_states"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), unique=True)
-    state: Mapped[str] = mapped_column(String(24))
-    reason: Mapped[str] = mapped_column(Text, default="")
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
-
-
 class FlagExperiment(Base):
     """A flag's variants run as an experiment in one environment."""
 

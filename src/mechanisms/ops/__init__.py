@@ -1,11 +1,25 @@
 """Ops: detective metrics, alarms that act, tickets, on-call rotations.
 
-Importing the package registers its tables and its worker job (evaluate due alarms)."""
+Importing the package registers its tables, its worker jobs (alarm evaluation here;
+Prometheus alarms, paging and handoffs, scaling, retention and synthetic metrics in their
+modules), its event subscribers and its demo data."""
 
 from mechanisms.core import events
 from mechanisms.core.context import Ctx
 from mechanisms.core.worker import WORKER, Worker, register
-from mechanisms.ops import alarms, alerts, prometheus, tables, tickets  # noqa: F401  # noqa: F401 - alerts from existing tools
+from mechanisms.ops import (  # noqa: F401 - each registers its jobs, subscribers or demo data
+    alarms,
+    alerts,
+    demo,
+    demo_oncall,
+    paging,
+    prometheus,
+    retention,
+    scaling_worker,
+    synthetic,
+    tables,
+    tickets,
+)
 
 
 class EvaluateAlarms:
@@ -26,11 +40,6 @@ register(prometheus.EvaluatePrometheusAlarms())
 @events.subscribe("ops.tickets-from-alarms", "alarms.state_changed")
 def _ticket_for_alarm(ctx: Ctx, message: events.EventMessage) -> None:
     payload = message.payload
+    if payload.get("silenced") and payload.get("state") == "ALARM":
+        return  # a scheduled silence holds the ticket (and so its page) back: decision 0011
     tickets.on_alarm(ctx, payload["name"], payload.get("state", ""), payload.get("reason", ""))
-
-
-import mechanisms.ops.scaling_worker  # noqa: E402, F401 -- scaling jobs; alarms act on scaling
-# The demo's ops data and the synthetic-metrics job register themselves on import.
-from mechanisms.ops import demo, synthetic  # noqa: E402, F401
-# --- on-call: pages, escalation and handoff jobs (ops/paging.py), demo schedules -----------
-from mechanisms.ops import demo_oncall, paging  # noqa: E402, F401

@@ -10,23 +10,35 @@ whose state changed. A percentile is merged from the rollups' sketches, never av
 from __future__ import annotations
 
 import contextlib
+import gc
+import json
 from collections import defaultdict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import select, update
+from sqlalchemy import Text, bindparam, delete, insert, select, text, type_coerce, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from mechanisms.core import accounts, audit, events
 from mechanisms.core.context import Ctx
+from mechanisms.core.db import bulk_insert, canonical_json
 from mechanisms.core.errors import Conflict, InvalidInput, NotFound
 from mechanisms.core.identity import Role
 from mechanisms.core.permissions import require_site_role, require_team_role
-from mechanisms.ops import alarm_rules, metrics
+from mechanisms.ops import alarm_rules, baselines, metrics, silences
 from mechanisms.ops.alarm_rules import AlarmDefinition, AlarmState
-from mechanisms.ops.tables import Alarm, AlarmTransition, MetricRollup, MetricSeries, OpsService
+from mechanisms.ops.tables import (
+    Alarm,
+    AlarmTransition,
+    HeldAlarm,
+    MetricRollup,
+    MetricSeries,
+    OpsService,
+)
 
 EVALUATION_INTERVAL = timedelta(seconds=60)
 SEVERITIES = range(1, 6)
@@ -131,13 +143,12 @@ def create_alarm(
         )
     if not metrics.NAME_RE.match(metric or ""):
         raise _invalid("metric", "a Prometheus metric name")
-    parsed = parse_definition(definition)
     return add_alarm(
         ctx,
         service,
         name,
         "metric",
-        parsed.model_dump(mode="json"),
+        baselines.validated(definition or {}),
         severity,
         description,
         metric=metric,
@@ -271,43 +282,190 @@ def firing(session: Session, names: list[str]) -> list[str]:
     )
 
 
+@dataclass(frozen=True)
+class _Move:
+    """One alarm's change of state, as the evaluation decided it."""
+
+    alarm_id: int
+    name: str
+    severity: int
+    previous: str
+    state: str
+    reason: str
+    datapoints: list[dict[str, Any]]
+
+
+def _record_transitions(ctx: Ctx, moves: list[_Move]) -> None:
+    """Write each move: the alarm's new state, its transition row, its audit record and its
+    ``alarms.state_changed`` event, all in bulk (a first tick can move every alarm). An
+    alarm inside a scheduled silence moves all the same; its event says ``silenced`` so
+    that what notifies people holds back (decision 0011)."""
+    if not moves:
+        return
+    silenced = silences.silencer(ctx)
+    _set_states(ctx, moves)
+    bulk_insert(
+        ctx.session,
+        AlarmTransition.__table__,
+        [
+            {
+                "alarm_id": m.alarm_id,
+                "at": ctx.now,
+                "from_state": m.previous,
+                "to_state": m.state,
+                "reason": m.reason,
+                "datapoints": m.datapoints,
+            }
+            for m in moves
+        ],
+    )
+    audit.record_many(
+        ctx,
+        [
+            audit.Entry(
+                "alarms.state_changed",
+                "alarm",
+                m.name,
+                before={"state": m.previous},
+                after={"state": m.state},
+                details={"reason": m.reason},
+            )
+            for m in moves
+        ],
+    )
+    _hold(ctx, moves, silenced)
+    announced = []
+    for m in moves:
+        payload = {
+            "name": m.name,
+            "state": m.state,
+            "previous": m.previous,
+            "reason": m.reason,
+            "severity": m.severity,
+        }
+        silence = silenced(m.name)
+        if silence is not None:
+            payload |= {"silenced": True, "silence": silence}
+        announced.append(events.Emitted("alarms.state_changed", "alarm", m.name, payload))
+    events.emit_many(ctx, announced)
+
+
+def _set_states(ctx: Ctx, moves: list[_Move]) -> None:
+    """The moved alarms' new state and reason, in one statement on PostgreSQL (from arrays)
+    and one executemany elsewhere; Core, as the ORM's bulk path costs more than the SQL."""
+    if ctx.session.get_bind().dialect.name == "postgresql":
+        ctx.session.execute(
+            text(
+                "UPDATE ops_alarms SET state = moved.state, state_reason = moved.reason, "
+                "state_changed_at = :at FROM unnest(CAST(:ids AS integer[]), "
+                "CAST(:states AS text[]), CAST(:reasons AS text[])) AS moved(id, state, reason) "
+                "WHERE ops_alarms.id = moved.id"
+            ),
+            {
+                "at": ctx.now,
+                "ids": [m.alarm_id for m in moves],
+                "states": [m.state for m in moves],
+                "reasons": [m.reason for m in moves],
+            },
+        )
+        return
+    alarms = Alarm.__table__
+    ctx.session.execute(
+        update(alarms)
+        .where(alarms.c.id == bindparam("moved_id"))
+        .values(
+            state=bindparam("new_state"),
+            state_reason=bindparam("new_reason"),
+            state_changed_at=ctx.now,
+        ),
+        [{"moved_id": m.alarm_id, "new_state": m.state, "new_reason": m.reason} for m in moves],
+    )
+
+
+def _hold(ctx: Ctx, moves: list[_Move], silenced: Callable[[str], str | None]) -> None:
+    """Remember the alarms a silence caught going into ALARM; forget those that left it."""
+    leaving = [m.alarm_id for m in moves]
+    if not ctx.session.execute(select(HeldAlarm.alarm_id).limit(1)).first():
+        leaving = []  # nothing held (the usual case): no statement with every id in it
+    for first in range(0, len(leaving), _IDS_PER_STATEMENT):
+        ctx.session.execute(
+            delete(HeldAlarm).where(
+                HeldAlarm.alarm_id.in_(leaving[first : first + _IDS_PER_STATEMENT])
+            )
+        )
+    held = [
+        {"alarm_id": m.alarm_id, "silence": silence, "since": ctx.now}
+        for m in moves
+        if m.state == "ALARM" and (silence := silenced(m.name)) is not None
+    ]
+    if held:
+        ctx.session.execute(insert(HeldAlarm.__table__), held)
+
+
+def _release_held(ctx: Ctx) -> int:
+    """Alarms still in ALARM whose silence is over are announced again, unsilenced, so that
+    what the silence held back (the ticket, the page) happens now. Returns how many."""
+    held = list(
+        ctx.session.execute(
+            select(HeldAlarm.alarm_id, HeldAlarm.silence, Alarm.name, Alarm.severity)
+            .join(Alarm, Alarm.id == HeldAlarm.alarm_id)
+            .order_by(HeldAlarm.alarm_id)
+        )
+    )
+    if not held:
+        return 0
+    silenced = silences.silencer(ctx)
+    released = [h for h in held if silenced(h.name) is None]
+    if not released:
+        return 0
+    ctx.session.execute(
+        delete(HeldAlarm).where(HeldAlarm.alarm_id.in_([h.alarm_id for h in released]))
+    )
+    states = dict(
+        ctx.session.execute(
+            select(Alarm.id, Alarm.state_reason).where(Alarm.id.in_([h.alarm_id for h in released]))
+        ).all()
+    )
+    audit.record_many(
+        ctx,
+        [
+            audit.Entry("alarms.silence_ended", "alarm", h.name, details={"silence": h.silence})
+            for h in released
+        ],
+    )
+    events.emit_many(
+        ctx,
+        [
+            events.Emitted(
+                "alarms.state_changed",
+                "alarm",
+                h.name,
+                {
+                    "name": h.name,
+                    "state": "ALARM",
+                    "previous": "ALARM",
+                    "reason": f"Still in ALARM after silence {h.silence} ended: "
+                    + states[h.alarm_id],
+                    "severity": h.severity,
+                    "released": True,
+                },
+            )
+            for h in released
+        ],
+    )
+    return len(released)
+
+
 def _transition(
     ctx: Ctx, alarm: Alarm, new_state: str, reason: str, datapoints: list[dict[str, Any]]
 ) -> None:
-    previous = alarm.state
-    alarm.state, alarm.state_reason, alarm.state_changed_at = new_state, reason, ctx.now
-    ctx.session.add(
-        AlarmTransition(
-            alarm_id=alarm.id,
-            at=ctx.now,
-            from_state=previous,
-            to_state=new_state,
-            reason=reason,
-            datapoints=datapoints,
-        )
-    )
-    audit.record(
-        ctx,
-        "alarms.state_changed",
-        "alarm",
-        alarm.name,
-        before={"state": previous},
-        after={"state": new_state},
-        details={"reason": reason},
-    )
-    events.emit(
-        ctx,
-        "alarms.state_changed",
-        "alarm",
-        alarm.name,
-        {
-            "name": alarm.name,
-            "state": new_state,
-            "previous": previous,
-            "reason": reason,
-            "severity": alarm.severity,
-        },
-    )
+    move = _Move(alarm.id, alarm.name, alarm.severity, alarm.state, new_state, reason, datapoints)
+    ctx.session.flush()
+    _record_transitions(ctx, [move])
+    # The bulk UPDATE went past the ORM: bring the object in line with the row.
+    set_committed_value(alarm, "state", new_state)
+    set_committed_value(alarm, "state_reason", reason)
+    set_committed_value(alarm, "state_changed_at", ctx.now)
 
 
 def set_state(ctx: Ctx, name: str, state: str, reason: str) -> Alarm:
@@ -338,7 +496,8 @@ _IDS_PER_STATEMENT = 10_000
 @dataclass
 class _SeriesRows:
     labels: dict[str, str]
-    rows: list[Any]  # (id, series_id, bucket_start, count, sum, min, max[, sketch]) rows
+    # (id, series_id, resolution, bucket_start, count, sum, min, max[, sketch]) rows
+    rows: list[Any]
 
 
 @dataclass
@@ -384,6 +543,7 @@ def _rows_by_metric(
     columns = [
         MetricRollup.id,
         MetricRollup.series_id,
+        MetricRollup.resolution,
         MetricRollup.bucket_start,
         MetricRollup.count,
         MetricRollup.sum,
@@ -424,9 +584,17 @@ class _Datapoints:
     the same period share that series' periods, merged once; each rollup's sketch is
     decoded at most once, and only when a percentile is asked for."""
 
-    def __init__(self, rows: dict[str, _MetricRows], now: datetime) -> None:
+    def __init__(
+        self,
+        rows: dict[str, _MetricRows],
+        now: datetime,
+        remembered: dict[Any, float | None] | None = None,
+    ) -> None:
         self.rows = rows
         self.now = now
+        # Percentiles of the previous tick by their rollups, and those of this one.
+        self.remembered = remembered or {}
+        self.kept: dict[Any, float | None] = {}
         self.merged: dict[Any, dict[datetime, _Period]] = {}
         self.sketches: dict[int, metrics.SketchBins] = {}  # by rollup id
 
@@ -476,6 +644,10 @@ class _Datapoints:
         starts: dict[datetime, datetime] = {}
         for s in rows.matching(match):
             for row in s.rows:
+                if period % row.resolution:
+                    # An hourly rollup cannot say what happened in one minute of its hour:
+                    # such a period stays missing rather than take the hour's value.
+                    continue
                 at = starts.get(row.bucket_start)
                 if at is None:
                     at = starts[row.bucket_start] = alarm_rules.period_start(
@@ -492,30 +664,160 @@ class _Datapoints:
         return periods
 
     def _value(self, found: _Period, statistic: str) -> float | None:
-        if statistic.startswith("p") and found.bucket.sketch is None:
-            decoded = []
-            for row in found.rows:
-                sketch = self.sketches.get(row.id)
-                if sketch is None:
-                    sketch = self.sketches[row.id] = metrics.SketchBins.of(row.sketch)
-                decoded.append(sketch)
-            found.bucket.sketch = metrics.merged(decoded)
-        return found.bucket.value(statistic)
+        if not statistic.startswith("p"):
+            return found.bucket.value(statistic)
+        # A period's percentile is the same as last tick's while the same rollups, unchanged,
+        # make it: a window slides by one period a tick, so most are (a late sample changes
+        # its rollup's count and sum, and so the key).
+        key = (statistic, *((r.id, r.count, r.sum) for r in found.rows))
+        value = self.remembered.get(key, found)
+        if value is found:
+            value = self._percentile(found, statistic)
+        self.kept[key] = value
+        return value
+
+    def _percentile(self, found: _Period, statistic: str) -> float | None:
+        """What ``Bucket.value`` gives with the merged sketch, read from the bins."""
+        bucket = found.bucket
+        if bucket.count <= 0:
+            return None
+        decoded = []
+        for row in found.rows:
+            sketch = self.sketches.get(row.id)
+            if sketch is None:
+                sketch = self.sketches[row.id] = metrics.SketchBins.of(row.sketch)
+            decoded.append(sketch)
+        value = metrics.merged_quantile(decoded, float(statistic[1:]) / 100)
+        return None if value is None else min(max(value, bucket.min), bucket.max)
+
+
+_BASELINES = baselines.Cache()
+# Stands in when an anomaly alarm's history is empty: with no datapoint either, the band
+# is never asked for and the missing-data treatment decides.
+_NO_HISTORY = alarm_rules.fit_baseline([(alarm_rules.EPOCH, 0.0)], "none")
+
+
+def _baselines(
+    session: Session,
+    anomalous: list[tuple[Any, AlarmDefinition, baselines.BaselineSettings]],
+    now: datetime,
+) -> dict[int, alarm_rules.AnomalyBaseline | None]:
+    """The fitted baseline of every anomaly alarm due, by alarm id. Fits are kept for the
+    hour; those not kept are fitted from one read of the rollups for all of them, and
+    alarms that watch the same series the same way share one fit."""
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    database = str(session.get_bind().url)
+    found: dict[int, alarm_rules.AnomalyBaseline | None] = {}
+    unfitted = []
+    for alarm, definition, setting in anomalous:
+        try:
+            key: Any = (
+                database,
+                alarm.metric,
+                definition.statistic,
+                definition.period_seconds,
+                tuple(sorted(alarm.match.items())),
+                setting,
+            )
+            hash(key)
+        except TypeError:  # a match value that is not a string: fitted alone, not kept
+            key = None
+        hit, baseline = _BASELINES.get(key, hour) if key is not None else (False, None)
+        if hit:
+            found[alarm.id] = baseline
+        else:
+            unfitted.append((alarm, definition, setting, key))
+    if not unfitted:
+        return found
+    earliest = min(baselines.history_window(s, now)[0] for _, _, s, _ in unfitted)
+    percentiles = {a.metric for a, d, _, _ in unfitted if d.statistic.startswith("p")}
+    history = _Datapoints(
+        _rows_by_metric(
+            session, {a.metric for a, _, _, _ in unfitted}, earliest, hour, percentiles
+        ),
+        hour,
+    )
+    fitted: dict[Any, alarm_rules.AnomalyBaseline | None] = {}
+    for alarm, definition, setting, key in unfitted:
+        if key is None or key not in fitted:
+            start, end = baselines.history_window(setting, now)
+            start = alarm_rules.period_start(start, definition.period_seconds)
+            points = history(alarm.metric, definition, alarm.match, start, end)
+            baseline = baselines.fit(
+                [(at, v) for at, v in points.items() if v is not None], setting
+            )
+            if key is not None:
+                fitted[key] = baseline
+                _BASELINES.put(key, hour, baseline)
+        else:
+            baseline = fitted[key]
+        found[alarm.id] = baseline
+    return found
+
+
+# By database: the percentiles the last tick computed (what the next one may reuse).
+_PERCENTILES: dict[str, dict[Any, float | None]] = {}
+_DEFINITIONS: dict[str, tuple[AlarmDefinition, baselines.BaselineSettings | None]] = {}
+
+
+def _parsed_definition(
+    stored: str | dict[str, Any],
+) -> tuple[AlarmDefinition, baselines.BaselineSettings | None]:
+    """A stored definition, parsed once per distinct text for the life of the process:
+    ten thousand alarms share a few dozen definitions, and validating each every minute
+    was a tenth of a tick."""
+    key = stored if isinstance(stored, str) else canonical_json(stored)
+    found = _DEFINITIONS.get(key)
+    if found is None:
+        if len(_DEFINITIONS) >= 100_000:
+            _DEFINITIONS.clear()
+        raw = json.loads(stored) if isinstance(stored, str) else stored
+        found = _DEFINITIONS[key] = baselines.split(raw)
+    return found
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """A tick builds many small objects (rows, datapoints, transitions) that all live until
+    it ends; the cyclic garbage collector would walk them again and again for nothing."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def evaluate_due(ctx: Ctx, limit: int = 20_000) -> int:
     """Evaluate every metric alarm that is due, then every composite; returns how many
     changed state. Runs in one transaction (the worker's job)."""
+    with _collector_paused():
+        return _evaluate_due(ctx, limit)
+
+
+def _evaluate_due(ctx: Ctx, limit: int) -> int:
     due = list(
         ctx.session.execute(
-            select(Alarm.id, Alarm.metric, Alarm.match, Alarm.definition, Alarm.state)
+            select(
+                Alarm.id,
+                Alarm.name,
+                Alarm.severity,
+                Alarm.metric,
+                Alarm.match,
+                # As stored: parsed (and validated) once per distinct text, not per alarm.
+                type_coerce(Alarm.definition, Text).label("definition"),
+                Alarm.state,
+            )
             .where(Alarm.kind == "metric", Alarm.next_evaluation_at <= ctx.now)
             .order_by(Alarm.next_evaluation_at)
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
     )
-    definitions = {a.id: AlarmDefinition.model_validate(a.definition) for a in due}
+    definitions, settings = {}, {}
+    for a in due:
+        definitions[a.id], settings[a.id] = _parsed_definition(a.definition)
     # A window depends on the period and the number of periods only: one per pair.
     spans: dict[tuple[int, int], tuple[datetime, datetime]] = {}
     windows = {}
@@ -525,31 +827,47 @@ def evaluate_due(ctx: Ctx, limit: int = 20_000) -> int:
         if span not in spans:
             spans[span] = alarm_rules.evaluation_window(definition, ctx.now)
         windows[a.id] = spans[span]
-    decided: list[tuple[int, alarm_rules.Evaluation]] = []
+    decided: list[tuple[Any, alarm_rules.Evaluation]] = []
     if due:
         earliest = min(w[0] for w in windows.values())
         percentiles = {a.metric for a in due if definitions[a.id].statistic.startswith("p")}
         rows = _rows_by_metric(ctx.session, {a.metric for a in due}, earliest, ctx.now, percentiles)
-        datapoints = _Datapoints(rows, ctx.now)
+        database = str(ctx.session.get_bind().url)
+        datapoints = _Datapoints(rows, ctx.now, _PERCENTILES.get(database))
+        bands = _baselines(
+            ctx.session,
+            [(a, definitions[a.id], settings[a.id]) for a in due if settings[a.id] is not None],
+            ctx.now,
+        )
         for alarm in due:
             definition, (start, end) = definitions[alarm.id], windows[alarm.id]
             points = datapoints(alarm.metric, definition, alarm.match, start, end)
-            result = alarm_rules.evaluate(definition, points, ctx.now, AlarmState(alarm.state))
-            if result.new_state.value != alarm.state:
-                decided.append((alarm.id, result))
-    # Only the alarms that change are loaded whole (they were locked with the rest above).
-    moving = {
-        a.id: a
-        for first in range(0, len(decided), _IDS_PER_STATEMENT)
-        for a in ctx.session.execute(
-            select(Alarm).where(
-                Alarm.id.in_([i for i, _ in decided[first : first + _IDS_PER_STATEMENT]])
+            baseline = bands.get(alarm.id)
+            if alarm.id in bands and baseline is None:
+                points, baseline = {}, _NO_HISTORY  # nothing to fit a band to: no datapoint
+            result = alarm_rules.evaluate(
+                definition, points, ctx.now, AlarmState(alarm.state), baseline=baseline
             )
-        ).scalars()
-    }
-    for alarm_id, result in decided:
-        apply_evaluation(ctx, moving[alarm_id], result)
-    changed = len(decided)
+            if result.new_state.value != alarm.state:
+                decided.append((alarm, result))
+        _PERCENTILES[database] = datapoints.kept
+    # The alarms were locked with the rest above; the moves are written in bulk.
+    _record_transitions(
+        ctx,
+        [
+            _Move(
+                alarm.id,
+                alarm.name,
+                alarm.severity,
+                alarm.state,
+                result.new_state.value,
+                result.reason,
+                deciding_datapoints(result),
+            )
+            for alarm, result in decided
+        ],
+    )
+    changed = len(decided) + _release_held(ctx)
     # Composites follow their inputs at once: every pass looks at all of them (cheap).
     composites = list(
         ctx.session.execute(
@@ -572,20 +890,28 @@ def evaluate_due(ctx: Ctx, limit: int = 20_000) -> int:
     return changed
 
 
-def apply_evaluation(
-    ctx: Ctx, alarm: Alarm, result: alarm_rules.Evaluation, reason: str | None = None
-) -> None:
-    """Move the alarm to the evaluation's state, recording the datapoints that decided it."""
-    points = [
+def deciding_datapoints(result: alarm_rules.Evaluation) -> list[dict[str, Any]]:
+    """The datapoints an evaluation looked at, as a transition keeps them."""
+    return [
         {
             "at": p.timestamp.isoformat(),
             "value": p.value,
             "breaching": p.breaching,
             "filled": p.filled,
+            **({"band": list(p.band)} if p.band else {}),
         }
         for p in result.evaluated
     ]
-    _transition(ctx, alarm, result.new_state.value, reason or result.reason, points)
+
+
+def apply_evaluation(
+    ctx: Ctx, alarm: Alarm, result: alarm_rules.Evaluation, reason: str | None = None
+) -> None:
+    """Move the alarm to the evaluation's state, recording the datapoints that decided it
+    (alarms evaluated one at a time, such as those over Prometheus)."""
+    _transition(
+        ctx, alarm, result.new_state.value, reason or result.reason, deciding_datapoints(result)
+    )
 
 
 def _evaluate_composites(ctx: Ctx, composites: list[Alarm]) -> int:

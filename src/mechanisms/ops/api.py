@@ -376,11 +376,9 @@ def promote_ticket(ticket_id: TicketId, body: PromoteIn, ctx: CtxDep) -> TicketO
     return _ticket_out(tickets.promote(ctx, ticket_id, body.summary))
 
 
-from mechanisms.ops import api_scaling  # noqa: E402 -- scaling and cost findings
+# Each area's routes live in a module of its own (some import this module's models, so
+# they are included last).
+from mechanisms.ops import api_oncall, api_scaling, api_silences  # noqa: E402
 
-router.include_router(api_scaling.router)
-router.include_router(alerts_router)  # alerts from existing tools (ops/api_alerts.py)
-# --- on-call: schedules, escalation policies, pages (ops/api_oncall.py) -------------------
-from mechanisms.ops import api_oncall  # noqa: E402
-
-router.include_router(api_oncall.router)
+for area in (api_scaling.router, alerts_router, api_oncall.router, api_silences.router):
+    router.include_router(area)

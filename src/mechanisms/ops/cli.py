@@ -48,21 +48,22 @@ def create_service(
 
 
 # Each area's commands live in a module of its own.
-from mechanisms.ops import cli_alarms, cli_metrics, cli_tickets  # noqa: E402
+from mechanisms.ops import (  # noqa: E402
+    cli_alarms,
+    cli_metrics,
+    cli_oncall,
+    cli_scaling,
+    cli_silences,
+    cli_synthetic,
+    cli_tickets,
+)
 
 app.add_typer(cli_metrics.app, name="metrics")
 app.add_typer(cli_alarms.app, name="alarms")
+app.add_typer(cli_silences.app, name="silences")
 app.add_typer(cli_tickets.app, name="tickets")
-from mechanisms.ops import cli_scaling  # noqa: E402 -- scaling and cost findings
-
+app.add_typer(cli_oncall.app, name="oncall")
 app.add_typer(cli_scaling.app, name="scaling")
 app.command("costs")(cli_scaling.costs)
-app.add_typer(alerts_cli, name="alerts")  # alerts from existing tools (ops/cli_alerts.py)
-# --- synthetic metrics (ops/cli_synthetic.py) ---
-from mechanisms.ops.cli_synthetic import app as _synthetic_app  # noqa: E402
-
-app.add_typer(_synthetic_app, name="synthetic")
-# --- on-call (ops/cli_oncall.py) -----------------------------------------------------------
-from mechanisms.ops import cli_oncall  # noqa: E402
-
-app.add_typer(cli_oncall.app, name="oncall")
+app.add_typer(alerts_cli, name="alerts")
+app.add_typer(cli_synthetic.app, name="synthetic")

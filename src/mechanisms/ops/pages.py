@@ -72,14 +72,7 @@ def overview(request: Request, ctx: PageCtx) -> Response:
 
 
 # Each area's pages live in a module of its own; they share ``render`` and ``done`` above.
-from mechanisms.ops import pages_alarms, pages_tickets  # noqa: E402
+from mechanisms.ops import pages_alarms, pages_oncall, pages_scaling, pages_tickets  # noqa: E402
 
-router.include_router(pages_alarms.router)
-router.include_router(pages_tickets.router)
-from mechanisms.ops import pages_scaling  # noqa: E402 -- scaling and cost pages
-
-router.include_router(pages_scaling.router)
-# --- on-call pages (ops/pages_oncall.py) ---------------------------------------------------
-from mechanisms.ops import pages_oncall  # noqa: E402
-
-router.include_router(pages_oncall.router)
+for area in (pages_alarms, pages_tickets, pages_oncall, pages_scaling):
+    router.include_router(area.router)

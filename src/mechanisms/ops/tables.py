@@ -5,7 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Float, ForeignKey, Integer, LargeBinary, String, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from mechanisms.core.db import Base, UTCDateTime
@@ -378,3 +387,49 @@ class PageNotification(Base):
 
 
 # --- end of on-call schedules, escalation policies and paging ---------------------------------
+
+
+# --- scheduled silences and evaluation (ops-eval) ---------------------------------------
+
+
+class Silence(Base):
+    """A scheduled silence: while one of its windows is open, the alarms it covers still
+    evaluate and record transitions, but their events say ``silenced`` so that tickets and
+    pages hold back. ``definition`` is ``alarm_rules.Silence`` as JSON (wall-clock start and
+    end in an IANA zone, an optional RRULE, the alarm names; none means every alarm)."""
+
+    __tablename__ = "ops_silences"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    definition: Mapped[dict[str, Any]] = mapped_column(JSON)
+    comment: Mapped[str] = mapped_column(String(2000), default="")
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class HeldAlarm(Base):
+    """An alarm that went into ALARM inside a silence and has not left it: when the silence
+    ends with the alarm still in ALARM, the evaluator announces it again (unsilenced), so the
+    ticket a silence held back is cut then, as Alertmanager notifies once a silence expires."""
+
+    __tablename__ = "ops_held_alarms"
+
+    alarm_id: Mapped[int] = mapped_column(
+        ForeignKey("ops_alarms.id", ondelete="CASCADE"), primary_key=True
+    )
+    silence: Mapped[str] = mapped_column(String(200))
+    since: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+# Downsampling looks for the oldest minute rollups; without this index it would first step
+# over every hourly rollup (they are the oldest rows).
+Index(
+    "ix_ops_metric_rollups_resolution_bucket_start",
+    MetricRollup.resolution,
+    MetricRollup.bucket_start,
+)
+
+
+# --- end of scheduled silences and evaluation (ops-eval) --------------------------------
