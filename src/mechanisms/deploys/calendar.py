@@ -339,9 +339,10 @@ class _Occurrences(CompiledRule):
             wall_start = self._starts[i]
             if wall_start > wall_limit or (best and wall_start > _wall(best, self.tz) + _DST_SLACK):
                 return best
-            start = to_utc(wall_start, self.tz)
-            if after < start <= horizon and (best is None or start < best):
-                best = start
+            interval = self._interval(wall_start)
+            # An occurrence wholly inside a spring-forward gap is empty: no transition.
+            if after < interval.start <= horizon and interval.start < interval.end and (best is None or interval.start < best):
+                best = interval.start
             i += 1
 
     def between(self, start: datetime, end: datetime) -> list[Interval]:
