@@ -14,7 +14,16 @@ from mechanisms.core.errors import Conflict, Forbidden, InvalidInput, Mechanisms
 from mechanisms.deploys import approvals
 from mechanisms.deploys.approvals import Principal, Status, Target, Ticket
 from mechanisms.deploys.calendar import BlockWindow, Calendar, OneOff, Scope
-from mechanisms.deploys.gates import Deployment, Pipeline, Promotion, Snapshot, Stage, SuiteResult, Version, evaluate
+from mechanisms.deploys.gates import (
+    Deployment,
+    Pipeline,
+    Promotion,
+    Snapshot,
+    Stage,
+    SuiteResult,
+    Version,
+    evaluate,
+)
 
 T0 = datetime(2026, 5, 6, 10, 0, tzinfo=UTC)
 TARGET = Target("checkout", "prod", "sha256:v2")
@@ -25,8 +34,12 @@ LEADERS = frozenset({"carol", "dave"})
 
 def new(at: datetime = T0, **kw) -> approvals.Request:
     fields = dict(
-        requester=ALICE, version_author="bob", org="acme", reason="checkout returns 500s",
-        ticket=Ticket("OPS-12", "SEV1"), at=at,
+        requester=ALICE,
+        version_author="bob",
+        org="acme",
+        reason="checkout returns 500s",
+        ticket=Ticket("OPS-12", "SEV1"),
+        at=at,
     )
     fields.update(kw)
     return approvals.open_request("bg-1", TARGET, **fields)
@@ -58,7 +71,11 @@ def test_two_approvers_without_a_leader_are_not_enough():
 
 @pytest.mark.parametrize(
     ("approver", "code", "error"),
-    [(ALICE, "self_approval", Forbidden), (BOB, "author_approval", Forbidden), (BOT, "not_human", Forbidden)],
+    [
+        (ALICE, "self_approval", Forbidden),
+        (BOB, "author_approval", Forbidden),
+        (BOT, "not_human", Forbidden),
+    ],
 )
 def test_requester_author_and_bots_cannot_approve(approver, code, error):
     with pytest.raises(error) as info:
@@ -67,12 +84,21 @@ def test_requester_author_and_bots_cannot_approve(approver, code, error):
 
 
 def test_an_approval_never_carries_over_to_another_promotion():
-    for other in (Target("checkout", "prod", "sha256:v3"), Target("checkout", "gamma", "sha256:v2"), Target("search", "prod", "sha256:v2")):
+    for other in (
+        Target("checkout", "prod", "sha256:v3"),
+        Target("checkout", "gamma", "sha256:v2"),
+        Target("search", "prod", "sha256:v2"),
+    ):
         with pytest.raises(Conflict) as info:
             approvals.approve(new(), CAROL, other, at(1), LEADERS)
         assert info.value.code == "wrong_target"
-    request = approvals.approve(approvals.approve(new(), CAROL, TARGET, at(1), LEADERS), ERIN, TARGET, at(2), LEADERS)
-    for other in (Target("checkout", "prod", "sha256:v3"), Target("checkout", "gamma", "sha256:v2")):
+    request = approvals.approve(
+        approvals.approve(new(), CAROL, TARGET, at(1), LEADERS), ERIN, TARGET, at(2), LEADERS
+    )
+    for other in (
+        Target("checkout", "prod", "sha256:v3"),
+        Target("checkout", "gamma", "sha256:v2"),
+    ):
         with pytest.raises(Conflict):
             approvals.use(request, other, at(3), LEADERS)
 
@@ -85,7 +111,9 @@ def test_one_person_approving_twice_counts_once():
 
 
 def test_a_revoked_approval_stops_counting_and_the_grant_falls():
-    request = approvals.approve(approvals.approve(new(), CAROL, TARGET, at(1), LEADERS), ERIN, TARGET, at(2), LEADERS)
+    request = approvals.approve(
+        approvals.approve(new(), CAROL, TARGET, at(1), LEADERS), ERIN, TARGET, at(2), LEADERS
+    )
     assert approvals.grant(request, at(3), LEADERS)
     request = approvals.revoke(request, CAROL, at(4), LEADERS)
     assert approvals.status(request, at(4), LEADERS) is Status.PENDING
@@ -96,7 +124,9 @@ def test_a_revoked_approval_stops_counting_and_the_grant_falls():
 
 
 def test_a_leader_who_loses_the_role_no_longer_carries_the_rule():
-    request = approvals.approve(approvals.approve(new(), CAROL, TARGET, at(1), LEADERS), ERIN, TARGET, at(2), LEADERS)
+    request = approvals.approve(
+        approvals.approve(new(), CAROL, TARGET, at(1), LEADERS), ERIN, TARGET, at(2), LEADERS
+    )
     assert approvals.grant(request, at(3), {"dave"}) is None
     assert approvals.grant(request, at(3), {"carol"}) is not None
 
@@ -127,7 +157,9 @@ def test_the_request_expires_unapproved_and_the_grant_expires_unused():
 
 
 def test_a_grant_is_good_for_one_promotion():
-    request = approvals.approve(approvals.approve(new(), CAROL, TARGET, at(1), LEADERS), ERIN, TARGET, at(2), LEADERS)
+    request = approvals.approve(
+        approvals.approve(new(), CAROL, TARGET, at(1), LEADERS), ERIN, TARGET, at(2), LEADERS
+    )
     used, grant = approvals.use(request, TARGET, at(3), LEADERS)
     assert grant.target == TARGET
     assert approvals.status(used, at(3), LEADERS) is Status.USED
@@ -149,7 +181,9 @@ def test_a_new_digest_under_an_open_request_invalidates_it():
 
 def test_drill_grants_serve_drills_only():
     request = new(drill=True)
-    request = approvals.approve(approvals.approve(request, CAROL, TARGET, at(1), LEADERS), ERIN, TARGET, at(2), LEADERS)
+    request = approvals.approve(
+        approvals.approve(request, CAROL, TARGET, at(1), LEADERS), ERIN, TARGET, at(2), LEADERS
+    )
     with pytest.raises(Conflict):
         approvals.use(request, TARGET, at(3), LEADERS)
     used, grant = approvals.use(request, TARGET, at(3), LEADERS, drill=True)
@@ -180,24 +214,49 @@ def test_events_must_come_in_time_order_and_replay_through_apply():
     with pytest.raises(InvalidInput) as info:
         approvals.apply(request, approvals.Approved(ERIN, TARGET, at(4)), LEADERS)
     assert info.value.code == "out_of_order"
-    events = [approvals.Approved(ERIN, TARGET, at(6)), approvals.Revoked(ERIN, at(7)), approvals.Approved(DAVE, TARGET, at(8)), approvals.Used(TARGET, at(9))]
-    for event in events:
-        request = approvals.apply(request, event, LEADERS)
+    events = [
+        approvals.Approved(ERIN, TARGET, at(6)),
+        approvals.Revoked(ERIN, at(7)),
+        approvals.Approved(DAVE, TARGET, at(8)),
+        approvals.Used(TARGET, at(9)),
+    ]
+    for step in events:
+        request = approvals.apply(request, step, LEADERS)
     assert approvals.status(request, at(9), LEADERS) is Status.USED
 
 
 # ---------------------------------------------------------------------------------------------
 # The invariants, over random histories
 
-PEOPLE = [ALICE, BOB, CAROL, DAVE, ERIN, Principal("frank"), BOT, Principal("ops-token", human=False)]
-TARGETS = [Target(s, st_, d) for s in ("checkout", "search") for st_ in ("gamma", "prod") for d in ("sha256:a", "sha256:b")]
+PEOPLE = [
+    ALICE,
+    BOB,
+    CAROL,
+    DAVE,
+    ERIN,
+    Principal("frank"),
+    BOT,
+    Principal("ops-token", human=False),
+]
+TARGETS = [
+    Target(s, st_, d)
+    for s in ("checkout", "search")
+    for st_ in ("gamma", "prod")
+    for d in ("sha256:a", "sha256:b")
+]
 PIPELINE = {s: Pipeline(s, (Stage("gamma"), Stage("prod"))) for s in ("checkout", "search")}
-FREEZE = BlockWindow("freeze", Scope("acme"), OneOff(T0 - timedelta(days=1), T0 + timedelta(days=30)), "freeze")
+FREEZE = BlockWindow(
+    "freeze", Scope("acme"), OneOff(T0 - timedelta(days=1), T0 + timedelta(days=30)), "freeze"
+)
 CALENDAR = Calendar([FREEZE])
 
-request_step = st.tuples(st.just("request"), st.sampled_from([ALICE, ERIN, BOT]), st.sampled_from(TARGETS), st.booleans())
+request_step = st.tuples(
+    st.just("request"), st.sampled_from([ALICE, ERIN, BOT]), st.sampled_from(TARGETS), st.booleans()
+)
 # Approves what the request asks, mostly by people who may.
-approve_own = st.tuples(st.just("approve_own"), st.sampled_from([CAROL, DAVE, ERIN, Principal("frank"), ALICE, BOT]))
+approve_own = st.tuples(
+    st.just("approve_own"), st.sampled_from([CAROL, DAVE, ERIN, Principal("frank"), ALICE, BOT])
+)
 promote_own = st.tuples(st.just("promote_own"), st.booleans())
 STEP_ARGUMENTS = {
     "request": request_step,
@@ -214,7 +273,9 @@ STEP_ARGUMENTS = {
 # Approvals and promotions of the requested target are drawn more often than the rest, so
 # that many histories reach a grant (and then try to misuse it).
 WEIGHTS = {"approve_own": 6, "promote_own": 3}
-steps = st.sampled_from([k for k in STEP_ARGUMENTS for _ in range(WEIGHTS.get(k, 1))]).flatmap(STEP_ARGUMENTS.get)
+steps = st.sampled_from([k for k in STEP_ARGUMENTS for _ in range(WEIGHTS.get(k, 1))]).flatmap(
+    STEP_ARGUMENTS.get
+)
 
 
 def check_invariants(request, now, leaders, current_digest, authors):
@@ -249,7 +310,9 @@ def promote(target: Target, request, now, leaders, drill):
         [SuiteResult("unit", target.digest, 3)],
         grant=grant,
     )
-    return evaluate(snapshot, Promotion(target.stage, Version("x", target.digest), ALICE, now, drill=drill)), grant
+    return evaluate(
+        snapshot, Promotion(target.stage, Version("x", target.digest), ALICE, now, drill=drill)
+    ), grant
 
 
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -268,8 +331,15 @@ def test_invariants_hold_over_random_histories(first, history):
             if kind == "request":
                 _, who, target, drill = step
                 request = approvals.open_request(
-                    "bg", target, requester=who, version_author="bob", org="acme", reason="outage",
-                    ticket=Ticket("OPS-1", "SEV2"), at=now, drill=drill,
+                    "bg",
+                    target,
+                    requester=who,
+                    version_author="bob",
+                    org="acme",
+                    reason="outage",
+                    ticket=Ticket("OPS-1", "SEV2"),
+                    at=now,
+                    drill=drill,
                 )
                 current_digest[(target.service, target.stage)] = target.digest
             elif request is None:
@@ -285,7 +355,9 @@ def test_invariants_hold_over_random_histories(first, history):
             elif kind == "version":
                 target = step[1]
                 current_digest[(target.service, target.stage)] = target.digest
-                request = approvals.version_changed(request, target.service, target.stage, target.digest, now, leaders)
+                request = approvals.version_changed(
+                    request, target.service, target.stage, target.digest, now, leaders
+                )
         except MechanismsError:
             pass  # a refused event changes nothing
         if kind == "role":

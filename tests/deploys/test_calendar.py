@@ -37,7 +37,9 @@ def utc(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
-def weekend(tz: str, *, start: time = time(15), end: time = time(9), scope: Scope = ORG) -> BlockWindow:
+def weekend(
+    tz: str, *, start: time = time(15), end: time = time(9), scope: Scope = ORG
+) -> BlockWindow:
     rule = Recurring.until_wall_clock(
         "FREQ=WEEKLY;BYDAY=FR", datetime.combine(date(2026, 1, 2), start), end, days_later=3, tz=tz
     )
@@ -108,7 +110,10 @@ def test_weekend_lengths_shrink_and_grow_by_the_hour_the_clocks_move():
 )
 def test_nightly_window_on_dst_nights(tz, day, start_utc, end_utc):
     nightly = BlockWindow(
-        "nightly", ORG, Recurring("FREQ=DAILY", datetime(2026, 1, 1, 1), timedelta(hours=4), tz), "batch jobs"
+        "nightly",
+        ORG,
+        Recurring("FREQ=DAILY", datetime(2026, 1, 1, 1), timedelta(hours=4), tz),
+        "batch jobs",
     )
     at = utc(start_utc)
     blocked = gate_state([nightly], PROD, at)
@@ -120,7 +125,13 @@ def test_nightly_window_on_dst_nights(tz, day, start_utc, end_utc):
 
 def test_start_in_the_skipped_hour_uses_the_offset_before_the_gap():
     # 02:30 does not exist in New York on 2026-03-08; RFC 5545 reads it as 03:30 EDT.
-    window = BlockWindow("w", ORG, Recurring("FREQ=DAILY", datetime(2026, 3, 1, 2, 30), timedelta(hours=2), "America/New_York"))
+    window = BlockWindow(
+        "w",
+        ORG,
+        Recurring(
+            "FREQ=DAILY", datetime(2026, 3, 1, 2, 30), timedelta(hours=2), "America/New_York"
+        ),
+    )
     blocker = state([window], "2026-03-08T08:00").blockers[0]
     assert blocker.starts_at == utc("2026-03-08T07:30")
     assert blocker.ends_at == utc("2026-03-08T08:30")
@@ -129,7 +140,13 @@ def test_start_in_the_skipped_hour_uses_the_offset_before_the_gap():
 
 def test_start_in_the_repeated_hour_means_its_first_occurrence():
     # 01:30 happens twice in New York on 2026-11-01: the first time is 01:30 EDT = 05:30 UTC.
-    window = BlockWindow("w", ORG, Recurring("FREQ=DAILY", datetime(2026, 10, 1, 1, 30), timedelta(minutes=30), "America/New_York"))
+    window = BlockWindow(
+        "w",
+        ORG,
+        Recurring(
+            "FREQ=DAILY", datetime(2026, 10, 1, 1, 30), timedelta(minutes=30), "America/New_York"
+        ),
+    )
     blocker = state([window], "2026-11-01T05:45").blockers[0]
     assert blocker.starts_at == utc("2026-11-01T05:30")
     # Wall-clock 02:00 (EST) is an hour and a half later: the window lasts 1.5 h that night.
@@ -145,11 +162,16 @@ def test_holiday_days_are_whole_local_days_and_chain_into_one_block():
     assert result.blockers[0].starts_at == utc("2026-04-02T13:00")
     assert "Good Friday" in result.blockers[0].detail
     assert result.next_transition == utc("2026-04-06T14:00")
-    assert local_day_bounds(date(2026, 4, 5), "Australia/Sydney") == (utc("2026-04-04T13:00"), utc("2026-04-05T14:00"))
+    assert local_day_bounds(date(2026, 4, 5), "Australia/Sydney") == (
+        utc("2026-04-04T13:00"),
+        utc("2026-04-05T14:00"),
+    )
 
 
 def test_holidays_with_days_before_and_after():
-    christmas = BlockWindow("xmas", ORG, Holidays("DE", "BY", "Europe/Berlin", days_before=2, days_after=1), "holidays")
+    christmas = BlockWindow(
+        "xmas", ORG, Holidays("DE", "BY", "Europe/Berlin", days_before=2, days_after=1), "holidays"
+    )
     assert state([christmas], "2026-12-22T22:59").status is GateStatus.OPEN
     result = state([christmas], "2026-12-23T00:00")
     assert result.status is GateStatus.BLOCKED
@@ -164,9 +186,15 @@ def test_holidays_with_days_before_and_after():
 
 
 def test_an_org_window_covers_every_service_and_a_stage_window_only_its_stage():
-    freeze = BlockWindow("org", ORG, OneOff(utc("2026-05-01T00:00"), utc("2026-05-02T00:00")), "org freeze")
-    prod_only = BlockWindow("prod", PROD, OneOff(utc("2026-06-01T00:00"), utc("2026-06-02T00:00")), "prod freeze")
-    team_only = BlockWindow("team", TEAM, OneOff(utc("2026-07-01T00:00"), utc("2026-07-02T00:00")), "team offsite")
+    freeze = BlockWindow(
+        "org", ORG, OneOff(utc("2026-05-01T00:00"), utc("2026-05-02T00:00")), "org freeze"
+    )
+    prod_only = BlockWindow(
+        "prod", PROD, OneOff(utc("2026-06-01T00:00"), utc("2026-06-02T00:00")), "prod freeze"
+    )
+    team_only = BlockWindow(
+        "team", TEAM, OneOff(utc("2026-07-01T00:00"), utc("2026-07-02T00:00")), "team offsite"
+    )
     calendar = Calendar([freeze, prod_only, team_only])
     for scope in (PROD, BETA, OTHER_TEAM_PROD):
         assert calendar.gate_state(scope, utc("2026-05-01T12:00")).status is GateStatus.BLOCKED
@@ -174,22 +202,45 @@ def test_an_org_window_covers_every_service_and_a_stage_window_only_its_stage():
     assert calendar.gate_state(BETA, utc("2026-06-01T12:00")).status is GateStatus.OPEN
     assert calendar.gate_state(OTHER_TEAM_PROD, utc("2026-07-01T12:00")).status is GateStatus.OPEN
     assert calendar.gate_state(BETA, utc("2026-07-01T12:00")).status is GateStatus.BLOCKED
-    assert calendar.gate_state(BETA, utc("2026-05-15T00:00")).next_transition == utc("2026-07-01T00:00")
-    assert calendar.gate_state(PROD, utc("2026-05-15T00:00")).next_transition == utc("2026-06-01T00:00")
+    assert calendar.gate_state(BETA, utc("2026-05-15T00:00")).next_transition == utc(
+        "2026-07-01T00:00"
+    )
+    assert calendar.gate_state(PROD, utc("2026-05-15T00:00")).next_transition == utc(
+        "2026-06-01T00:00"
+    )
 
 
 def test_every_blocking_window_is_reported_broadest_first_and_the_gate_opens_after_the_chain():
     windows = [
-        BlockWindow("stage", PROD, OneOff(utc("2026-05-01T10:00"), utc("2026-05-01T14:00")), "migration"),
-        BlockWindow("org", ORG, OneOff(utc("2026-05-01T08:00"), utc("2026-05-01T12:00")), "all hands"),
+        BlockWindow(
+            "stage", PROD, OneOff(utc("2026-05-01T10:00"), utc("2026-05-01T14:00")), "migration"
+        ),
+        BlockWindow(
+            "org", ORG, OneOff(utc("2026-05-01T08:00"), utc("2026-05-01T12:00")), "all hands"
+        ),
         # Back to back with "stage", and overlapping a later one: the gate stays shut through all.
-        BlockWindow("adjacent", SERVICE, OneOff(utc("2026-05-01T14:00"), utc("2026-05-01T16:00")), "load test"),
-        BlockWindow("overlap", TEAM, OneOff(utc("2026-05-01T15:00"), utc("2026-05-01T18:30")), "offsite"),
-        BlockWindow("elsewhere", OTHER_TEAM_PROD, OneOff(utc("2026-05-01T18:30"), utc("2026-05-01T20:00")), "not ours"),
+        BlockWindow(
+            "adjacent",
+            SERVICE,
+            OneOff(utc("2026-05-01T14:00"), utc("2026-05-01T16:00")),
+            "load test",
+        ),
+        BlockWindow(
+            "overlap", TEAM, OneOff(utc("2026-05-01T15:00"), utc("2026-05-01T18:30")), "offsite"
+        ),
+        BlockWindow(
+            "elsewhere",
+            OTHER_TEAM_PROD,
+            OneOff(utc("2026-05-01T18:30"), utc("2026-05-01T20:00")),
+            "not ours",
+        ),
     ]
     result = state(windows, "2026-05-01T11:00")
     assert result.status is GateStatus.BLOCKED
-    assert [(b.window_id, b.reason) for b in result.blockers] == [("org", "all hands"), ("stage", "migration")]
+    assert [(b.window_id, b.reason) for b in result.blockers] == [
+        ("org", "all hands"),
+        ("stage", "migration"),
+    ]
     assert result.next_transition == utc("2026-05-01T18:30")
     assert state(windows, "2026-05-01T18:30").status is GateStatus.OPEN
 
@@ -197,7 +248,12 @@ def test_every_blocking_window_is_reported_broadest_first_and_the_gate_opens_aft
 def test_recurring_windows_chain_with_holidays_and_freezes():
     windows = [
         weekend("Europe/Berlin"),
-        BlockWindow("freeze", SERVICE, Freeze(datetime(2026, 4, 30, 9), datetime(2026, 5, 1, 18), "Europe/Berlin"), "incident"),
+        BlockWindow(
+            "freeze",
+            SERVICE,
+            Freeze(datetime(2026, 4, 30, 9), datetime(2026, 5, 1, 18), "Europe/Berlin"),
+            "incident",
+        ),
         BlockWindow("de", TEAM, Holidays("DE", None, "Europe/Berlin"), "holiday"),
     ]
     # Thursday 30 April 09:00 freeze → 1 May (holiday) → Friday 15:00 weekend → Monday 09:00.
@@ -221,29 +277,75 @@ def test_a_block_longer_than_the_horizon_has_no_known_opening():
 
 
 def test_count_and_until_end_a_series_and_exdates_skip_occurrences():
-    count = BlockWindow("count", ORG, Recurring("FREQ=WEEKLY;COUNT=2", datetime(2026, 5, 4, 9), timedelta(hours=1), "UTC"))
+    count = BlockWindow(
+        "count",
+        ORG,
+        Recurring("FREQ=WEEKLY;COUNT=2", datetime(2026, 5, 4, 9), timedelta(hours=1), "UTC"),
+    )
     assert state([count], "2026-05-11T09:30").status is GateStatus.BLOCKED
     assert state([count], "2026-05-18T09:30").status is GateStatus.OPEN
     assert state([count], "2026-05-12T00:00").next_transition is None
-    until_utc = BlockWindow("u", ORG, Recurring("FREQ=DAILY;UNTIL=20260503T065959Z", datetime(2026, 5, 1, 9), timedelta(hours=1), "Europe/Berlin"))
+    until_utc = BlockWindow(
+        "u",
+        ORG,
+        Recurring(
+            "FREQ=DAILY;UNTIL=20260503T065959Z",
+            datetime(2026, 5, 1, 9),
+            timedelta(hours=1),
+            "Europe/Berlin",
+        ),
+    )
     assert state([until_utc], "2026-05-02T07:30").status is GateStatus.BLOCKED
     assert state([until_utc], "2026-05-03T07:30").status is GateStatus.OPEN  # 09:00 CEST > UNTIL
-    floating = BlockWindow("f", ORG, Recurring("FREQ=DAILY;UNTIL=20260503T090000", datetime(2026, 5, 1, 9), timedelta(hours=1), "Europe/Berlin"))
+    floating = BlockWindow(
+        "f",
+        ORG,
+        Recurring(
+            "FREQ=DAILY;UNTIL=20260503T090000",
+            datetime(2026, 5, 1, 9),
+            timedelta(hours=1),
+            "Europe/Berlin",
+        ),
+    )
     assert state([floating], "2026-05-03T07:30").status is GateStatus.BLOCKED
     assert state([floating], "2026-05-04T07:30").status is GateStatus.OPEN
-    skipped = BlockWindow("x", ORG, Recurring("FREQ=DAILY", datetime(2026, 5, 1, 9), timedelta(hours=1), "UTC", (datetime(2026, 5, 2, 9),)))
+    skipped = BlockWindow(
+        "x",
+        ORG,
+        Recurring(
+            "FREQ=DAILY",
+            datetime(2026, 5, 1, 9),
+            timedelta(hours=1),
+            "UTC",
+            (datetime(2026, 5, 2, 9),),
+        ),
+    )
     assert state([skipped], "2026-05-02T09:30").status is GateStatus.OPEN
     assert state([skipped], "2026-05-01T23:00").next_transition == utc("2026-05-03T09:00")
 
 
 def test_an_unbounded_rule_from_long_ago_answers_for_the_far_future():
-    window = BlockWindow("w", ORG, Recurring("RRULE:FREQ=WEEKLY;BYDAY=MO", datetime(2000, 1, 3, 9), timedelta(hours=1), "Europe/Berlin"))
+    window = BlockWindow(
+        "w",
+        ORG,
+        Recurring(
+            "RRULE:FREQ=WEEKLY;BYDAY=MO",
+            datetime(2000, 1, 3, 9),
+            timedelta(hours=1),
+            "Europe/Berlin",
+        ),
+    )
     assert state([window], "2040-01-02T08:30").status is GateStatus.BLOCKED  # Monday 09:30 CET
     assert state([window], "2040-01-02T09:30").next_transition == utc("2040-01-09T08:00")
 
 
 def test_a_freeze_expires_by_itself():
-    freeze = BlockWindow("f", SERVICE, Freeze(datetime(2026, 5, 5, 12), datetime(2026, 5, 7, 18), "Europe/Berlin"), "until Thursday 18:00")
+    freeze = BlockWindow(
+        "f",
+        SERVICE,
+        Freeze(datetime(2026, 5, 5, 12), datetime(2026, 5, 7, 18), "Europe/Berlin"),
+        "until Thursday 18:00",
+    )
     assert not expired(freeze, utc("2026-05-07T15:59"))
     assert state([freeze], "2026-05-07T15:59").status is GateStatus.BLOCKED
     assert expired(freeze, utc("2026-05-07T16:00"))
@@ -252,10 +354,19 @@ def test_a_freeze_expires_by_itself():
 
 
 def test_month_view_lists_occurrences_on_the_scope_chain():
-    calendar = Calendar([weekend("Europe/Berlin"), BlockWindow("beta", BETA, OneOff(utc("2026-03-02T00:00"), utc("2026-03-03T00:00")))])
+    calendar = Calendar(
+        [
+            weekend("Europe/Berlin"),
+            BlockWindow("beta", BETA, OneOff(utc("2026-03-02T00:00"), utc("2026-03-03T00:00"))),
+        ]
+    )
     march = calendar.occurrences(PROD, utc("2026-03-01T00:00"), utc("2026-04-01T00:00"))
     assert [b.starts_at.date().isoformat() for b in march] == [
-        "2026-02-27", "2026-03-06", "2026-03-13", "2026-03-20", "2026-03-27"
+        "2026-02-27",
+        "2026-03-06",
+        "2026-03-13",
+        "2026-03-20",
+        "2026-03-27",
     ]
 
 
@@ -283,20 +394,80 @@ def refused(window_rule, scope: Scope = ORG) -> InvalidInput:
     [
         (OneOff(datetime(2026, 5, 2), datetime(2026, 5, 1), "UTC"), "end_before_start", "end"),
         (OneOff(datetime(2026, 5, 1), datetime(2026, 5, 1), "UTC"), "end_before_start", "end"),
-        (OneOff(datetime(2026, 5, 1), datetime(2026, 5, 2), "Mars/Olympus_Mons"), "unknown_time_zone", "tz"),
-        (OneOff(datetime(2026, 5, 1), datetime(2026, 5, 2), "../../etc/passwd"), "unknown_time_zone", "tz"),
-        (Recurring("FREQ=FORTNIGHTLY", datetime(2026, 1, 1), timedelta(hours=1)), "malformed_rrule", "rrule"),
-        (Recurring("FREQ=WEEKLY;BYDAY=XX", datetime(2026, 1, 1), timedelta(hours=1)), "malformed_rrule", "rrule"),
+        (
+            OneOff(datetime(2026, 5, 1), datetime(2026, 5, 2), "Mars/Olympus_Mons"),
+            "unknown_time_zone",
+            "tz",
+        ),
+        (
+            OneOff(datetime(2026, 5, 1), datetime(2026, 5, 2), "../../etc/passwd"),
+            "unknown_time_zone",
+            "tz",
+        ),
+        (
+            Recurring("FREQ=FORTNIGHTLY", datetime(2026, 1, 1), timedelta(hours=1)),
+            "malformed_rrule",
+            "rrule",
+        ),
+        (
+            Recurring("FREQ=WEEKLY;BYDAY=XX", datetime(2026, 1, 1), timedelta(hours=1)),
+            "malformed_rrule",
+            "rrule",
+        ),
         (Recurring("", datetime(2026, 1, 1), timedelta(hours=1)), "malformed_rrule", "rrule"),
-        (Recurring("FREQ=DAILY\nDTSTART:20200101T000000", datetime(2026, 1, 1), timedelta(hours=1)), "malformed_rrule", "rrule"),
-        (Recurring("FREQ=MINUTELY", datetime(2026, 1, 1), timedelta(minutes=1)), "malformed_rrule", "rrule"),
-        (Recurring("FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30", datetime(2026, 1, 1), timedelta(hours=1)), "rrule_never_matches", "rrule"),
-        (Recurring("FREQ=DAILY;BYMONTH=4;BYMONTHDAY=31", datetime(2026, 1, 1), timedelta(hours=1)), "rrule_never_matches", "rrule"),
-        (Recurring("FREQ=DAILY;UNTIL=20250101T000000Z", datetime(2026, 1, 1), timedelta(hours=1)), "rrule_never_matches", "rrule"),
-        (Recurring("FREQ=DAILY", datetime(2026, 1, 1), timedelta(0)), "end_before_start", "duration"),
-        (Recurring("FREQ=DAILY", datetime(2026, 1, 1), timedelta(hours=-1)), "end_before_start", "duration"),
-        (Recurring("FREQ=DAILY", datetime(2026, 1, 1), timedelta(days=400)), "invalid_window", "duration"),
-        (Recurring("FREQ=DAILY", datetime(2026, 1, 1), timedelta(hours=1), "Nowhere/Town"), "unknown_time_zone", "tz"),
+        (
+            Recurring(
+                "FREQ=DAILY\nDTSTART:20200101T000000", datetime(2026, 1, 1), timedelta(hours=1)
+            ),
+            "malformed_rrule",
+            "rrule",
+        ),
+        (
+            Recurring("FREQ=MINUTELY", datetime(2026, 1, 1), timedelta(minutes=1)),
+            "malformed_rrule",
+            "rrule",
+        ),
+        (
+            Recurring(
+                "FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30", datetime(2026, 1, 1), timedelta(hours=1)
+            ),
+            "rrule_never_matches",
+            "rrule",
+        ),
+        (
+            Recurring(
+                "FREQ=DAILY;BYMONTH=4;BYMONTHDAY=31", datetime(2026, 1, 1), timedelta(hours=1)
+            ),
+            "rrule_never_matches",
+            "rrule",
+        ),
+        (
+            Recurring(
+                "FREQ=DAILY;UNTIL=20250101T000000Z", datetime(2026, 1, 1), timedelta(hours=1)
+            ),
+            "rrule_never_matches",
+            "rrule",
+        ),
+        (
+            Recurring("FREQ=DAILY", datetime(2026, 1, 1), timedelta(0)),
+            "end_before_start",
+            "duration",
+        ),
+        (
+            Recurring("FREQ=DAILY", datetime(2026, 1, 1), timedelta(hours=-1)),
+            "end_before_start",
+            "duration",
+        ),
+        (
+            Recurring("FREQ=DAILY", datetime(2026, 1, 1), timedelta(days=400)),
+            "invalid_window",
+            "duration",
+        ),
+        (
+            Recurring("FREQ=DAILY", datetime(2026, 1, 1), timedelta(hours=1), "Nowhere/Town"),
+            "unknown_time_zone",
+            "tz",
+        ),
         (Holidays("XX"), "unknown_holiday_country", "country"),
         (Holidays("DE", "ZZ"), "unknown_holiday_subdivision", "subdivision"),
         (Holidays("DE", None, "UTC", days_before=-1), "invalid_window", "days_before"),
@@ -311,7 +482,13 @@ def test_bad_definitions_are_refused_naming_the_field(rule, code, field):
 
 
 def test_a_rule_that_matches_only_every_few_years_is_accepted():
-    leap_day = BlockWindow("leap", ORG, Recurring("FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=29", datetime(2025, 1, 1, 0), timedelta(days=1), "UTC"))
+    leap_day = BlockWindow(
+        "leap",
+        ORG,
+        Recurring(
+            "FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=29", datetime(2025, 1, 1, 0), timedelta(days=1), "UTC"
+        ),
+    )
     assert state([leap_day], "2028-02-29T12:00").status is GateStatus.BLOCKED
     ahead = gate_state([leap_day], PROD, utc("2026-01-01T00:00"), horizon=timedelta(days=1000))
     assert ahead.next_transition == utc("2028-02-29T00:00")
@@ -333,8 +510,21 @@ def test_bad_scopes_and_instants_are_refused():
 
 # --- the answer agrees with a brute-force walk over the occurrences --------------------------
 
-ZONES = ["Europe/Berlin", "America/New_York", "Australia/Sydney", "Asia/Kolkata", "UTC", "Australia/Lord_Howe"]
-RULES = ["FREQ=DAILY", "FREQ=WEEKLY;BYDAY=FR", "FREQ=WEEKLY;BYDAY=SA,SU", "FREQ=MONTHLY;BYDAY=-1SU", "FREQ=HOURLY;INTERVAL=7"]
+ZONES = [
+    "Europe/Berlin",
+    "America/New_York",
+    "Australia/Sydney",
+    "Asia/Kolkata",
+    "UTC",
+    "Australia/Lord_Howe",
+]
+RULES = [
+    "FREQ=DAILY",
+    "FREQ=WEEKLY;BYDAY=FR",
+    "FREQ=WEEKLY;BYDAY=SA,SU",
+    "FREQ=MONTHLY;BYDAY=-1SU",
+    "FREQ=HOURLY;INTERVAL=7",
+]
 
 
 @st.composite
@@ -347,8 +537,15 @@ def windows(draw):
             start = datetime(2026, 1, 1) + timedelta(minutes=draw(st.integers(0, 60 * 24 * 365)))
             rule = OneOff(start, start + timedelta(minutes=draw(st.integers(1, 60 * 24 * 10))), tz)
         else:
-            start = datetime(2025, 12, 1) + timedelta(minutes=15 * draw(st.integers(0, 4 * 24 * 60)))
-            rule = Recurring(draw(st.sampled_from(RULES)), start, timedelta(minutes=15 * draw(st.integers(1, 4 * 24 * 4))), tz)
+            start = datetime(2025, 12, 1) + timedelta(
+                minutes=15 * draw(st.integers(0, 4 * 24 * 60))
+            )
+            rule = Recurring(
+                draw(st.sampled_from(RULES)),
+                start,
+                timedelta(minutes=15 * draw(st.integers(1, 4 * 24 * 4))),
+                tz,
+            )
         found.append(BlockWindow(f"w{i}", scope, rule))
     return found
 
@@ -359,9 +556,15 @@ def test_gate_agrees_with_the_occurrences_and_its_next_transition_is_exact(found
     calendar = Calendar(found)
     at = utc("2026-01-15T00:00") + timedelta(minutes=minutes)
     result = calendar.gate_state(PROD, at, horizon=timedelta(days=60))
-    covering = [b for b in calendar.occurrences(PROD, at - timedelta(days=11), at + timedelta(seconds=1)) if b.starts_at <= at < b.ends_at]
+    covering = [
+        b
+        for b in calendar.occurrences(PROD, at - timedelta(days=11), at + timedelta(seconds=1))
+        if b.starts_at <= at < b.ends_at
+    ]
     assert result.status is (GateStatus.BLOCKED if covering else GateStatus.OPEN)
-    assert sorted((b.window_id, b.starts_at) for b in result.blockers) == sorted((b.window_id, b.starts_at) for b in covering)
+    assert sorted((b.window_id, b.starts_at) for b in result.blockers) == sorted(
+        (b.window_id, b.starts_at) for b in covering
+    )
     if result.next_transition is None:
         return
     t = result.next_transition
@@ -370,13 +573,23 @@ def test_gate_agrees_with_the_occurrences_and_its_next_transition_is_exact(found
     assert calendar.gate_state(PROD, t).status is flipped
     assert calendar.gate_state(PROD, t - timedelta(microseconds=1)).status is result.status
     if result.status is GateStatus.OPEN:
-        starts = [b.starts_at for b in calendar.occurrences(PROD, at, t) if b.starts_at < b.ends_at and b.starts_at > at]
+        starts = [
+            b.starts_at
+            for b in calendar.occurrences(PROD, at, t)
+            if b.starts_at < b.ends_at and b.starts_at > at
+        ]
         assert not [s for s in starts if s < t]
 
 
 def test_an_occurrence_swallowed_by_the_spring_forward_gap_is_no_transition():
     # 02:30-03:15 New York: on 2026-03-08 it starts at 03:30 EDT and ends at 03:15 EDT, so
     # it does not exist that night; the next block is the following night's.
-    window = BlockWindow("w", ORG, Recurring("FREQ=DAILY", datetime(2026, 3, 1, 2, 30), timedelta(minutes=45), "America/New_York"))
+    window = BlockWindow(
+        "w",
+        ORG,
+        Recurring(
+            "FREQ=DAILY", datetime(2026, 3, 1, 2, 30), timedelta(minutes=45), "America/New_York"
+        ),
+    )
     assert state([window], "2026-03-08T07:10").status is GateStatus.OPEN
     assert state([window], "2026-03-08T05:00").next_transition == utc("2026-03-09T06:30")

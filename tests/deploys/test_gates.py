@@ -34,10 +34,19 @@ PIPELINE = Pipeline(
     (
         Stage("beta", required_suites=("unit",), bake=timedelta(minutes=30)),
         Stage("gamma", required_suites=("integration",), bake=timedelta(hours=1)),
-        Stage("prod", required_suites=("integration", "smoke"), approval=ApprovalRule(frozenset({"leader", "release-manager"}))),
+        Stage(
+            "prod",
+            required_suites=("integration", "smoke"),
+            approval=ApprovalRule(frozenset({"leader", "release-manager"})),
+        ),
     ),
 )
-FREEZE = BlockWindow("freeze", Scope("acme"), OneOff(NOW - timedelta(hours=1), NOW + timedelta(hours=5)), "quarter close")
+FREEZE = BlockWindow(
+    "freeze",
+    Scope("acme"),
+    OneOff(NOW - timedelta(hours=1), NOW + timedelta(hours=5)),
+    "quarter close",
+)
 
 
 def scope(stage: str) -> Scope:
@@ -58,10 +67,19 @@ def ready_for_prod(**overrides) -> Snapshot:
         window=window("prod"),
         deployments={
             "beta": Deployment("beta", V2.digest, NOW - timedelta(days=1)),
-            "gamma": Deployment("gamma", V2.digest, NOW - timedelta(hours=3), previous_good="sha256:v1"),
+            "gamma": Deployment(
+                "gamma", V2.digest, NOW - timedelta(hours=3), previous_good="sha256:v1"
+            ),
         },
         test_results=passing(),
-        approvals=[StageApproval(Principal("frank"), frozenset({"release-manager"}), Target("checkout", "prod", V2.digest), NOW - timedelta(minutes=5))],
+        approvals=[
+            StageApproval(
+                Principal("frank"),
+                frozenset({"release-manager"}),
+                Target("checkout", "prod", V2.digest),
+                NOW - timedelta(minutes=5),
+            )
+        ],
     )
     base.update(overrides)
     return Snapshot(**base)
@@ -88,35 +106,50 @@ def test_the_first_stage_needs_no_previous_stage():
 
 
 def test_stages_go_in_order():
-    snapshot = ready_for_prod(deployments={"beta": Deployment("beta", V2.digest, NOW - timedelta(days=1))})
+    snapshot = ready_for_prod(
+        deployments={"beta": Deployment("beta", V2.digest, NOW - timedelta(days=1))}
+    )
     decision = evaluate(snapshot, ask())
     assert codes(decision) == ["previous_stage_missing"]
     assert decision.exit_code == 1
-    assert "promote sha256:v2 into gamma first" == decision.blockers[0].clear
-    other = ready_for_prod(deployments={"gamma": Deployment("gamma", "sha256:v1", NOW - timedelta(days=1))})
+    assert decision.blockers[0].clear == "promote sha256:v2 into gamma first"
+    other = ready_for_prod(
+        deployments={"gamma": Deployment("gamma", "sha256:v1", NOW - timedelta(days=1))}
+    )
     assert evaluate(other, ask()).blockers[0].details["running"] == "sha256:v1"
 
 
 def test_bake_time_in_the_previous_stage():
-    snapshot = ready_for_prod(deployments={"gamma": Deployment("gamma", V2.digest, NOW - timedelta(minutes=20))})
+    snapshot = ready_for_prod(
+        deployments={"gamma": Deployment("gamma", V2.digest, NOW - timedelta(minutes=20))}
+    )
     blocker = evaluate(snapshot, ask()).blockers[0]
     assert blocker.code == "baking"
     assert blocker.details["baked_at"] == (NOW + timedelta(minutes=40)).isoformat()
     later = NOW + timedelta(minutes=40)
-    assert evaluate(ready_for_prod(deployments=snapshot.deployments, window=window("prod", later)), ask(at=later)).allowed
+    assert evaluate(
+        ready_for_prod(deployments=snapshot.deployments, window=window("prod", later)),
+        ask(at=later),
+    ).allowed
 
 
 def test_an_alarm_during_bake_rolls_the_stage_back_and_blocks():
     deployed = NOW - timedelta(hours=3)
-    alarms = {"gamma": [
-        AlarmTransition("latency-p99", "OK", deployed - timedelta(days=2)),
-        AlarmTransition("latency-p99", "ALARM", deployed + timedelta(minutes=42)),
-        AlarmTransition("latency-p99", "OK", deployed + timedelta(minutes=50)),
-    ]}
+    alarms = {
+        "gamma": [
+            AlarmTransition("latency-p99", "OK", deployed - timedelta(days=2)),
+            AlarmTransition("latency-p99", "ALARM", deployed + timedelta(minutes=42)),
+            AlarmTransition("latency-p99", "OK", deployed + timedelta(minutes=50)),
+        ]
+    }
     decision = evaluate(ready_for_prod(alarms=alarms), ask())
     assert codes(decision) == ["bake_alarm"]
     assert decision.rollback is not None
-    assert (decision.rollback.stage, decision.rollback.from_digest, decision.rollback.to_digest) == ("gamma", V2.digest, "sha256:v1")
+    assert (
+        decision.rollback.stage,
+        decision.rollback.from_digest,
+        decision.rollback.to_digest,
+    ) == ("gamma", V2.digest, "sha256:v1")
     assert decision.rollback.alarm_at == deployed + timedelta(minutes=42)
     assert decision.to_dict()["rollback"]["to"] == "sha256:v1"
 
@@ -129,7 +162,9 @@ def test_an_alarm_already_firing_at_deploy_counts_and_one_after_the_bake_only_bl
     decision = evaluate(ready_for_prod(alarms=after_bake), ask())
     assert codes(decision) == ["stage_alarm"]
     assert decision.rollback is None
-    recovered = {"gamma": [*after_bake["gamma"], AlarmTransition("errors", "OK", NOW - timedelta(minutes=1))]}
+    recovered = {
+        "gamma": [*after_bake["gamma"], AlarmTransition("errors", "OK", NOW - timedelta(minutes=1))]
+    }
     assert evaluate(ready_for_prod(alarms=recovered), ask()).allowed
     other_stage = {"beta": [AlarmTransition("errors", "ALARM", deployed + timedelta(minutes=5))]}
     assert evaluate(ready_for_prod(alarms=other_stage), ask()).allowed
@@ -139,13 +174,44 @@ def test_an_alarm_already_firing_at_deploy_counts_and_one_after_the_bake_only_bl
     ("results", "expected"),
     [
         ([SuiteResult("integration", V2.digest, 12)], ["tests_missing"]),
-        ([SuiteResult("integration", V2.digest, 12), SuiteResult("smoke", "sha256:v1", 12)], ["tests_missing"]),
-        ([SuiteResult("integration", V2.digest, 12), SuiteResult("smoke", V2.digest, 0)], ["tests_empty"]),
-        ([SuiteResult("integration", V2.digest, 12), SuiteResult("smoke", V2.digest, 3, skipped=3)], ["tests_empty"]),
-        ([SuiteResult("integration", V2.digest, 12, failures=1), SuiteResult("smoke", V2.digest, 4)], ["tests_failed"]),
-        ([SuiteResult("integration", V2.digest, 12, errors=2), SuiteResult("smoke", V2.digest, 4, failures=1)], ["tests_failed", "tests_failed"]),
+        (
+            [SuiteResult("integration", V2.digest, 12), SuiteResult("smoke", "sha256:v1", 12)],
+            ["tests_missing"],
+        ),
+        (
+            [SuiteResult("integration", V2.digest, 12), SuiteResult("smoke", V2.digest, 0)],
+            ["tests_empty"],
+        ),
+        (
+            [
+                SuiteResult("integration", V2.digest, 12),
+                SuiteResult("smoke", V2.digest, 3, skipped=3),
+            ],
+            ["tests_empty"],
+        ),
+        (
+            [
+                SuiteResult("integration", V2.digest, 12, failures=1),
+                SuiteResult("smoke", V2.digest, 4),
+            ],
+            ["tests_failed"],
+        ),
+        (
+            [
+                SuiteResult("integration", V2.digest, 12, errors=2),
+                SuiteResult("smoke", V2.digest, 4, failures=1),
+            ],
+            ["tests_failed", "tests_failed"],
+        ),
         # The latest upload for the digest counts: a fixed rerun clears an earlier failure.
-        ([SuiteResult("integration", V2.digest, 12, failures=1), SuiteResult("integration", V2.digest, 12), SuiteResult("smoke", V2.digest, 4)], []),
+        (
+            [
+                SuiteResult("integration", V2.digest, 12, failures=1),
+                SuiteResult("integration", V2.digest, 12),
+                SuiteResult("smoke", V2.digest, 4),
+            ],
+            [],
+        ),
     ],
 )
 def test_required_suites_must_pass_for_this_exact_digest(results, expected):
@@ -162,13 +228,26 @@ def test_a_block_window_blocks_with_its_reason_and_when_it_opens():
     assert decision.to_dict()["window"]["state"] == "BLOCKED"
 
 
-def granted_request(target: Target, *, drill: bool = False, at: datetime = NOW) -> approvals.Request:
+def granted_request(
+    target: Target, *, drill: bool = False, at: datetime = NOW
+) -> approvals.Request:
     request = approvals.open_request(
-        "bg-1", target, requester=ALICE, version_author="erin", org="acme", reason="checkout is down",
-        ticket=Ticket("OPS-12", "SEV1"), at=at - timedelta(minutes=10), drill=drill,
+        "bg-1",
+        target,
+        requester=ALICE,
+        version_author="erin",
+        org="acme",
+        reason="checkout is down",
+        ticket=Ticket("OPS-12", "SEV1"),
+        at=at - timedelta(minutes=10),
+        drill=drill,
     )
-    request = approvals.approve(request, Principal("carol"), target, at - timedelta(minutes=5), {"carol"})
-    return approvals.approve(request, Principal("dave"), target, at - timedelta(minutes=4), {"carol"})
+    request = approvals.approve(
+        request, Principal("carol"), target, at - timedelta(minutes=5), {"carol"}
+    )
+    return approvals.approve(
+        request, Principal("dave"), target, at - timedelta(minutes=4), {"carol"}
+    )
 
 
 def test_break_glass_lifts_only_the_window_and_only_for_its_exact_promotion():
@@ -184,20 +263,39 @@ def test_break_glass_lifts_only_the_window_and_only_for_its_exact_promotion():
     # Another digest, stage or service: the grant does not apply.
     v3 = Version("checkout:3.0.0", "sha256:v3")
     other = ready_for_prod(
-        window=blocked, grant=grant, test_results=passing("sha256:v3"),
+        window=blocked,
+        grant=grant,
+        test_results=passing("sha256:v3"),
         deployments={"gamma": Deployment("gamma", "sha256:v3", NOW - timedelta(hours=3))},
-        approvals=[StageApproval(Principal("frank"), frozenset({"leader"}), Target("checkout", "prod", "sha256:v3"), NOW)],
+        approvals=[
+            StageApproval(
+                Principal("frank"),
+                frozenset({"leader"}),
+                Target("checkout", "prod", "sha256:v3"),
+                NOW,
+            )
+        ],
     )
     assert codes(evaluate(other, ask(version=v3))) == ["block_window"]
-    gamma = Snapshot(PIPELINE, window("gamma", windows=[FREEZE]), {"beta": Deployment("beta", V2.digest, NOW - timedelta(days=1))}, passing(), grant=grant)
+    gamma = Snapshot(
+        PIPELINE,
+        window("gamma", windows=[FREEZE]),
+        {"beta": Deployment("beta", V2.digest, NOW - timedelta(days=1))},
+        passing(),
+        grant=grant,
+    )
     assert codes(evaluate(gamma, ask("gamma"))) == ["block_window"]
     # A drill grant never lets a real promotion through, and a real one does not serve a drill.
     drill_grant = approvals.grant(granted_request(target, drill=True), NOW, {"carol"})
-    assert codes(evaluate(ready_for_prod(window=blocked, grant=drill_grant), ask())) == ["block_window"]
+    assert codes(evaluate(ready_for_prod(window=blocked, grant=drill_grant), ask())) == [
+        "block_window"
+    ]
     assert evaluate(ready_for_prod(window=blocked, grant=drill_grant), ask(drill=True)).break_glass
     # An expired grant does not apply.
     late = NOW + timedelta(hours=4)
-    assert codes(evaluate(ready_for_prod(window=window("prod", late, [FREEZE]), grant=grant), ask(at=late))) == ["block_window"]
+    assert codes(
+        evaluate(ready_for_prod(window=window("prod", late, [FREEZE]), grant=grant), ask(at=late))
+    ) == ["block_window"]
 
 
 def test_manual_approval_by_role_never_by_the_requester_or_a_bot():
@@ -205,10 +303,33 @@ def test_manual_approval_by_role_never_by_the_requester_or_a_bot():
     cases = [
         ([], ["approval_required"]),
         ([StageApproval(ALICE, frozenset({"leader"}), target, NOW)], ["approval_required"]),
-        ([StageApproval(Principal("ci", human=False), frozenset({"leader"}), target, NOW)], ["approval_required"]),
-        ([StageApproval(Principal("frank"), frozenset({"engineer"}), target, NOW)], ["approval_required"]),
-        ([StageApproval(Principal("frank"), frozenset({"leader"}), Target("checkout", "prod", "sha256:v1"), NOW)], ["approval_required"]),
-        ([StageApproval(Principal("frank"), frozenset({"leader"}), target, NOW + timedelta(seconds=1))], ["approval_required"]),
+        (
+            [StageApproval(Principal("ci", human=False), frozenset({"leader"}), target, NOW)],
+            ["approval_required"],
+        ),
+        (
+            [StageApproval(Principal("frank"), frozenset({"engineer"}), target, NOW)],
+            ["approval_required"],
+        ),
+        (
+            [
+                StageApproval(
+                    Principal("frank"),
+                    frozenset({"leader"}),
+                    Target("checkout", "prod", "sha256:v1"),
+                    NOW,
+                )
+            ],
+            ["approval_required"],
+        ),
+        (
+            [
+                StageApproval(
+                    Principal("frank"), frozenset({"leader"}), target, NOW + timedelta(seconds=1)
+                )
+            ],
+            ["approval_required"],
+        ),
         ([StageApproval(Principal("frank"), frozenset({"leader"}), target, NOW)], []),
     ]
     for given, expected in cases:
@@ -220,7 +341,13 @@ def test_manual_approval_by_role_never_by_the_requester_or_a_bot():
 def test_every_blocker_is_listed_at_once():
     snapshot = Snapshot(PIPELINE, window("prod", windows=[FREEZE]))
     decision = evaluate(snapshot, ask())
-    assert codes(decision) == ["previous_stage_missing", "tests_missing", "tests_missing", "block_window", "approval_required"]
+    assert codes(decision) == [
+        "previous_stage_missing",
+        "tests_missing",
+        "tests_missing",
+        "block_window",
+        "approval_required",
+    ]
     for blocker in decision.to_dict()["blockers"]:
         assert blocker["message"] and blocker["clear"]
 

@@ -38,14 +38,33 @@ def our_windows() -> list[BlockWindow]:
             "weekend",
             ORG,
             Recurring.until_wall_clock(
-                "FREQ=WEEKLY;BYDAY=FR", datetime(2026, 1, 2, 15), time(9), days_later=3, tz="Europe/Berlin",
+                "FREQ=WEEKLY;BYDAY=FR",
+                datetime(2026, 1, 2, 15),
+                time(9),
+                days_later=3,
+                tz="Europe/Berlin",
                 exdates=[datetime(2026, 12, 25, 15)],
             ),
             "weekend",
         ),
-        BlockWindow("launch", Scope("acme", "payments"), OneOff(datetime(2026, 9, 1, 8), datetime(2026, 9, 2, 20), "America/New_York"), "launch day"),
-        BlockWindow("incident", Scope("acme", "payments", "checkout"), Freeze(datetime(2026, 6, 2, 10), datetime(2026, 6, 4, 18), "Australia/Sydney"), "SEV1 follow-up"),
-        BlockWindow("holidays", Scope("acme", "payments", "checkout", "prod"), Holidays("DE", "BY", "Europe/Berlin", days_before=1), "Bavarian holidays"),
+        BlockWindow(
+            "launch",
+            Scope("acme", "payments"),
+            OneOff(datetime(2026, 9, 1, 8), datetime(2026, 9, 2, 20), "America/New_York"),
+            "launch day",
+        ),
+        BlockWindow(
+            "incident",
+            Scope("acme", "payments", "checkout"),
+            Freeze(datetime(2026, 6, 2, 10), datetime(2026, 6, 4, 18), "Australia/Sydney"),
+            "SEV1 follow-up",
+        ),
+        BlockWindow(
+            "holidays",
+            Scope("acme", "payments", "checkout", "prod"),
+            Holidays("DE", "BY", "Europe/Berlin", days_before=1),
+            "Bavarian holidays",
+        ),
     ]
 
 
@@ -67,7 +86,11 @@ def test_our_export_imports_back_into_the_same_windows_and_answers():
 def test_the_export_is_icalendar_any_tool_reads():
     document = export_ical(our_windows(), holidays_from=YEAR[0], holidays_to=YEAR[1])
     parsed = icalendar.Calendar.from_ical(document)
-    assert {tz["TZID"] for tz in parsed.walk("VTIMEZONE")} == {"Europe/Berlin", "America/New_York", "Australia/Sydney"}
+    assert {tz["TZID"] for tz in parsed.walk("VTIMEZONE")} == {
+        "Europe/Berlin",
+        "America/New_York",
+        "Australia/Sydney",
+    }
     weekend = next(e for e in parsed.walk("VEVENT") if e["UID"] == "weekend")
     assert weekend["DTSTART"].params["TZID"] == "Europe/Berlin"
     assert weekend["RRULE"].to_ical() == b"FREQ=WEEKLY;BYDAY=FR"
@@ -78,7 +101,9 @@ def test_the_export_is_icalendar_any_tool_reads():
 
 
 def test_a_google_calendar_export_becomes_block_windows():
-    windows = import_ical((SAMPLES / "google_calendar.ics").read_bytes(), scope=ORG, default_tz="Europe/Berlin")
+    windows = import_ical(
+        (SAMPLES / "google_calendar.ics").read_bytes(), scope=ORG, default_tz="Europe/Berlin"
+    )
     by_id = {w.id: w for w in windows}
     assert "cancelled@google.com" not in by_id
     weekend = by_id["5m2o1s7n0fq0b9ktu3d8l4vq0c@google.com"]
@@ -101,7 +126,9 @@ def test_a_google_calendar_export_becomes_block_windows():
     assert [b.reason for b in freeze.blockers] == ["End-of-year change freeze"]
     assert freeze.next_transition == utc("2027-01-03T23:00")
     assert calendar.gate_state(PROD, utc("2027-01-09T12:00")).status is GateStatus.OPEN
-    assert calendar.gate_state(PROD, utc("2026-06-15T07:00")).blockers[0].reason == "Data centre move"
+    assert (
+        calendar.gate_state(PROD, utc("2026-06-15T07:00")).blockers[0].reason == "Data centre move"
+    )
 
 
 def test_an_outlook_export_with_windows_zone_names():
@@ -115,20 +142,43 @@ def test_an_outlook_export_with_windows_zone_names():
     # The first weekend spans New York's fall-back night: Fri 17:00 EST to Mon 08:00 EST.
     weekend = calendar.gate_state(PROD, utc("2026-11-07T12:00"))
     assert weekend.next_transition == utc("2026-11-09T13:00")
-    assert calendar.gate_state(PROD, utc("2026-11-28T12:00")).status is GateStatus.OPEN  # COUNT=3 is over
+    assert (
+        calendar.gate_state(PROD, utc("2026-11-28T12:00")).status is GateStatus.OPEN
+    )  # COUNT=3 is over
 
 
 @pytest.mark.parametrize(
     ("document", "code"),
     [
         (b"not a calendar", "malformed_icalendar"),
-        (b"BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:x\r\nDTSTART:2026XX01T000000Z\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n", "malformed_icalendar"),
-        (b"BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:x\r\nSUMMARY:no start\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n", "invalid_icalendar"),
-        (b"BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:x\r\nDTSTART:20260101T100000Z\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n", "invalid_icalendar"),
-        (b"BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:x\r\nDTSTART;TZID=Moon/Base:20260101T100000\r\nDTEND;TZID=Moon/Base:20260101T110000\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n", "unknown_time_zone"),
-        (b"BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:x\r\nDTSTART:20260101T100000Z\r\nDTEND:20260101T090000Z\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n", "end_before_start"),
-        (b"BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:x\r\nDTSTART:20260101T100000Z\r\nDTEND:20260101T110000Z\r\nRRULE:FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=31\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n", "rrule_never_matches"),
-        (b"BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:x\r\nDTSTART:20260101T100000Z\r\nDTEND:20260101T110000Z\r\nEND:VEVENT\r\nBEGIN:VEVENT\r\nUID:x\r\nDTSTART:20260201T100000Z\r\nDTEND:20260201T110000Z\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n", "invalid_icalendar"),
+        (
+            b"BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:x\r\nDTSTART:2026XX01T000000Z\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+            "malformed_icalendar",
+        ),
+        (
+            b"BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:x\r\nSUMMARY:no start\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+            "invalid_icalendar",
+        ),
+        (
+            b"BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:x\r\nDTSTART:20260101T100000Z\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+            "invalid_icalendar",
+        ),
+        (
+            b"BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:x\r\nDTSTART;TZID=Moon/Base:20260101T100000\r\nDTEND;TZID=Moon/Base:20260101T110000\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+            "unknown_time_zone",
+        ),
+        (
+            b"BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:x\r\nDTSTART:20260101T100000Z\r\nDTEND:20260101T090000Z\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+            "end_before_start",
+        ),
+        (
+            b"BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:x\r\nDTSTART:20260101T100000Z\r\nDTEND:20260101T110000Z\r\nRRULE:FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=31\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+            "rrule_never_matches",
+        ),
+        (
+            b"BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:x\r\nDTSTART:20260101T100000Z\r\nDTEND:20260101T110000Z\r\nEND:VEVENT\r\nBEGIN:VEVENT\r\nUID:x\r\nDTSTART:20260201T100000Z\r\nDTEND:20260201T110000Z\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+            "invalid_icalendar",
+        ),
     ],
 )
 def test_bad_calendars_are_refused_with_a_reason(document, code):

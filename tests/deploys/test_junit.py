@@ -39,7 +39,10 @@ def test_maven_surefire_report():
 def test_jest_junit_report():
     report = junit.parse((SAMPLES / "jest.xml").read_bytes())
     assert (report.tests, report.failures, report.errors, report.skipped) == (5, 1, 0, 1)
-    assert [(s.name, s.tests, s.failures) for s in report.suites] == [("cart totals", 2, 0), ("checkout flow", 3, 1)]
+    assert [(s.name, s.tests, s.failures) for s in report.suites] == [
+        ("cart totals", 2, 0),
+        ("checkout flow", 3, 1),
+    ]
     assert "Something went wrong" in report.problems[0].message
     assert report.time == pytest.approx(1.022 + 2.165)
 
@@ -47,9 +50,11 @@ def test_jest_junit_report():
 def test_a_clean_run_passes_and_zero_tests_or_only_skipped_does_not():
     clean = junit.parse('<testsuite name="s"><testcase name="a"/><testcase name="b"/></testsuite>')
     assert clean.passed and clean.tests == 2
-    assert not junit.parse('<testsuites/>').passed
+    assert not junit.parse("<testsuites/>").passed
     assert not junit.parse('<testsuite name="s" tests="0"/>').passed
-    assert not junit.parse('<testsuite name="s"><testcase name="a"><skipped/></testcase></testsuite>').passed
+    assert not junit.parse(
+        '<testsuite name="s"><testcase name="a"><skipped/></testcase></testsuite>'
+    ).passed
 
 
 def test_counts_come_from_the_cases_not_the_attributes():
@@ -104,7 +109,13 @@ def test_entity_attacks_are_refused_quickly(document):
         (b"not xml at all", "malformed_junit"),
         (b"<html><body>502 Bad Gateway</body></html>", "malformed_junit"),
         (b"\xff\xfe<\x00t\x00", "malformed_junit"),
-        (b"<testsuite name='s'>" + b"<testcase name='a'/>" * 10 + b"</testsuite>" + b" " * junit.MAX_BYTES, "junit_too_large"),
+        (
+            b"<testsuite name='s'>"
+            + b"<testcase name='a'/>" * 10
+            + b"</testsuite>"
+            + b" " * junit.MAX_BYTES,
+            "junit_too_large",
+        ),
     ],
 )
 def test_broken_documents_are_refused_with_a_reason(document, code):
@@ -115,7 +126,9 @@ def test_broken_documents_are_refused_with_a_reason(document, code):
 
 
 def test_odd_but_valid_values_do_not_crash():
-    report = junit.parse('<testsuite name="s" time="1,5x"><testcase name="a" time="NaN"/></testsuite>')
+    report = junit.parse(
+        '<testsuite name="s" time="1,5x"><testcase name="a" time="NaN"/></testsuite>'
+    )
     assert report.tests == 1 and report.suites[0].time == 0.0
     body = report.to_dict()
     assert body["passed"] is True and body["suites"][0]["name"] == "s"

@@ -140,7 +140,9 @@ def _counting(request: Request, leaders: frozenset[str]) -> list[Approval]:
     return found
 
 
-def _rule_met_at(request: Request, leaders: frozenset[str]) -> tuple[datetime, list[Approval]] | None:
+def _rule_met_at(
+    request: Request, leaders: frozenset[str]
+) -> tuple[datetime, list[Approval]] | None:
     """The instant the two-person rule was first met by the approvals that count now."""
     counting = _counting(request, leaders)
     for n in range(REQUIRED_APPROVERS, len(counting) + 1):
@@ -215,21 +217,31 @@ def describe(request: Request, at: datetime, leaders: Iterable[str]) -> dict[str
 
 def _require_order(request: Request, at: datetime) -> None:
     if at.tzinfo is None:
-        raise InvalidInput("event instants must carry a time zone", code="naive_instant", details={"field": "at"})
+        raise InvalidInput(
+            "event instants must carry a time zone", code="naive_instant", details={"field": "at"}
+        )
     if request.last_event_at is not None and at < request.last_event_at:
-        raise InvalidInput("events must arrive in time order", code="out_of_order", details={"field": "at"})
+        raise InvalidInput(
+            "events must arrive in time order", code="out_of_order", details={"field": "at"}
+        )
 
 
 def _require_open(request: Request, at: datetime, leaders: frozenset[str]) -> Status:
     current = status(request, at, leaders)
     if current not in OPEN:
-        raise Conflict(f"the break-glass request is {current.value}", code="request_closed", details={"status": current.value})
+        raise Conflict(
+            f"the break-glass request is {current.value}",
+            code="request_closed",
+            details={"status": current.value},
+        )
     return current
 
 
 def _text(value: str, field_name: str) -> str:
     if not isinstance(value, str) or not value.strip() or "\x00" in value:
-        raise InvalidInput(f"{field_name} is required", code="invalid_input", details={"field": field_name})
+        raise InvalidInput(
+            f"{field_name} is required", code="invalid_input", details={"field": field_name}
+        )
     return value.strip()
 
 
@@ -249,9 +261,15 @@ def open_request(
 ) -> Request:
     """A new request; refused when the reason, ticket or durations are not usable."""
     if at.tzinfo is None:
-        raise InvalidInput("the request instant must carry a time zone", code="naive_instant", details={"field": "at"})
+        raise InvalidInput(
+            "the request instant must carry a time zone",
+            code="naive_instant",
+            details={"field": "at"},
+        )
     if not requester.human:
-        raise Forbidden("break-glass is requested by a person, not a bot or machine token", code="not_human")
+        raise Forbidden(
+            "break-glass is requested by a person, not a bot or machine token", code="not_human"
+        )
     for name in ("service", "stage", "digest"):
         _text(getattr(target, name), name)
     if ticket.severity not in SEVERITIES:
@@ -262,7 +280,11 @@ def open_request(
         )
     for name, ttl in (("request_ttl", request_ttl), ("grant_ttl", grant_ttl)):
         if ttl <= timedelta(0) or ttl > timedelta(days=1):
-            raise InvalidInput(f"{name} must be between 0 and 24 hours", code="invalid_input", details={"field": name})
+            raise InvalidInput(
+                f"{name} must be between 0 and 24 hours",
+                code="invalid_input",
+                details={"field": name},
+            )
     return Request(
         id=_text(request_id, "id"),
         target=target,
@@ -279,7 +301,9 @@ def open_request(
     )
 
 
-def approve(request: Request, approver: Principal, target: Target, at: datetime, leaders: Iterable[str]) -> Request:
+def approve(
+    request: Request, approver: Principal, target: Target, at: datetime, leaders: Iterable[str]
+) -> Request:
     """Record ``approver``'s approval of exactly ``target`` (what they were shown)."""
     roster = frozenset(leaders)
     _require_order(request, at)
@@ -289,12 +313,17 @@ def approve(request: Request, approver: Principal, target: Target, at: datetime,
     if approver.id == request.requester.id:
         raise Forbidden("the requester cannot approve their own break-glass", code="self_approval")
     if request.version_author is not None and approver.id == request.version_author:
-        raise Forbidden("the version's author cannot approve its break-glass", code="author_approval")
+        raise Forbidden(
+            "the version's author cannot approve its break-glass", code="author_approval"
+        )
     if target != request.target:
         raise Conflict(
             "this approval is for another promotion than the request's (service, stage and digest must match)",
             code="wrong_target",
-            details={"requested": dataclasses.asdict(request.target), "approved": dataclasses.asdict(target)},
+            details={
+                "requested": dataclasses.asdict(request.target),
+                "approved": dataclasses.asdict(target),
+            },
         )
     if any(a.live and a.approver.id == approver.id for a in request.approvals):
         raise Conflict(f"{approver.id} has already approved", code="already_approved")
@@ -308,7 +337,10 @@ def revoke(request: Request, approver: Principal, at: datetime, leaders: Iterabl
     roster = frozenset(leaders)
     _require_order(request, at)
     _require_open(request, at, roster)
-    index = next((i for i, a in enumerate(request.approvals) if a.live and a.approver.id == approver.id), None)
+    index = next(
+        (i for i, a in enumerate(request.approvals) if a.live and a.approver.id == approver.id),
+        None,
+    )
     if index is None:
         raise Conflict(f"{approver.id} has no approval to revoke", code="no_approval")
     approvals = list(request.approvals)
@@ -316,27 +348,43 @@ def revoke(request: Request, approver: Principal, at: datetime, leaders: Iterabl
     return dataclasses.replace(request, approvals=tuple(approvals), last_event_at=at)
 
 
-def deny(request: Request, by: Principal, at: datetime, leaders: Iterable[str], reason: str = "") -> Request:
+def deny(
+    request: Request, by: Principal, at: datetime, leaders: Iterable[str], reason: str = ""
+) -> Request:
     """A leader's veto: the request is closed for good."""
     roster = frozenset(leaders)
     _require_order(request, at)
     _require_open(request, at, roster)
     if not by.human or by.id not in roster:
-        raise Forbidden("only a leader of the owning organisation can deny break-glass", code="not_a_leader")
-    return dataclasses.replace(request, denied_by=by.id, denied_at=at, denial_reason=reason, last_event_at=at)
+        raise Forbidden(
+            "only a leader of the owning organisation can deny break-glass", code="not_a_leader"
+        )
+    return dataclasses.replace(
+        request, denied_by=by.id, denied_at=at, denial_reason=reason, last_event_at=at
+    )
 
 
-def version_changed(request: Request, service: str, stage: str, digest: str, at: datetime, leaders: Iterable[str]) -> Request:
+def version_changed(
+    request: Request, service: str, stage: str, digest: str, at: datetime, leaders: Iterable[str]
+) -> Request:
     """The candidate version for (service, stage) is now ``digest``: an open request for
     another digest of that promotion is invalidated; anything else is left as it was."""
     _require_order(request, at)
     same_promotion = (service, stage) == (request.target.service, request.target.stage)
-    if not same_promotion or digest == request.target.digest or status(request, at, leaders) not in OPEN:
+    if (
+        not same_promotion
+        or digest == request.target.digest
+        or status(request, at, leaders) not in OPEN
+    ):
         return dataclasses.replace(request, last_event_at=at)
-    return dataclasses.replace(request, invalidated_at=at, invalidated_by_digest=digest, last_event_at=at)
+    return dataclasses.replace(
+        request, invalidated_at=at, invalidated_by_digest=digest, last_event_at=at
+    )
 
 
-def use(request: Request, target: Target, at: datetime, leaders: Iterable[str], *, drill: bool = False) -> tuple[Request, Grant]:
+def use(
+    request: Request, target: Target, at: datetime, leaders: Iterable[str], *, drill: bool = False
+) -> tuple[Request, Grant]:
     """Spend the grant on the promotion of ``target``; refused unless it is exactly the
     granted one, in the same mode (a drill grant never lets a real promotion through)."""
     roster = frozenset(leaders)
@@ -344,7 +392,11 @@ def use(request: Request, target: Target, at: datetime, leaders: Iterable[str], 
     held = grant(request, at, roster)
     if held is None:
         current = status(request, at, roster)
-        raise Conflict(f"no usable grant: the request is {current.value}", code="no_grant", details={"status": current.value})
+        raise Conflict(
+            f"no usable grant: the request is {current.value}",
+            code="no_grant",
+            details={"status": current.value},
+        )
     if not held.covers(target, drill=drill):
         raise Conflict("the grant is for another promotion or mode", code="wrong_target")
     return dataclasses.replace(request, used_at=at, last_event_at=at), held
@@ -405,4 +457,6 @@ def apply(request: Request, event: Event, leaders: Iterable[str]) -> Request:
             return version_changed(request, service, stage, digest, at, leaders)
         case Used(target, at, drill):
             return use(request, target, at, leaders, drill=drill)[0]
-    raise InvalidInput("unknown break-glass event", code="invalid_input", details={"field": "event"})
+    raise InvalidInput(
+        "unknown break-glass event", code="invalid_input", details={"field": "event"}
+    )

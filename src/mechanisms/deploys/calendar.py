@@ -62,7 +62,9 @@ class WindowKind(StrEnum):
 def zone(name: str, *, field_name: str = "tz") -> ZoneInfo:
     """The IANA zone called ``name``, or ``InvalidInput`` naming the field."""
     if not isinstance(name, str) or not name or "\x00" in name:
-        raise InvalidInput("a time zone is required", code="unknown_time_zone", details={"field": field_name})
+        raise InvalidInput(
+            "a time zone is required", code="unknown_time_zone", details={"field": field_name}
+        )
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
@@ -107,14 +109,23 @@ class Scope:
     stage: str | None = None
 
     def __post_init__(self) -> None:
-        parts = (("org", self.org), ("team", self.team), ("service", self.service), ("stage", self.stage))
+        parts = (
+            ("org", self.org),
+            ("team", self.team),
+            ("service", self.service),
+            ("stage", self.stage),
+        )
         seen_gap = None
         for name, value in parts:
             if value is None:
                 seen_gap = seen_gap or name
                 continue
             if not isinstance(value, str) or not value.strip() or "\x00" in value:
-                raise InvalidInput(f"scope {name} must be a non-empty name", code="invalid_scope", details={"field": name})
+                raise InvalidInput(
+                    f"scope {name} must be a non-empty name",
+                    code="invalid_scope",
+                    details={"field": name},
+                )
             if seen_gap:
                 raise InvalidInput(
                     f"a scope with a {name} needs its {seen_gap} too (org → team → service → stage)",
@@ -341,7 +352,11 @@ class _Occurrences(CompiledRule):
                 return best
             interval = self._interval(wall_start)
             # An occurrence wholly inside a spring-forward gap is empty: no transition.
-            if after < interval.start <= horizon and interval.start < interval.end and (best is None or interval.start < best):
+            if (
+                after < interval.start <= horizon
+                and interval.start < interval.end
+                and (best is None or interval.start < best)
+            ):
                 best = interval.start
             i += 1
 
@@ -363,7 +378,9 @@ class _HolidayDays(CompiledRule):
     def __init__(self, definition: Holidays, tz: ZoneInfo) -> None:
         self.definition = definition
         self.tz = tz
-        self.duration_bound = timedelta(days=1 + definition.days_before + definition.days_after) + _DST_SLACK
+        self.duration_bound = (
+            timedelta(days=1 + definition.days_before + definition.days_after) + _DST_SLACK
+        )
         self._years: dict[int, list[Interval]] = {}
         self._lock = threading.Lock()
 
@@ -377,7 +394,13 @@ class _HolidayDays(CompiledRule):
         for day, name in sorted(days.items()):
             first = datetime.combine(day - timedelta(days=d.days_before), time())
             after_last = datetime.combine(day + timedelta(days=d.days_after + 1), time())
-            intervals.append(Interval(to_utc(first, self.tz), to_utc(after_last, self.tz), f"{name} ({day.isoformat()})"))
+            intervals.append(
+                Interval(
+                    to_utc(first, self.tz),
+                    to_utc(after_last, self.tz),
+                    f"{name} ({day.isoformat()})",
+                )
+            )
         with self._lock:
             self._years[year] = intervals
         return intervals
@@ -392,7 +415,11 @@ class _HolidayDays(CompiledRule):
 
     def next_start(self, after: datetime, horizon: datetime) -> datetime | None:
         years = _wall(horizon, self.tz).year - _wall(after, self.tz).year + 1
-        starts = [iv.start for iv in self._around(_wall(after, self.tz).year, years) if after < iv.start <= horizon]
+        starts = [
+            iv.start
+            for iv in self._around(_wall(after, self.tz).year, years)
+            if after < iv.start <= horizon
+        ]
         return min(starts, default=None)
 
     def between(self, start: datetime, end: datetime) -> list[Interval]:
@@ -436,10 +463,18 @@ def _rrule_text(text: str) -> str:
     if body.upper().startswith("RRULE:"):
         body = body[6:]
     if any(c in body for c in "\r\n\x00") or ":" in body.split(";", 1)[0]:
-        raise _bad("the RRULE must be a single rule such as FREQ=WEEKLY;BYDAY=FR", "malformed_rrule", "rrule")
+        raise _bad(
+            "the RRULE must be a single rule such as FREQ=WEEKLY;BYDAY=FR",
+            "malformed_rrule",
+            "rrule",
+        )
     upper = body.upper()
     if _FINE_FREQUENCIES.search(upper):
-        raise _bad("block windows recur at most hourly (FREQ=SECONDLY and MINUTELY are refused)", "malformed_rrule", "rrule")
+        raise _bad(
+            "block windows recur at most hourly (FREQ=SECONDLY and MINUTELY are refused)",
+            "malformed_rrule",
+            "rrule",
+        )
     return body
 
 
@@ -453,7 +488,9 @@ def _parse_rrule(body: str, dtstart: datetime) -> rrule:
     try:
         floating = rrulestr(body, dtstart=dtstart.replace(tzinfo=None))
         until = floating._until  # dateutil keeps the parsed UNTIL only here
-        return floating.replace(dtstart=dtstart, until=until.replace(tzinfo=dtstart.tzinfo) if until else None)
+        return floating.replace(
+            dtstart=dtstart, until=until.replace(tzinfo=dtstart.tzinfo) if until else None
+        )
     except (ValueError, TypeError) as exc:
         raise _bad(f"malformed RRULE: {exc}", "malformed_rrule", "rrule", value=body) from exc
 
@@ -470,11 +507,21 @@ def _compile_recurring(rule: Recurring) -> CompiledRule:
     body = _rrule_text(rule.rrule)
     if not isinstance(rule.dtstart, datetime):
         raise _bad("dtstart must be a date and time", "invalid_window", "dtstart")
-    dtstart = (rule.dtstart.astimezone(tz) if rule.dtstart.tzinfo else rule.dtstart).replace(tzinfo=tz, fold=0)
+    dtstart = (rule.dtstart.astimezone(tz) if rule.dtstart.tzinfo else rule.dtstart).replace(
+        tzinfo=tz, fold=0
+    )
     if not isinstance(rule.duration, timedelta) or rule.duration <= timedelta(0):
-        raise _bad("the window ends before it starts: the duration must be positive", "end_before_start", "duration")
+        raise _bad(
+            "the window ends before it starts: the duration must be positive",
+            "end_before_start",
+            "duration",
+        )
     if rule.duration > MAX_DURATION:
-        raise _bad(f"a recurring window lasts at most {MAX_DURATION.days} days", "invalid_window", "duration")
+        raise _bad(
+            f"a recurring window lasts at most {MAX_DURATION.days} days",
+            "invalid_window",
+            "duration",
+        )
     parsed = _parse_rrule(body, dtstart)
     if _never_matches(parsed, dtstart):
         raise _bad(
@@ -488,19 +535,33 @@ def _compile_recurring(rule: Recurring) -> CompiledRule:
         source = rruleset()
         source.rrule(parsed)
         for exdate in rule.exdates:
-            source.exdate((exdate.astimezone(tz) if exdate.tzinfo else exdate).replace(tzinfo=tz, fold=0))
+            source.exdate(
+                (exdate.astimezone(tz) if exdate.tzinfo else exdate).replace(tzinfo=tz, fold=0)
+            )
     return _Occurrences(source, tz, rule.duration)
 
 
 def _compile_holidays(rule: Holidays) -> CompiledRule:
     tz = zone(rule.tz)
     for name, value in (("days_before", rule.days_before), ("days_after", rule.days_after)):
-        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_HOLIDAY_PADDING_DAYS:
-            raise _bad(f"{name} must be a whole number of days from 0 to {MAX_HOLIDAY_PADDING_DAYS}", "invalid_window", name)
+        if (
+            not isinstance(value, int)
+            or isinstance(value, bool)
+            or not 0 <= value <= MAX_HOLIDAY_PADDING_DAYS
+        ):
+            raise _bad(
+                f"{name} must be a whole number of days from 0 to {MAX_HOLIDAY_PADDING_DAYS}",
+                "invalid_window",
+                name,
+            )
     supported = holidays.list_supported_countries()
     country = rule.country.upper() if isinstance(rule.country, str) else rule.country
     if country not in supported:
-        raise _bad(f"unknown holiday country {rule.country!r}: use an ISO 3166-1 code such as DE", "unknown_holiday_country", "country")
+        raise _bad(
+            f"unknown holiday country {rule.country!r}: use an ISO 3166-1 code such as DE",
+            "unknown_holiday_country",
+            "country",
+        )
     if rule.subdivision is not None:
         try:
             holidays.country_holidays(country, subdiv=rule.subdivision, years=2000)
@@ -599,13 +660,19 @@ class Calendar:
     """Windows indexed by scope, every rule compiled (and so validated) up front."""
 
     windows: Sequence[BlockWindow] = ()
-    _by_scope: dict[tuple[str, ...], list[_Entry]] = field(default_factory=dict, init=False, repr=False)
+    _by_scope: dict[tuple[str, ...], list[_Entry]] = field(
+        default_factory=dict, init=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         seen: set[str] = set()
         for window in self.windows:
             if window.id in seen:
-                raise InvalidInput(f"two windows share the id {window.id!r}", code="duplicate_window", details={"field": "id"})
+                raise InvalidInput(
+                    f"two windows share the id {window.id!r}",
+                    code="duplicate_window",
+                    details={"field": "id"},
+                )
             seen.add(window.id)
             self._by_scope.setdefault(window.scope.key, []).append(_Entry(window, validate(window)))
 
@@ -615,7 +682,9 @@ class Calendar:
             found.extend(self._by_scope.get(key, ()))
         return found
 
-    def gate_state(self, scope: Scope, at: datetime, *, horizon: timedelta = DEFAULT_HORIZON) -> GateState:
+    def gate_state(
+        self, scope: Scope, at: datetime, *, horizon: timedelta = DEFAULT_HORIZON
+    ) -> GateState:
         _require_aware(at)
         at = at.astimezone(UTC)
         entries = self.on_chain(scope)
@@ -633,13 +702,23 @@ class Calendar:
         _require_aware(start, "start")
         _require_aware(end, "end")
         found = [
-            _block(e.window, iv) for e in self.on_chain(scope) for iv in e.compiled.between(start, end)
+            _block(e.window, iv)
+            for e in self.on_chain(scope)
+            for iv in e.compiled.between(start, end)
         ]
         return sorted(found, key=lambda b: (b.starts_at, b.window_id))
 
 
 def _block(window: BlockWindow, interval: Interval) -> ActiveBlock:
-    return ActiveBlock(window.id, window.scope, window.kind, window.reason, interval.start, interval.end, interval.label)
+    return ActiveBlock(
+        window.id,
+        window.scope,
+        window.kind,
+        window.reason,
+        interval.start,
+        interval.end,
+        interval.label,
+    )
 
 
 def _active(entries: Iterable[_Entry], at: datetime) -> list[ActiveBlock]:
@@ -681,4 +760,6 @@ def expired(window: BlockWindow, at: datetime) -> bool:
 def local_day_bounds(day: date, tz: str) -> tuple[datetime, datetime]:
     """The UTC instants at which local ``day`` starts and the next one starts (23 or 25 h on DST days)."""
     zi = zone(tz)
-    return to_utc(datetime.combine(day, time()), zi), to_utc(datetime.combine(day + timedelta(days=1), time()), zi)
+    return to_utc(datetime.combine(day, time()), zi), to_utc(
+        datetime.combine(day + timedelta(days=1), time()), zi
+    )

@@ -64,11 +64,19 @@ class Pipeline:
 def validate_pipeline(pipeline: Pipeline) -> None:
     """Refuse a pipeline whose stages cannot be ordered: none, or one name twice."""
     if not pipeline.stages:
-        raise InvalidInput("a pipeline needs at least one stage", code="invalid_pipeline", details={"field": "stages"})
+        raise InvalidInput(
+            "a pipeline needs at least one stage",
+            code="invalid_pipeline",
+            details={"field": "stages"},
+        )
     seen: set[str] = set()
     for i, stage in enumerate(pipeline.stages):
         if not isinstance(stage.name, str) or not stage.name.strip() or "\x00" in stage.name:
-            raise InvalidInput("every stage needs a name", code="invalid_pipeline", details={"field": f"stages[{i}].name"})
+            raise InvalidInput(
+                "every stage needs a name",
+                code="invalid_pipeline",
+                details={"field": f"stages[{i}].name"},
+            )
         if stage.name in seen:
             raise InvalidInput(
                 f"stage {stage.name!r} appears twice: stages are an order, each once",
@@ -77,9 +85,17 @@ def validate_pipeline(pipeline: Pipeline) -> None:
             )
         seen.add(stage.name)
         if stage.bake < timedelta(0):
-            raise InvalidInput("bake time cannot be negative", code="invalid_pipeline", details={"field": f"stages[{i}].bake"})
+            raise InvalidInput(
+                "bake time cannot be negative",
+                code="invalid_pipeline",
+                details={"field": f"stages[{i}].bake"},
+            )
         if len(set(stage.required_suites)) != len(stage.required_suites):
-            raise InvalidInput("a required suite is listed twice", code="invalid_pipeline", details={"field": f"stages[{i}].required_suites"})
+            raise InvalidInput(
+                "a required suite is listed twice",
+                code="invalid_pipeline",
+                details={"field": f"stages[{i}].required_suites"},
+            )
         if stage.approval is not None and (stage.approval.count < 1 or not stage.approval.roles):
             raise InvalidInput(
                 "an approval rule needs at least one role and one approver",
@@ -160,7 +176,12 @@ class Blocker:
     details: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"code": self.code, "message": self.message, "clear": self.clear, "details": dict(self.details)}
+        return {
+            "code": self.code,
+            "message": self.message,
+            "clear": self.clear,
+            "details": dict(self.details),
+        }
 
 
 @dataclass(frozen=True)
@@ -217,7 +238,9 @@ class Decision:
 # ---------------------------------------------------------------------------------------------
 
 
-def _first_alarm(transitions: Sequence[AlarmTransition], start: datetime, end: datetime) -> AlarmTransition | None:
+def _first_alarm(
+    transitions: Sequence[AlarmTransition], start: datetime, end: datetime
+) -> AlarmTransition | None:
     """The first alarm in ALARM at any instant of [start, end] (already in ALARM at start counts)."""
     state_at_start: dict[str, AlarmTransition] = {}
     inside = []
@@ -226,12 +249,18 @@ def _first_alarm(transitions: Sequence[AlarmTransition], start: datetime, end: d
             state_at_start[t.alarm] = t
         elif t.at <= end:
             inside.append(t)
-    firing = [AlarmTransition(t.alarm, t.state, start) for t in state_at_start.values() if t.state == ALARM]
+    firing = [
+        AlarmTransition(t.alarm, t.state, start)
+        for t in state_at_start.values()
+        if t.state == ALARM
+    ]
     firing += [t for t in inside if t.state == ALARM]
     return min(firing, key=lambda t: (t.at, t.alarm), default=None)
 
 
-def _previous_stage(snapshot: Snapshot, ask: Promotion, index: int) -> tuple[list[Blocker], Rollback | None]:
+def _previous_stage(
+    snapshot: Snapshot, ask: Promotion, index: int
+) -> tuple[list[Blocker], Rollback | None]:
     if index == 0:
         return [], None
     previous = snapshot.pipeline.stages[index - 1]
@@ -259,7 +288,12 @@ def _previous_stage(snapshot: Snapshot, ask: Promotion, index: int) -> tuple[lis
                 "bake_alarm",
                 f"alarm {fired.alarm} went into ALARM at {fired.at.isoformat()} while {digest} baked in {previous.name}",
                 f"{previous.name} rolls back to {target}; fix the cause and promote a new version",
-                {"stage": previous.name, "alarm": fired.alarm, "alarm_at": fired.at.isoformat(), "rollback_to": deployment.previous_good},
+                {
+                    "stage": previous.name,
+                    "alarm": fired.alarm,
+                    "alarm_at": fired.at.isoformat(),
+                    "rollback_to": deployment.previous_good,
+                },
             )
         ], rollback
     if ask.at < baked_at:
@@ -326,9 +360,17 @@ def _window(snapshot: Snapshot, ask: Promotion, target: Target) -> tuple[list[Bl
     if window.status is GateStatus.OPEN:
         return [], False
     grant = snapshot.grant
-    if grant is not None and grant.covers(target, drill=ask.drill) and grant.granted_at <= ask.at < grant.expires_at:
+    if (
+        grant is not None
+        and grant.covers(target, drill=ask.drill)
+        and grant.granted_at <= ask.at < grant.expires_at
+    ):
         return [], True
-    reopens = window.next_transition.isoformat() if window.next_transition else "not within the calendar's horizon"
+    reopens = (
+        window.next_transition.isoformat()
+        if window.next_transition
+        else "not within the calendar's horizon"
+    )
     reasons = "; ".join(f"{b.reason or b.window_id} ({b.scope})" for b in window.blockers)
     return [
         Blocker(
@@ -336,7 +378,10 @@ def _window(snapshot: Snapshot, ask: Promotion, target: Target) -> tuple[list[Bl
             f"deploys to {target.service}/{target.stage} are blocked: {reasons}",
             f"wait until {reopens}, or request break-glass for this exact version "
             "(a SEV1/SEV2 ticket and two approvers, one of them a leader)",
-            {"windows": [b.to_dict() for b in window.blockers], "opens_at": window.next_transition.isoformat() if window.next_transition else None},
+            {
+                "windows": [b.to_dict() for b in window.blockers],
+                "opens_at": window.next_transition.isoformat() if window.next_transition else None,
+            },
         )
     ], False
 
@@ -348,7 +393,11 @@ def _approval(snapshot: Snapshot, ask: Promotion, stage: Stage, target: Target) 
     approvers = {
         a.approver.id
         for a in snapshot.approvals
-        if a.approver.human and a.approver.id != ask.requester.id and a.target == target and a.roles & rule.roles and a.at <= ask.at
+        if a.approver.human
+        and a.approver.id != ask.requester.id
+        and a.target == target
+        and a.roles & rule.roles
+        and a.at <= ask.at
     }
     if len(approvers) >= rule.count:
         return []
@@ -365,7 +414,11 @@ def _approval(snapshot: Snapshot, ask: Promotion, stage: Stage, target: Target) 
 def evaluate(snapshot: Snapshot, ask: Promotion) -> Decision:
     """Every blocker on promoting ``ask.version`` into ``ask.stage`` at ``ask.at``."""
     if ask.at.tzinfo is None:
-        raise InvalidInput("the promotion instant must carry a time zone", code="naive_instant", details={"field": "at"})
+        raise InvalidInput(
+            "the promotion instant must carry a time zone",
+            code="naive_instant",
+            details={"field": "at"},
+        )
     if snapshot.window.at != ask.at:
         raise InvalidInput(
             "the block-window state was computed for another instant than the promotion's",
@@ -378,7 +431,9 @@ def evaluate(snapshot: Snapshot, ask: Promotion) -> Decision:
     target = Target(pipeline.service, stage.name, ask.version.digest)
     order, rollback = _previous_stage(snapshot, ask, index)
     window, lifted = _window(snapshot, ask, target)
-    blockers = order + _tests(snapshot, ask, stage) + window + _approval(snapshot, ask, stage, target)
+    blockers = (
+        order + _tests(snapshot, ask, stage) + window + _approval(snapshot, ask, stage, target)
+    )
     return Decision(
         target,
         ask.at,

@@ -64,7 +64,9 @@ def _window_events(window: BlockWindow, start: datetime, end: datetime) -> list[
         event = _event(window, window.id)
         first = _zoned(rule.dtstart, rule.tz)
         event.add("dtstart", first)
-        event.add("dtend", (first.replace(tzinfo=None) + rule.duration).replace(tzinfo=first.tzinfo))
+        event.add(
+            "dtend", (first.replace(tzinfo=None) + rule.duration).replace(tzinfo=first.tzinfo)
+        )
         event.add("rrule", icalendar.vRecur.from_ical(rule.rrule.removeprefix("RRULE:")))
         if rule.exdates:
             event.add("exdate", [_zoned(d, rule.tz) for d in rule.exdates])
@@ -84,7 +86,9 @@ def _window_events(window: BlockWindow, start: datetime, end: datetime) -> list[
     return events
 
 
-def export_ical(windows: Iterable[BlockWindow], *, holidays_from: datetime, holidays_to: datetime) -> bytes:
+def export_ical(
+    windows: Iterable[BlockWindow], *, holidays_from: datetime, holidays_to: datetime
+) -> bytes:
     """An iCalendar document of ``windows``; holiday rules are listed as their holidays
     between ``holidays_from`` and ``holidays_to``."""
     calendar = icalendar.Calendar()
@@ -125,7 +129,9 @@ def _tz_name(prop: Any, default_tz: str, uid: str | None) -> str:
         return key
     if value.utcoffset() == timedelta(0):
         return "UTC"
-    raise _refuse(f"event {uid!r}: its time has an offset but no named time zone", uid, "unknown_time_zone")
+    raise _refuse(
+        f"event {uid!r}: its time has an offset but no named time zone", uid, "unknown_time_zone"
+    )
 
 
 def _wall(value: date | datetime) -> datetime:
@@ -137,7 +143,12 @@ def _wall(value: date | datetime) -> datetime:
 def _end_wall(event: Any, start: date | datetime, uid: str | None) -> datetime:
     if event.get("DTEND") is not None:
         end = event.get("DTEND").dt
-        if isinstance(end, datetime) and isinstance(start, datetime) and end.tzinfo and start.tzinfo:
+        if (
+            isinstance(end, datetime)
+            and isinstance(start, datetime)
+            and end.tzinfo
+            and start.tzinfo
+        ):
             # DTEND may be in another zone than DTSTART: read it on DTSTART's wall clock.
             end = end.astimezone(start.tzinfo)
         return _wall(end)
@@ -168,7 +179,9 @@ def _scope_of(event: Any, scope: Scope | None, uid: str | None) -> Scope:
         return scope
     text = event.get("X-MECH-SCOPE")
     if not text:
-        raise _refuse(f"event {uid!r}: no scope given for the imported windows", uid, "invalid_scope")
+        raise _refuse(
+            f"event {uid!r}: no scope given for the imported windows", uid, "invalid_scope"
+        )
     parts = str(text).split("/")
     if len(parts) > 4:
         raise _refuse(f"event {uid!r}: scope {text!r} has too many parts", uid, "invalid_scope")
@@ -191,7 +204,9 @@ def _holidays_rule(marker: str, uid: str | None) -> Holidays:
         raise _refuse(f"event {uid!r}: malformed X-MECH-HOLIDAYS {marker!r}", uid) from exc
 
 
-def _one_window(event: Any, scope: Scope | None, default_tz: str, exdates: tuple[datetime, ...]) -> BlockWindow:
+def _one_window(
+    event: Any, scope: Scope | None, default_tz: str, exdates: tuple[datetime, ...]
+) -> BlockWindow:
     uid = str(event.get("UID")) if event.get("UID") is not None else None
     if event.get("DTSTART") is None:
         raise _refuse(f"event {uid!r} has no DTSTART", uid)
@@ -203,7 +218,9 @@ def _one_window(event: Any, scope: Scope | None, default_tz: str, exdates: tuple
     start_prop = event.get("DTSTART")
     tz_name = _tz_name(start_prop, default_tz, uid)
     start = start_prop.dt
-    start_wall = _wall(start.astimezone(zone(tz_name)) if isinstance(start, datetime) and start.tzinfo else start)
+    start_wall = _wall(
+        start.astimezone(zone(tz_name)) if isinstance(start, datetime) and start.tzinfo else start
+    )
     end_wall = _end_wall(event, start, uid)
     reason = str(event.get("SUMMARY") or "")
     rrules = event.get("RRULE")
@@ -226,7 +243,9 @@ def _one_window(event: Any, scope: Scope | None, default_tz: str, exdates: tuple
     return window
 
 
-def import_ical(data: bytes | str, *, scope: Scope | None = None, default_tz: str = "UTC") -> list[BlockWindow]:
+def import_ical(
+    data: bytes | str, *, scope: Scope | None = None, default_tz: str = "UTC"
+) -> list[BlockWindow]:
     """The block windows of an iCalendar document. ``scope``: where they apply (else each
     event's ``X-MECH-SCOPE``); ``default_tz``: the zone of floating and all-day times."""
     zone(default_tz, field_name="default_tz")
@@ -235,10 +254,14 @@ def import_ical(data: bytes | str, *, scope: Scope | None = None, default_tz: st
         return _windows(calendar, scope, default_tz)
     except (ValueError, KeyError, IndexError, TypeError) as exc:
         # The library parses lazily: a broken DTSTART shows only when it is read.
-        raise InvalidInput(f"malformed iCalendar: {exc}", code="malformed_icalendar", details={"field": "ical"}) from exc
+        raise InvalidInput(
+            f"malformed iCalendar: {exc}", code="malformed_icalendar", details={"field": "ical"}
+        ) from exc
 
 
-def _windows(calendar: icalendar.Calendar, scope: Scope | None, default_tz: str) -> list[BlockWindow]:
+def _windows(
+    calendar: icalendar.Calendar, scope: Scope | None, default_tz: str
+) -> list[BlockWindow]:
     events = [
         e for e in calendar.walk("VEVENT") if str(e.get("STATUS") or "").upper() != "CANCELLED"
     ]
@@ -249,8 +272,15 @@ def _windows(calendar: icalendar.Calendar, scope: Scope | None, default_tz: str)
         if event.get("RECURRENCE-ID") is not None:
             uid = str(event.get("UID"))
             recurrence = event.get("RECURRENCE-ID")
-            master = next((m for m in events if str(m.get("UID")) == uid and m.get("RECURRENCE-ID") is None), None)
-            tz_name = _tz_name(master.get("DTSTART"), default_tz, uid) if master is not None else default_tz
+            master = next(
+                (m for m in events if str(m.get("UID")) == uid and m.get("RECURRENCE-ID") is None),
+                None,
+            )
+            tz_name = (
+                _tz_name(master.get("DTSTART"), default_tz, uid)
+                if master is not None
+                else default_tz
+            )
             value = recurrence.dt
             if isinstance(value, datetime) and value.tzinfo:
                 value = value.astimezone(zone(tz_name))
@@ -264,14 +294,23 @@ def _windows(calendar: icalendar.Calendar, scope: Scope | None, default_tz: str)
             window_id = str(event.get("X-MECH-WINDOW") or uid)
             if window_id not in holiday_rules:
                 reason = str(event.get("SUMMARY") or "").split(": ", 1)[0]
-                window = BlockWindow(window_id, _scope_of(event, scope, uid), _holidays_rule(str(marker), uid), reason)
+                window = BlockWindow(
+                    window_id,
+                    _scope_of(event, scope, uid),
+                    _holidays_rule(str(marker), uid),
+                    reason,
+                )
                 validate(window)
                 holiday_rules[window_id] = window
                 windows.append(window)
             continue
         if event.get("RECURRENCE-ID") is not None:
             recurrence = event.get("RECURRENCE-ID").dt
-            stamp = recurrence.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ") if isinstance(recurrence, datetime) and recurrence.tzinfo else _wall(recurrence).strftime("%Y%m%dT%H%M%S")
+            stamp = (
+                recurrence.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+                if isinstance(recurrence, datetime) and recurrence.tzinfo
+                else _wall(recurrence).strftime("%Y%m%dT%H%M%S")
+            )
             single = event.copy()
             for name in ("RECURRENCE-ID", "RRULE", "EXDATE"):
                 single.pop(name, None)

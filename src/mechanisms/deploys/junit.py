@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from xml.etree.ElementTree import ParseError
 
 import defusedxml
 import defusedxml.ElementTree as safe_xml
 from junitparser import Error, Failure, JUnitXml, JUnitXmlError, Skipped
-from xml.etree.ElementTree import ParseError
 
 from mechanisms.core.errors import InvalidInput
 
@@ -96,19 +96,27 @@ def parse(data: bytes | str) -> Report:
     if isinstance(data, str):
         data = data.encode("utf-8")
     if len(data) > MAX_BYTES:
-        raise _refuse(f"the JUnit XML is larger than {MAX_BYTES // (1024 * 1024)} MiB", "junit_too_large")
+        raise _refuse(
+            f"the JUnit XML is larger than {MAX_BYTES // (1024 * 1024)} MiB", "junit_too_large"
+        )
     if not data.strip():
         raise _refuse("the JUnit XML is empty")
     try:
-        root = safe_xml.fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+        root = safe_xml.fromstring(
+            data, forbid_dtd=True, forbid_entities=True, forbid_external=True
+        )
     except defusedxml.DefusedXmlException as exc:
-        raise _refuse(f"the JUnit XML declares a DTD or entities, which are refused: {exc}", "unsafe_xml") from exc
+        raise _refuse(
+            f"the JUnit XML declares a DTD or entities, which are refused: {exc}", "unsafe_xml"
+        ) from exc
     except ParseError as exc:
         raise _refuse(f"the JUnit XML is not well-formed: {exc}") from exc
     try:
         document = JUnitXml.fromroot(root)
     except JUnitXmlError as exc:
-        raise _refuse(f"not JUnit XML: the root element is <{root.tag}>, not <testsuites> or <testsuite>") from exc
+        raise _refuse(
+            f"not JUnit XML: the root element is <{root.tag}>, not <testsuites> or <testsuite>"
+        ) from exc
     suites = []
     problems: list[Problem] = []
     totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
@@ -129,9 +137,21 @@ def parse(data: bytes | str) -> Report:
                 continue
             counts["errors" if kind == "error" else "failures"] += 1
             if len(problems) < MAX_MESSAGES:
-                first = next(r for r in results if isinstance(r, Error if kind == "error" else Failure))
-                problems.append(Problem(suite.name or "", case.classname or "", case.name or "", kind, _message(first)))
-        suites.append(SuiteSummary(suite.name or "", time=_seconds(suite._elem.get("time")), **counts))
+                first = next(
+                    r for r in results if isinstance(r, Error if kind == "error" else Failure)
+                )
+                problems.append(
+                    Problem(
+                        suite.name or "",
+                        case.classname or "",
+                        case.name or "",
+                        kind,
+                        _message(first),
+                    )
+                )
+        suites.append(
+            SuiteSummary(suite.name or "", time=_seconds(suite._elem.get("time")), **counts)
+        )
         for key, value in counts.items():
             totals[key] += value
     return Report(
