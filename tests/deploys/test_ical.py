@@ -8,6 +8,8 @@ from pathlib import Path
 
 import icalendar
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from mechanisms.core.errors import InvalidInput
 from mechanisms.deploys.calendar import (
@@ -196,3 +198,33 @@ def test_import_needs_a_scope_when_the_events_carry_none():
     with pytest.raises(InvalidInput) as info:
         import_ical(document, scope=ORG, default_tz="Not/AZone")
     assert info.value.details["field"] == "default_tz"
+
+
+SAMPLE_LINES = [
+    line
+    for name in ("google_calendar.ics", "outlook.ics")
+    for line in (SAMPLES / name).read_text().splitlines()
+]
+EDITS = st.tuples(
+    st.sampled_from(["delete", "repeat", "garble", "keep", "keep", "keep"]), st.text(max_size=8)
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(EDITS, min_size=len(SAMPLE_LINES), max_size=len(SAMPLE_LINES)))
+def test_damaged_calendars_give_windows_or_a_refusal_never_a_crash(edits):
+    lines = []
+    for line, (edit, text) in zip(SAMPLE_LINES, edits, strict=True):
+        if edit == "repeat":
+            lines += [line, line]
+        elif edit == "garble":
+            middle = len(line) // 2
+            lines.append(line[:middle] + text + line[middle + len(text) :])
+        elif edit == "keep":
+            lines.append(line)
+    try:
+        windows = import_ical("\r\n".join(lines), scope=ORG)
+    except InvalidInput as refused:
+        assert refused.message
+        return
+    Calendar(windows).gate_state(PROD, utc("2026-05-08T15:30"))

@@ -250,13 +250,41 @@ def import_ical(
     event's ``X-MECH-SCOPE``); ``default_tz``: the zone of floating and all-day times."""
     zone(default_tz, field_name="default_tz")
     try:
+        # The library trips over some broken documents with AttributeError (a VTIMEZONE that
+        # is not one, a parameter given twice); those are malformed input too.
         calendar = icalendar.Calendar.from_ical(data)
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+        raise _malformed(exc) from exc
+    if not isinstance(calendar, icalendar.Calendar):
+        raise _malformed("the document is not a VCALENDAR")
+    for event in calendar.walk("VEVENT"):
+        _require_single_values(event)
+    try:
         return _windows(calendar, scope, default_tz)
     except (ValueError, KeyError, IndexError, TypeError) as exc:
-        # The library parses lazily: a broken DTSTART shows only when it is read.
-        raise InvalidInput(
-            f"malformed iCalendar: {exc}", code="malformed_icalendar", details={"field": "ical"}
-        ) from exc
+        # The library parses values lazily: a broken DTSTART shows only when it is read.
+        raise _malformed(exc) from exc
+
+
+def _malformed(reason: object) -> InvalidInput:
+    return InvalidInput(
+        f"malformed iCalendar: {reason}", code="malformed_icalendar", details={"field": "ical"}
+    )
+
+
+_SINGLE = ("UID", "DTSTART", "DTEND", "DURATION", "SUMMARY", "STATUS", "RECURRENCE-ID")
+
+
+def _require_single_values(event: Any) -> None:
+    uid = event.get("UID")
+    shown = None if uid is None or isinstance(uid, list) else str(uid)
+    for name in (*_SINGLE, *(k for k in event if k.upper().startswith("X-MECH-"))):
+        value = event.get(name)
+        if isinstance(value, list):
+            raise _refuse(f"event {shown!r} has {name} more than once", shown)
+        tzid = getattr(value, "params", {}).get("TZID") if value is not None else None
+        if tzid is not None and not isinstance(tzid, str):
+            raise _refuse(f"event {shown!r}: {name} has several TZID parameters", shown)
 
 
 def _windows(
