@@ -423,6 +423,26 @@ def refused(window_rule, scope: Scope = ORG) -> InvalidInput:
             "rrule",
         ),
         (
+            Recurring("FREQ=HOURLY", datetime(2026, 1, 1), timedelta(minutes=10)),
+            "malformed_rrule",
+            "rrule",
+        ),
+        (
+            Recurring("FREQ=DAILY;BYHOUR=1,2,3,4", datetime(2026, 1, 1), timedelta(minutes=10)),
+            "malformed_rrule",
+            "rrule",
+        ),
+        (
+            Recurring("FREQ=DAILY", datetime(1, 1, 1), timedelta(hours=1)),
+            "instant_out_of_range",
+            "dtstart",
+        ),
+        (
+            OneOff(datetime(2026, 1, 1), datetime(9999, 12, 31, 23), "Pacific/Kiritimati"),
+            "instant_out_of_range",
+            "end",
+        ),
+        (
             Recurring("FREQ=MINUTELY", datetime(2026, 1, 1), timedelta(minutes=1)),
             "malformed_rrule",
             "rrule",
@@ -503,6 +523,10 @@ def test_bad_scopes_and_instants_are_refused():
     with pytest.raises(InvalidInput) as info:
         gate_state([], PROD, datetime(2026, 1, 1))
     assert info.value.code == "naive_instant"
+    for far in (datetime(9999, 12, 31, tzinfo=UTC), datetime(1, 1, 1, tzinfo=UTC)):
+        with pytest.raises(InvalidInput) as info:
+            gate_state([weekend("UTC")], PROD, far)
+        assert info.value.code == "instant_out_of_range"
     with pytest.raises(InvalidInput) as info:
         Calendar([weekend("UTC"), weekend("UTC")])
     assert info.value.code == "duplicate_window"
@@ -523,7 +547,7 @@ RULES = [
     "FREQ=WEEKLY;BYDAY=FR",
     "FREQ=WEEKLY;BYDAY=SA,SU",
     "FREQ=MONTHLY;BYDAY=-1SU",
-    "FREQ=HOURLY;INTERVAL=7",
+    "FREQ=DAILY;BYHOUR=9,17;INTERVAL=2",
 ]
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+import itertools
 import re
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -43,6 +44,13 @@ MAX_HOLIDAY_PADDING_DAYS = 31
 # Converting wall-clock to UTC moves an instant by at most this much (the largest DST step is
 # one hour; Lord Howe's is 30 minutes), so local-time look-ups widen their range by it.
 _DST_SLACK = timedelta(hours=3)
+# Instants outside these bounds are refused: far-off dates are typos, and they would make a
+# rule walk centuries of occurrences.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+# A block window recurring more often than this is a mistake (or an attempt to make the
+# gate expand millions of occurrences); a daily rule is 365 a year.
+MAX_OCCURRENCES_PER_YEAR = 1000
 _FINE_FREQUENCIES = re.compile(r"(?:^|;)FREQ=(SECONDLY|MINUTELY)(?:;|$)")
 _MAX_CHAIN_STEPS = 10_000
 
@@ -91,6 +99,18 @@ def _require_aware(at: datetime, field_name: str = "at") -> None:
         raise InvalidInput(
             f"{field_name} must be a datetime with a time zone",
             code="naive_instant",
+            details={"field": field_name},
+        )
+    _require_in_range(at, field_name)
+
+
+def _require_in_range(value: datetime, field_name: str) -> None:
+    """Refuse dates outside [EARLIEST, LATEST), checked on the reading itself so that a
+    conversion near year 1 or 9999 can never overflow."""
+    if not EARLIEST.year <= value.year < LATEST.year:
+        raise InvalidInput(
+            f"{field_name} must fall between {EARLIEST.year} and {LATEST.year - 1}",
+            code="instant_out_of_range",
             details={"field": field_name},
         )
 
@@ -444,6 +464,7 @@ def _bad(message: str, code: str, field_name: str, **details: Any) -> InvalidInp
 def _instant(value: datetime, tz: ZoneInfo, field_name: str) -> datetime:
     if not isinstance(value, datetime):
         raise _bad(f"{field_name} must be a date and time", "invalid_window", field_name)
+    _require_in_range(value, field_name)
     return to_utc(value, tz)
 
 
@@ -471,7 +492,7 @@ def _rrule_text(text: str) -> str:
     upper = body.upper()
     if _FINE_FREQUENCIES.search(upper):
         raise _bad(
-            "block windows recur at most hourly (FREQ=SECONDLY and MINUTELY are refused)",
+            "block windows recur at most a few times a day (FREQ=SECONDLY and MINUTELY are refused)",
             "malformed_rrule",
             "rrule",
         )
@@ -481,6 +502,10 @@ def _rrule_text(text: str) -> str:
 def _parse_rrule(body: str, dtstart: datetime) -> rrule:
     try:
         return rrulestr(body, dtstart=dtstart)
+    except TypeError as exc:  # dateutil's way of saying FREQ is missing
+        raise _bad(
+            "malformed RRULE: FREQ is required", "malformed_rrule", "rrule", value=body
+        ) from exc
     except ValueError as exc:
         if "UNTIL" not in str(exc):
             raise _bad(f"malformed RRULE: {exc}", "malformed_rrule", "rrule", value=body) from exc
@@ -502,11 +527,28 @@ def _never_matches(parsed: rrule, dtstart: datetime) -> bool:
     return bounded.after(dtstart, inc=True) is None
 
 
+def _too_dense(parsed: rrule, dtstart: datetime) -> bool:
+    if parsed._count is not None and parsed._count <= MAX_OCCURRENCES_PER_YEAR:
+        return False
+    year_end = dtstart + timedelta(days=366)
+    until = parsed._until
+    first_year = parsed.replace(count=None, until=min(until, year_end) if until else year_end)
+    return (
+        len(list(itertools.islice(first_year, MAX_OCCURRENCES_PER_YEAR + 1)))
+        > MAX_OCCURRENCES_PER_YEAR
+    )
+
+
 def _compile_recurring(rule: Recurring) -> CompiledRule:
     tz = zone(rule.tz)
     body = _rrule_text(rule.rrule)
     if not isinstance(rule.dtstart, datetime):
         raise _bad("dtstart must be a date and time", "invalid_window", "dtstart")
+    _require_in_range(rule.dtstart, "dtstart")
+    for exdate in rule.exdates:
+        if not isinstance(exdate, datetime):
+            raise _bad("every exdate must be a date and time", "invalid_window", "exdates")
+        _require_in_range(exdate, "exdates")
     dtstart = (rule.dtstart.astimezone(tz) if rule.dtstart.tzinfo else rule.dtstart).replace(
         tzinfo=tz, fold=0
     )
@@ -527,6 +569,14 @@ def _compile_recurring(rule: Recurring) -> CompiledRule:
         raise _bad(
             f"the RRULE never matches (no occurrence within {MATCH_HORIZON_YEARS} years of DTSTART)",
             "rrule_never_matches",
+            "rrule",
+            value=body,
+        )
+    if _too_dense(parsed, dtstart):
+        raise _bad(
+            f"the RRULE recurs more than {MAX_OCCURRENCES_PER_YEAR} times a year; "
+            "a block window recurs at most a few times a day",
+            "malformed_rrule",
             "rrule",
             value=body,
         )
