@@ -6,6 +6,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
 
 from mechanisms.core.errors import InvalidInput
 from mechanisms.deploys import junit
@@ -132,3 +134,21 @@ def test_odd_but_valid_values_do_not_crash():
     assert report.tests == 1 and report.suites[0].time == 0.0
     body = report.to_dict()
     assert body["passed"] is True and body["suites"][0]["name"] == "s"
+
+
+SAMPLE_TEXTS = [(SAMPLES / name).read_text() for name in ("pytest.xml", "surefire.xml", "jest.xml")]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.sampled_from(SAMPLE_TEXTS), st.floats(0, 1), st.integers(0, 40), st.text(max_size=20))
+def test_damaged_reports_give_counts_or_a_refusal_never_a_crash(sample, where, length, insert):
+    start = int(where * len(sample))
+    document = sample[:start] + insert + sample[start + length :]
+    try:
+        report = junit.parse(document)
+    except InvalidInput as refused:
+        assert refused.code in {"malformed_junit", "unsafe_xml"}
+        event("refused")
+        return
+    event("parsed")
+    assert report.tests >= report.failures + report.errors + report.skipped >= 0
