@@ -370,6 +370,17 @@ def test_month_view_lists_occurrences_on_the_scope_chain():
     ]
 
 
+def test_a_calendar_view_is_bounded():
+    calendar = Calendar([weekend("UTC")])
+    for start, end in (
+        ("2026-03-01T00:00", "2026-03-01T00:00"),
+        ("2026-01-01T00:00", "2028-01-01T00:00"),
+    ):
+        with pytest.raises(InvalidInput) as info:
+            calendar.occurrences(PROD, utc(start), utc(end))
+        assert info.value.code == "invalid_range"
+
+
 def test_answer_serialises_for_json():
     result = state([weekend("UTC")], "2026-03-07T12:00")
     body = result.to_dict()

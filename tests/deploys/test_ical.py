@@ -190,6 +190,17 @@ def test_bad_calendars_are_refused_with_a_reason(document, code):
     assert info.value.message
 
 
+def test_export_refuses_an_unbounded_holiday_range():
+    for start, end in (
+        (YEAR[1], YEAR[0]),
+        (YEAR[0], YEAR[0] + timedelta(days=4000)),
+        (YEAR[0], datetime(2027, 1, 1)),
+    ):
+        with pytest.raises(InvalidInput) as info:
+            export_ical(our_windows(), holidays_from=start, holidays_to=end)
+        assert info.value.code == "invalid_range"
+
+
 def test_import_needs_a_scope_when_the_events_carry_none():
     document = b"BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:x\r\nDTSTART:20260101T100000Z\r\nDTEND:20260101T110000Z\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
     with pytest.raises(InvalidInput) as info:

@@ -41,6 +41,8 @@ MATCH_HORIZON_YEARS = 10
 # A window longer than this is a freeze without end, which a one-off window says better.
 MAX_DURATION = timedelta(days=366)
 MAX_HOLIDAY_PADDING_DAYS = 31
+# The longest span one calendar view (Calendar.occurrences) lists.
+MAX_VIEW = timedelta(days=400)
 # Converting wall-clock to UTC moves an instant by at most this much (the largest DST step is
 # one hour; Lord Howe's is 30 minutes), so local-time look-ups widen their range by it.
 _DST_SLACK = timedelta(hours=3)
@@ -751,6 +753,12 @@ class Calendar:
         """Every window occurrence on ``scope``'s chain overlapping [start, end) (a month view)."""
         _require_aware(start, "start")
         _require_aware(end, "end")
+        if not start < end <= start + MAX_VIEW:
+            raise InvalidInput(
+                f"a calendar view spans up to {MAX_VIEW.days} days and ends after it starts",
+                code="invalid_range",
+                details={"field": "end"},
+            )
         found = [
             _block(e.window, iv)
             for e in self.on_chain(scope)

@@ -90,7 +90,20 @@ def export_ical(
     windows: Iterable[BlockWindow], *, holidays_from: datetime, holidays_to: datetime
 ) -> bytes:
     """An iCalendar document of ``windows``; holiday rules are listed as their holidays
-    between ``holidays_from`` and ``holidays_to``."""
+    between ``holidays_from`` and ``holidays_to`` (at most ten years)."""
+    for name, value in (("holidays_from", holidays_from), ("holidays_to", holidays_to)):
+        if not isinstance(value, datetime) or value.tzinfo is None or not 1970 <= value.year < 2200:
+            raise InvalidInput(
+                f"{name} must be an instant between 1970 and 2199",
+                code="invalid_range",
+                details={"field": name},
+            )
+    if not holidays_from < holidays_to <= holidays_from + timedelta(days=3660):
+        raise InvalidInput(
+            "the holiday range must end after it starts, within ten years",
+            code="invalid_range",
+            details={"field": "holidays_to"},
+        )
     calendar = icalendar.Calendar()
     calendar.add("prodid", PRODID)
     calendar.add("version", "2.0")
