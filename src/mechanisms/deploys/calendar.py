@@ -529,6 +529,23 @@ def _never_matches(parsed: rrule, dtstart: datetime) -> bool:
     return bounded.after(dtstart, inc=True) is None
 
 
+_LONGEST_MONTH = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def _plainly_impossible(parsed: rrule) -> bool:
+    """Rules that can never match, caught without expanding them. dateutil walks a rule
+    that never matches up to year 9999 whatever its UNTIL (seconds for a daily rule), so
+    the common impossible rules are refused here first."""
+    weeks = parsed._byweekno or ()
+    if weeks and all(not 1 <= abs(w) <= 53 for w in weeks):
+        return True
+    days = parsed._bymonthday or ()
+    months = parsed._bymonth or ()
+    if days and not parsed._bynmonthday and months:
+        return all(d > _LONGEST_MONTH[m - 1] for m in months for d in days)
+    return False
+
+
 def _too_dense(parsed: rrule, dtstart: datetime) -> bool:
     if parsed._count is not None and parsed._count <= MAX_OCCURRENCES_PER_YEAR:
         return False
@@ -567,14 +584,34 @@ def _compile_recurring(rule: Recurring) -> CompiledRule:
             "duration",
         )
     parsed = _parse_rrule(body, dtstart)
-    if _never_matches(parsed, dtstart):
+    if parsed._interval < 1:
+        raise _bad(
+            "malformed RRULE: INTERVAL must be 1 or more", "malformed_rrule", "rrule", value=body
+        )
+    if parsed._count is not None and parsed._count < 1:
+        raise _bad(
+            "malformed RRULE: COUNT must be 1 or more", "malformed_rrule", "rrule", value=body
+        )
+    if _plainly_impossible(parsed):
+        raise _bad(
+            "the RRULE never matches (no such week number or day of the month)",
+            "rrule_never_matches",
+            "rrule",
+            value=body,
+        )
+    try:
+        never = _never_matches(parsed, dtstart)
+        dense = not never and _too_dense(parsed, dtstart)
+    except (ValueError, OverflowError) as exc:  # raised by dateutil while it expands the rule
+        raise _bad(f"malformed RRULE: {exc}", "malformed_rrule", "rrule", value=body) from exc
+    if never:
         raise _bad(
             f"the RRULE never matches (no occurrence within {MATCH_HORIZON_YEARS} years of DTSTART)",
             "rrule_never_matches",
             "rrule",
             value=body,
         )
-    if _too_dense(parsed, dtstart):
+    if dense:
         raise _bad(
             f"the RRULE recurs more than {MAX_OCCURRENCES_PER_YEAR} times a year; "
             "a block window recurs at most a few times a day",
