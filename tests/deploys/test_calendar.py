@@ -473,6 +473,31 @@ def refused(window_rule, scope: Scope = ORG) -> InvalidInput:
             "rrule",
         ),
         (
+            Recurring("FREQ=DAILY;BYWEEKNO=60", datetime(2026, 1, 1), timedelta(hours=1)),
+            "rrule_never_matches",
+            "rrule",
+        ),
+        (
+            # Only Monday 1 January in week 1 would do, and no DTSTART within 10 years has it.
+            Recurring(
+                "FREQ=WEEKLY;BYDAY=MO;BYMONTHDAY=1;BYMONTH=1;BYWEEKNO=2",
+                datetime(2026, 1, 1),
+                timedelta(hours=1),
+            ),
+            "rrule_never_matches",
+            "rrule",
+        ),
+        (
+            Recurring("FREQ=DAILY;INTERVAL=0", datetime(2026, 1, 1), timedelta(hours=1)),
+            "malformed_rrule",
+            "rrule",
+        ),
+        (
+            Recurring("FREQ=DAILY;COUNT=0", datetime(2026, 1, 1), timedelta(hours=1)),
+            "malformed_rrule",
+            "rrule",
+        ),
+        (
             Recurring(
                 "FREQ=DAILY;UNTIL=20250101T000000Z", datetime(2026, 1, 1), timedelta(hours=1)
             ),
