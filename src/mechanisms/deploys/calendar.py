@@ -276,8 +276,6 @@ class Interval:
 class CompiledRule:
     """A rule ready to answer: which occurrences contain an instant, and the next one to start."""
 
-    duration_bound: timedelta
-
     def active(self, at: datetime) -> list[Interval]:
         raise NotImplementedError
 
@@ -293,7 +291,6 @@ class CompiledRule:
 class _Fixed(CompiledRule):
     def __init__(self, interval: Interval) -> None:
         self.interval = interval
-        self.duration_bound = interval.end - interval.start
 
     def active(self, at: datetime) -> list[Interval]:
         return [self.interval] if self.interval.contains(at) else []
@@ -316,7 +313,6 @@ class _Occurrences(CompiledRule):
     def __init__(self, rule: rrule | rruleset, tz: ZoneInfo, duration: timedelta) -> None:
         self.tz = tz
         self.duration = duration
-        self.duration_bound = duration + _DST_SLACK
         self._iterator: Iterator[datetime] | None = iter(rule)
         self._starts: list[datetime] = []  # naive wall-clock, ascending
         self._lock = threading.Lock()
@@ -400,9 +396,6 @@ class _HolidayDays(CompiledRule):
     def __init__(self, definition: Holidays, tz: ZoneInfo) -> None:
         self.definition = definition
         self.tz = tz
-        self.duration_bound = (
-            timedelta(days=1 + definition.days_before + definition.days_after) + _DST_SLACK
-        )
         self._years: dict[int, list[Interval]] = {}
         self._lock = threading.Lock()
 
