@@ -474,7 +474,7 @@ def refused(window_rule, scope: Scope = ORG) -> InvalidInput:
         ),
         (
             Recurring("FREQ=DAILY;BYWEEKNO=60", datetime(2026, 1, 1), timedelta(hours=1)),
-            "rrule_never_matches",
+            "malformed_rrule",
             "rrule",
         ),
         (
@@ -485,6 +485,11 @@ def refused(window_rule, scope: Scope = ORG) -> InvalidInput:
                 timedelta(hours=1),
             ),
             "rrule_never_matches",
+            "rrule",
+        ),
+        (
+            Recurring("FREQ=MONTHLY;BYMONTH=13", datetime(2026, 1, 1), timedelta(hours=1)),
+            "malformed_rrule",
             "rrule",
         ),
         (

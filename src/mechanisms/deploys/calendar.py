@@ -53,6 +53,10 @@ LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 # A block window recurring more often than this is a mistake (or an attempt to make the
 # gate expand millions of occurrences); a daily rule is 365 a year.
 MAX_OCCURRENCES_PER_YEAR = 1000
+# RFC 5545 has no day or week 0; dateutil drops a 0 silently, which would widen the rule.
+_ZERO_ORDINAL = re.compile(
+    r"(?:^|;)BY(?:MONTHDAY|YEARDAY|WEEKNO|SETPOS)=(?:[^;]*,)?[+-]?0+(?:[,;]|$)"
+)
 _FINE_FREQUENCIES = re.compile(r"(?:^|;)FREQ=(SECONDLY|MINUTELY)(?:;|$)")
 _MAX_CHAIN_STEPS = 10_000
 
@@ -485,6 +489,12 @@ def _rrule_text(text: str) -> str:
             "rrule",
         )
     upper = body.upper()
+    if _ZERO_ORDINAL.search(upper):
+        raise _bad(
+            "malformed RRULE: day, week and position numbers start at 1, not 0",
+            "malformed_rrule",
+            "rrule",
+        )
     if _FINE_FREQUENCIES.search(upper):
         raise _bad(
             "block windows recur at most a few times a day (FREQ=SECONDLY and MINUTELY are refused)",
@@ -525,13 +535,33 @@ def _never_matches(parsed: rrule, dtstart: datetime) -> bool:
 _LONGEST_MONTH = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
 
+_RANGES = {
+    "BYMONTH": ("_bymonth", 1, 12),
+    "BYHOUR": ("_byhour", 0, 23),
+    "BYMINUTE": ("_byminute", 0, 59),
+    "BYSECOND": ("_bysecond", 0, 60),
+    "BYMONTHDAY": ("_bymonthday", 1, 31),
+    "BYYEARDAY": ("_byyearday", 1, 366),
+    "BYWEEKNO": ("_byweekno", 1, 53),
+}
+
+
+def _out_of_range(parsed: rrule) -> str | None:
+    """The first BY part with a value RFC 5545 does not allow (dateutil accepts some)."""
+    for part, (attribute, low, high) in _RANGES.items():
+        values = getattr(parsed, attribute, None) or ()
+        if part == "BYMONTHDAY":
+            values = (*values, *(parsed._bynmonthday or ()))
+        signed = part in ("BYMONTHDAY", "BYYEARDAY", "BYWEEKNO")
+        if any(not low <= (abs(v) if signed else v) <= high for v in values):
+            return part
+    return None
+
+
 def _plainly_impossible(parsed: rrule) -> bool:
     """Rules that can never match, caught without expanding them. dateutil walks a rule
     that never matches up to year 9999 whatever its UNTIL (seconds for a daily rule), so
-    the common impossible rules are refused here first."""
-    weeks = parsed._byweekno or ()
-    if weeks and all(not 1 <= abs(w) <= 53 for w in weeks):
-        return True
+    the common impossible rule, a day no listed month has, is refused here first."""
     days = parsed._bymonthday or ()
     months = parsed._bymonth or ()
     if days and not parsed._bynmonthday and months:
@@ -585,9 +615,17 @@ def _compile_recurring(rule: Recurring) -> CompiledRule:
         raise _bad(
             "malformed RRULE: COUNT must be 1 or more", "malformed_rrule", "rrule", value=body
         )
+    wrong = _out_of_range(parsed)
+    if wrong:
+        raise _bad(
+            f"malformed RRULE: a {wrong} value is out of range",
+            "malformed_rrule",
+            "rrule",
+            value=body,
+        )
     if _plainly_impossible(parsed):
         raise _bad(
-            "the RRULE never matches (no such week number or day of the month)",
+            "the RRULE never matches (no listed month has that day)",
             "rrule_never_matches",
             "rrule",
             value=body,
