@@ -658,3 +658,57 @@ def test_an_occurrence_swallowed_by_the_spring_forward_gap_is_no_transition():
     )
     assert state([window], "2026-03-08T07:10").status is GateStatus.OPEN
     assert state([window], "2026-03-08T05:00").next_transition == utc("2026-03-09T06:30")
+
+
+RRULE_PARTS = [
+    "FREQ=DAILY",
+    "FREQ=WEEKLY",
+    "FREQ=MONTHLY",
+    "FREQ=YEARLY",
+    "FREQ=HOURLY",
+    "FREQ=X",
+    "BYDAY=MO",
+    "BYDAY=-1FR",
+    "BYDAY=+5SU",
+    "BYMONTHDAY=31",
+    "BYMONTHDAY=-1",
+    "BYMONTHDAY=0",
+    "BYMONTH=2",
+    "BYMONTH=13",
+    "BYHOUR=25",
+    "BYHOUR=3",
+    "BYSETPOS=1",
+    "BYSETPOS=0",
+    "INTERVAL=0",
+    "INTERVAL=1000000",
+    "COUNT=0",
+    "COUNT=1",
+    "COUNT=-5",
+    "UNTIL=20260101T000000Z",
+    "UNTIL=20260101",
+    "UNTIL=99991231T000000Z",
+    "UNTIL=garbage",
+    "WKST=SU",
+    "BYWEEKNO=53",
+    "BYWEEKNO=60",
+    "BYYEARDAY=366",
+    "BYMINUTE=61",
+    "BYEASTER=0",
+]
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(st.sampled_from(RRULE_PARTS), max_size=4),
+    st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)),
+    st.timedeltas(min_value=timedelta(seconds=-10), max_value=timedelta(days=400)),
+    st.sampled_from(["UTC", "Europe/Berlin", "Pacific/Kiritimati", "America/St_Johns"]),
+    st.datetimes(min_value=datetime(1, 1, 3), max_value=datetime(9999, 12, 29)),
+)
+def test_any_rule_compiles_or_is_refused_by_name_never_crashes(parts, dtstart, duration, tz, at):
+    window = BlockWindow("w", ORG, Recurring(";".join(parts), dtstart, duration, tz))
+    try:
+        calendar = Calendar([window])
+        calendar.gate_state(PROD, at.replace(tzinfo=UTC))
+    except InvalidInput as refused:
+        assert refused.details["field"] in {"rrule", "dtstart", "duration", "at"}
