@@ -35,6 +35,7 @@ from mechanisms.web import attention
 from mechanisms.web import pages as web
 from mechanisms.web.http import RowId, UnitOfWorkRoute
 from mechanisms.web.pages import FormCtx, PageCtx, is_htmx
+from mechanisms.web.scales import nice_ceil
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 router = APIRouter(route_class=UnitOfWorkRoute, include_in_schema=False)
@@ -276,17 +277,6 @@ def _fmt_p(p: float | None) -> str:
     return "< 0.0001" if p < 0.0001 else f"{p:.4f}"
 
 
-def _nice_ceil(value: float) -> float:
-    """The next "round" number (1, 2, 2.5, 5 × 10^k) at or above value, for axis ends."""
-    if not value > 0 or not math.isfinite(value):
-        return 1.0
-    power = 10 ** math.floor(math.log10(value))
-    for factor in (1, 2, 2.5, 5, 10):
-        if factor * power >= value * (1 - 1e-12):
-            return factor * power
-    return 10 * power
-
-
 @dataclass
 class IntervalRow:
     variant: str
@@ -338,7 +328,7 @@ def _interval_plot(
     if not rows:
         return None
     finite = [abs(v) for r in rows for v in (*r.ci, *r.av, r.estimate) if math.isfinite(v)]
-    span = _nice_ceil((max(finite) if finite else 0.0) * 1.05)
+    span = nice_ceil((max(finite) if finite else 0.0) * 1.05)
     plot = IntervalPlot(rows, span)
 
     def tick(v: float) -> str:

@@ -23,6 +23,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from mechanisms.web.scales import nice_ceil
+
 WIDTH = 1000.0
 HEIGHT = 100.0
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -106,17 +108,6 @@ class TimeScale:
             ticks.append(Tick(percent, at.strftime(fmt), _aligned(percent)))
             at += delta
         return ticks
-
-
-def nice_ceil(value: float) -> float:
-    """The next round number (1, 2, 2.5, 5 x 10^k) at or above ``value``."""
-    if not value > 0 or not math.isfinite(value):
-        return 1.0
-    power = 10 ** math.floor(math.log10(value))
-    for factor in (1, 2, 2.5, 5, 10):
-        if factor * power >= value * (1 - 1e-12):
-            return factor * power
-    return 10 * power
 
 
 def format_value(value: float | None) -> str:
