@@ -39,13 +39,22 @@ from mechanisms.core.identity import system_principal
 from mechanisms.core.tables import ApiToken, Delivery, Event
 from tests.conftest import PG_ENV
 
+
+def negative_data_rejected(ctx, response, case):  # noqa: ANN001, ANN201 - schemathesis' check
+    """Schemathesis' check that invalid data is refused, also counting a 413: a generated
+    body past the server's size limit is refused before anyone reads it."""
+    if response.status_code == 413:
+        return None
+    return negative_data_rejection(ctx, response, case)
+
+
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
     content_type_conformance,
     response_headers_conformance,
     response_schema_conformance,
-    negative_data_rejection,
+    negative_data_rejected,
     unsupported_method,
 ]
 
