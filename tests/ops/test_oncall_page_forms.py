@@ -161,3 +161,59 @@ def test_viewers_see_no_forms_and_are_refused(client, org, run, schedule):
     )
     assert refused.status_code == 403
     assert current(run) == (current(run)[0], 1)
+
+
+def test_a_roster_change_from_a_future_date(client, org, run, clock, schedule):
+    day = (clock.now() + timedelta(days=5)).astimezone(BERLIN).date()
+    changed = post(
+        client,
+        org,
+        "/roster",
+        version="1",
+        layer="0",
+        zone="schedule",
+        effective_at=f"{day}T09:00",
+        participants="ada, vic",
+    )
+    assert changed.status_code == 303, changed.text[:300]
+    model, version = current(run)
+    assert version == 2
+    (change,) = model.layers[0].roster_changes
+    assert change.participants == ("ada", "vic")
+    later = datetime(day.year, day.month, day.day, 12, tzinfo=BERLIN) + timedelta(days=3)
+    assert oncall.who_is_on_call(model, later).person in {"ada", "vic"}
+    assert "from " in client.get(PAGE, headers=org.header("vic")).text
+    past = post(
+        client,
+        org,
+        "/roster",
+        version="2",
+        layer="0",
+        zone="UTC",
+        effective_at="2020-01-01T09:00",
+        participants="ada",
+    )
+    assert past.status_code == 422 and "effective_at" in past.text
+    for change, field in [({"layer": "3"}, "layer"), ({"participants": " "}, "participants")]:
+        form = {
+            "version": "2",
+            "layer": "0",
+            "zone": "UTC",
+            "effective_at": "2030-01-01T09:00",
+            "participants": "ada",
+            **change,
+        }
+        answer = post(client, org, "/roster", **form)
+        assert answer.status_code == 422 and field in answer.text, answer.text[:300]
+    stale = post(
+        client,
+        org,
+        "/roster",
+        version="1",
+        layer="0",
+        zone="UTC",
+        effective_at="2030-01-01T09:00",
+        participants="ada",
+    )
+    assert stale.status_code == 409 and "Reload the page" in stale.text
+    assert current(run)[1] == 2

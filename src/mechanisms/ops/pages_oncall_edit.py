@@ -1,5 +1,6 @@
 """The forms of a schedule's page that change it: add an override (who, from, to, in the
-schedule's zone or UTC), remove one, swap two upcoming shifts. Each form carries the
+schedule's zone or UTC), remove one, swap two upcoming shifts, change a layer's roster
+from a future date. Each form carries the
 version of the schedule it was shown with: when someone changed the schedule meanwhile,
 nothing is written and the page says so. The forms show to engineers of the owning team;
 the schedules service decides what is allowed."""
@@ -71,6 +72,14 @@ def _instant(field: str, value: str, zone_name: str) -> datetime:
     return oncall.local_to_utc(wall, oncall.zone(zone_name))
 
 
+def _zone_name(ctx: Ctx, name: str, zone: str) -> str:
+    if zone not in ZONE_CHOICES:
+        raise InvalidInput("zone: the schedule's zone or UTC", details={"field": "zone"})
+    if zone == "UTC":
+        return "UTC"
+    return schedules.model(schedules.get_schedule(ctx, name)).time_zone
+
+
 @router.post("/ops/oncall/schedules/{name}/overrides")
 def add_override_form(
     request: Request,
@@ -83,12 +92,9 @@ def add_override_form(
     zone: Annotated[Text, Form(max_length=16)] = "schedule",
     replaces: Annotated[Text, Form(max_length=200)] = "",
 ) -> Response:
-    if zone not in ZONE_CHOICES:
-        raise InvalidInput("zone: the schedule's zone or UTC", details={"field": "zone"})
+    zone_name = _zone_name(ctx, name, zone)
     if not user.strip():
         raise InvalidInput("user: choose who takes the time", details={"field": "user"})
-    zone_name = schedules.model(schedules.get_schedule(ctx, name)).time_zone
-    zone_name = zone_name if zone == "schedule" else "UTC"
     start_at, end_at = _instant("start", start, zone_name), _instant("end", end, zone_name)
     try:
         schedules.add_override(
@@ -131,6 +137,32 @@ def swap_form(
         instants.append(at)
     try:
         schedules.swap_shifts(ctx, name, instants[0], instants[1], version)
+    except StaleState as exc:
+        raise _stale(name, exc) from None
+    return done(request, _page(name))
+
+
+@router.post("/ops/oncall/schedules/{name}/roster")
+def roster_form(
+    request: Request,
+    name: str,
+    ctx: FormCtx,
+    version: Version,
+    layer: Annotated[int, Form(ge=0, le=1000)],
+    effective_at: Annotated[Text, Form(max_length=64)] = "",
+    zone: Annotated[Text, Form(max_length=16)] = "schedule",
+    participants: Annotated[Text, Form(max_length=5000)] = "",
+) -> Response:
+    """``participants``: usernames in rotation order, separated by commas or spaces."""
+    zone_name = _zone_name(ctx, name, zone)
+    people_in_order = [p for p in participants.replace(",", " ").split() if p]
+    if not people_in_order:
+        raise InvalidInput(
+            "participants: name who rotates, in order", details={"field": "participants"}
+        )
+    at = _instant("effective_at", effective_at, zone_name)
+    try:
+        schedules.add_roster_change(ctx, name, layer, at, people_in_order, version)
     except StaleState as exc:
         raise _stale(name, exc) from None
     return done(request, _page(name))
