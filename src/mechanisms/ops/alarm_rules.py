@@ -1223,6 +1223,29 @@ class Silence(BaseModel):
                 return window
         return None
 
+    def next_window(self, at: datetime) -> tuple[datetime, datetime] | None:
+        """The first window [start, end) in UTC that starts after ``at``, or None when no
+        window is left."""
+        moment = _aware_utc(at, "at")
+        length = self.end - self.start
+        if self._rule is None:
+            walls: Iterable[datetime] = [self.start]
+        else:
+            local = moment.astimezone(ZoneInfo(self.time_zone)).replace(tzinfo=None)
+            try:
+                # A day back: the wall clock and the instant order differently around DST.
+                walls = self._rule.xafter(local - timedelta(days=1), count=400)
+            except OverflowError:
+                return None
+        for wall in walls:
+            try:
+                window = (self._instant(wall), self._instant(wall + length))
+            except OverflowError:
+                return None
+            if window[0] > moment:
+                return window
+        return None
+
     def applies_to(self, alarm: str | None) -> bool:
         return not self.alarms or alarm is None or alarm in self.alarms
 

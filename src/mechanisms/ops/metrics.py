@@ -553,10 +553,11 @@ class SketchBins(NamedTuple):
         message = SketchMessage()
         message.ParseFromString(data)
         m, pos, neg = message.mapping, message.positiveValues, message.negativeValues
+        # A slice copies the repeated field in one step (iterating it is twice as slow).
         return cls(
             (m.interpolation, m.gamma, m.indexOffset),
-            (pos.contiguousBinIndexOffset, tuple(pos.contiguousBinCounts)),
-            (neg.contiguousBinIndexOffset, tuple(neg.contiguousBinCounts)),
+            (pos.contiguousBinIndexOffset, tuple(pos.contiguousBinCounts[:])),
+            (neg.contiguousBinIndexOffset, tuple(neg.contiguousBinCounts[:])),
             message.zeroCount,
         )
 
@@ -680,7 +681,14 @@ def _merged_bins(
     stores: list[tuple[int, tuple[float, ...]]],
 ) -> tuple[int, list[float], float]:
     """What ``_merged_store`` builds, as (offset, bins, count)."""
-    counted = [(offset, counts) for offset, counts in stores if counts and sum(counts)]
+    counted = []
+    totals = []
+    for offset, counts in stores:
+        if counts:
+            total = sum(counts)
+            if total:
+                counted.append((offset, counts))
+                totals.append(total)
     if not counted:
         return 0, [], 0
     low = min(offset for offset, _ in counted)
@@ -689,7 +697,7 @@ def _merged_bins(
     for offset, counts in counted:
         at = offset - low
         bins[at : at + len(counts)] = map(operator.add, bins[at : at + len(counts)], counts)
-    return low, bins, sum(sum(counts) for _, counts in counted)
+    return low, bins, sum(totals)
 
 
 def _bin_key(offset: int, bins: Sequence[float], rank: float, *, lower: bool) -> int:
@@ -943,24 +951,52 @@ def query(
     while cursor < end:
         periods.append(cursor)
         cursor += timedelta(seconds=period_seconds)
+    percentile = statistic.startswith("p")
+    columns = [
+        MetricRollup.bucket_start,
+        MetricRollup.resolution,
+        MetricRollup.count,
+        MetricRollup.sum,
+        MetricRollup.min,
+        MetricRollup.max,
+    ]
+    if percentile:
+        columns.append(MetricRollup.sketch)
     buckets: dict[datetime, Bucket] = {}
+    # Per period, the sketches undecoded into stores: one merged read of their bins gives
+    # what merging the decoded sketches one by one gave, at a fraction of the cost.
+    sketches: dict[datetime, list[SketchBins]] = {}
     for start_chunk in range(0, len(series_ids), 500):
         rows = session.execute(
-            select(MetricRollup).where(
+            select(*columns).where(
                 MetricRollup.series_id.in_(series_ids[start_chunk : start_chunk + 500]),
                 MetricRollup.bucket_start >= first,
                 MetricRollup.bucket_start < end,
             )
-        ).scalars()
+        )
         for row in rows:
             if period_seconds % row.resolution:
                 continue  # an hourly rollup says nothing about one minute of its hour
             offset = (row.bucket_start - first).total_seconds() // period_seconds
             period = first + timedelta(seconds=offset * period_seconds)
             bucket = buckets.get(period)
-            sketch = sketch_of(row.sketch) if statistic.startswith("p") else None
             if bucket is None:
-                buckets[period] = Bucket(row.count, row.sum, row.min, row.max, sketch)
+                buckets[period] = Bucket(row.count, row.sum, row.min, row.max, None)
+                sketches[period] = []
             else:
-                bucket.add(row.count, row.sum, row.min, row.max, sketch)
-    return [(p, buckets[p].value(statistic) if p in buckets else None) for p in periods]
+                bucket.add(row.count, row.sum, row.min, row.max, None)
+            if percentile:
+                sketches[period].append(SketchBins.of(row.sketch))
+    if not percentile:
+        return [(p, buckets[p].value(statistic) if p in buckets else None) for p in periods]
+    q = float(statistic[1:]) / 100
+    return [(p, _percentile(buckets.get(p), sketches.get(p), q)) for p in periods]
+
+
+def _percentile(bucket: Bucket | None, sketches: list[SketchBins] | None, q: float) -> float | None:
+    """``Bucket.value`` of a percentile, with the sketches merged: within the period's
+    observed range."""
+    if bucket is None or not sketches or bucket.count <= 0:
+        return None
+    found = merged_quantile(sketches, q)
+    return None if found is None else min(max(found, bucket.min), bucket.max)

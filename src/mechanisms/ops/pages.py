@@ -76,3 +76,7 @@ from mechanisms.ops import pages_alarms, pages_oncall, pages_scaling, pages_tick
 
 for area in (pages_alarms, pages_tickets, pages_oncall, pages_scaling):
     router.include_router(area.router)
+from mechanisms.ops import pages_oncall_edit, pages_silences  # noqa: E402
+
+router.include_router(pages_silences.router)
+router.include_router(pages_oncall_edit.router)

@@ -16,7 +16,7 @@ from fastapi.responses import Response
 
 from mechanisms.core.context import Ctx
 from mechanisms.core.errors import InvalidInput, MechanismsError
-from mechanisms.ops import alarm_rules, alarm_view, alarms, metric_catalog, metrics
+from mechanisms.ops import alarm_rules, alarm_view, alarms, metric_catalog, metrics, silences
 from mechanisms.ops.pages import STATES, render
 from mechanisms.web.http import UnitOfWorkRoute
 from mechanisms.web.pages import PageCtx
@@ -97,6 +97,7 @@ def alarms_page(
         service=service or "",
         describe=alarm_view.describe,
         ago=lambda at: ago(at, ctx.now),
+        silenced_until=silences.silenced_until(ctx),
     )
 
 
@@ -136,6 +137,7 @@ def alarm_page(
         ranges=list(alarm_view.RANGES),
         range_key=range_key,
         ago=lambda at: ago(at, ctx.now),
+        silenced_until=silences.silenced_until(ctx)(alarm.name),
         **values,
     )
 

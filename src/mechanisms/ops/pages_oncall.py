@@ -16,7 +16,7 @@ from fastapi.responses import Response
 from mechanisms.core import accounts
 from mechanisms.core.context import Ctx
 from mechanisms.core.errors import InvalidInput
-from mechanisms.ops import oncall, paging, schedules, tickets
+from mechanisms.ops import oncall, pages_oncall_edit, paging, schedules, tickets
 from mechanisms.ops.pages import done, render
 from mechanisms.web import attention
 from mechanisms.web.http import UnitOfWorkRoute
@@ -215,6 +215,8 @@ def schedule_page(
         prev_start=first_day - timedelta(days=days),
         next_start=first_day + timedelta(days=days),
         now=ctx.now,
+        can_edit=pages_oncall_edit.can_edit(ctx, row),
+        people=pages_oncall_edit.people(domain),
     )
 
 

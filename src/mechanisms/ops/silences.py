@@ -157,6 +157,26 @@ def window_now(row: Silence, now: datetime) -> tuple[datetime, datetime] | None:
     return parse(row.definition).window_at(now)
 
 
+def next_window(row: Silence, now: datetime) -> tuple[datetime, datetime] | None:
+    """The next window of this silence to open after ``now`` (UTC), if any."""
+    return parse(row.definition).next_window(now)
+
+
+def silenced_until(ctx: Ctx) -> Callable[[str], datetime | None]:
+    """For a page: alarm name -> until when (UTC) the silences open now keep it quiet (the
+    latest end of their open windows), or None."""
+    require_site_role(ctx, Role.VIEWER)
+    open_now = []
+    for definition in ctx.session.execute(select(Silence.definition)).scalars():
+        silence = parse(definition)
+        window = silence.window_at(ctx.now)
+        if window is not None:
+            open_now.append((silence, window[1]))
+    return lambda name: max(
+        (end for silence, end in open_now if silence.applies_to(name)), default=None
+    )
+
+
 def silencer(ctx: Ctx) -> Callable[[str], str | None]:
     """For one evaluation pass: alarm name -> the name of the silence that covers it now, or
     None. The silences open now are found once; each alarm then costs a set look-up."""

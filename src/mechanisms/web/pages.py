@@ -199,6 +199,9 @@ def home(request: Request, ctx: PageCtx) -> Response:
 # --- audit --------------------------------------------------------------------------
 
 
+_LATEST = datetime.max.replace(tzinfo=UTC)
+
+
 def _parse_when(field: str, value: str | None) -> datetime | None:
     if not value:
         return None
@@ -209,7 +212,14 @@ def _parse_when(field: str, value: str | None) -> datetime | None:
             f"{field} must be a date or date-time", details={"field": field}
         ) from None
     # The form's dates carry no offset; the trail is kept and shown in UTC.
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        # Before year 1 or after year 9999 in UTC (0001-01-01T00:00+14:00): before or after
+        # every record, as the earliest or latest instant is.
+        return datetime.min.replace(tzinfo=UTC) if parsed.year == 1 else _LATEST
 
 
 @router.get("/audit")
