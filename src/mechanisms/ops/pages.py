@@ -72,11 +72,21 @@ def overview(request: Request, ctx: PageCtx) -> Response:
 
 
 # Each area's pages live in a module of its own; they share ``render`` and ``done`` above.
-from mechanisms.ops import pages_alarms, pages_oncall, pages_scaling, pages_tickets  # noqa: E402
+from mechanisms.ops import (  # noqa: E402
+    pages_alarms,
+    pages_oncall,
+    pages_oncall_edit,
+    pages_scaling,
+    pages_silences,
+    pages_tickets,
+)
 
-for area in (pages_alarms, pages_tickets, pages_oncall, pages_scaling):
+for area in (
+    pages_alarms,
+    pages_tickets,
+    pages_silences,
+    pages_oncall,
+    pages_oncall_edit,
+    pages_scaling,
+):
     router.include_router(area.router)
-from mechanisms.ops import pages_oncall_edit, pages_silences  # noqa: E402
-
-router.include_router(pages_silences.router)
-router.include_router(pages_oncall_edit.router)
