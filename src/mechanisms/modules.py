@@ -33,7 +33,7 @@ class Mechanism:
 MECHANISMS: list[Mechanism] = [
     Mechanism("flags", "Flags", "Feature access, treatment groups, throttled rollout", built=True),
     Mechanism("ops", "Ops", "Detective metrics, alarms that act, tickets, on-call", built=True),
-    Mechanism("deploys", "Deploys", "Pipelines, block days, break-glass"),
+    Mechanism("deploys", "Deploys", "Pipelines, block days, break-glass", code=True),
     Mechanism("docs", "Docs", "Decision docs, checked and reviewed"),
     Mechanism("roadmap", "Roadmap", "Feedback and findings become the plan"),
     Mechanism("stickers", "Stickers", "Recognition for using the mechanisms well"),
