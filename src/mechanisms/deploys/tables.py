@@ -103,6 +103,7 @@ class TestRun(Base):
     """One uploaded JUnit report of a suite against a version digest."""
 
     __tablename__ = "deploys_test_runs"
+    __test__ = False  # pytest: a table, not a test class
     __table_args__ = (Index("ix_deploys_test_runs_digest_suite", "service_key", "digest", "suite"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
