@@ -17,9 +17,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm.attributes import flag_modified
+from sqlalchemy.orm.exc import StaleDataError
 
 from mechanisms.core.context import Ctx
-from mechanisms.core.errors import Conflict, InvalidInput, NotFound
+from mechanisms.core.errors import Conflict, InvalidInput, NotFound, StaleState
 from mechanisms.core.identity import Role
 from mechanisms.core.permissions import require_site_role, require_team_role
 from mechanisms.deploys import access, approvals, pipelines
@@ -318,10 +320,17 @@ def _decide(ctx: Ctx, request_id: int, kind: str, comment: str, apply: Any) -> B
             if d.kind == "approve" and d.actor == who.id and d.revoked_at is None
         )
         live.revoked_at = ctx.now
-    # Every decision changes the row, so the version column orders concurrent writers.
+    # Every decision writes the row, so the version column refuses a write made from a
+    # stale read even if the lock above were ever lost.
     row.updated_at = ctx.now
-    row.version  # noqa: B018 - loaded, so the flush checks it
-    ctx.session.flush()
+    flag_modified(row, "updated_at")
+    try:
+        ctx.session.flush()
+    except StaleDataError:
+        raise StaleState(
+            "the break-glass request changed while this decision was made; try again",
+            code="stale_request",
+        ) from None
     _history(
         ctx,
         row,
