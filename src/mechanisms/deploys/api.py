@@ -217,7 +217,7 @@ class BreakGlassIn(Input):
     service: Annotated[Text, Field(min_length=1, max_length=128)]
     stage: Name
     version: Name
-    reason: Text = Field(min_length=1, max_length=4000)
+    reason: Text = Field(min_length=1, max_length=2000)
     ticket: Annotated[Text, Field(min_length=1, max_length=40)] = Field(
         description="An open ops ticket of severity SEV1 or SEV2, e.g. 42"
     )
@@ -276,8 +276,8 @@ class BreakGlassOut(BaseModel):
 
 
 class ReviewCloseIn(Input):
-    what_happened: Text = Field(min_length=1, max_length=20_000)
-    why: Text = Field(min_length=1, max_length=20_000)
+    what_happened: Text = Field(min_length=1, max_length=2000)
+    why: Text = Field(min_length=1, max_length=2000)
 
 
 def _decision(decision: gates.Decision) -> DecisionOut:

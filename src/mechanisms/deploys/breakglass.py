@@ -231,8 +231,8 @@ def request(
         ),
         grant_ttl=_minutes(grant_ttl_minutes, approvals.DEFAULT_GRANT_TTL, "grant_ttl_minutes"),
     )
-    if len(domain.reason) > 4000:
-        raise _invalid("reason", "at most 4000 characters")
+    if len(domain.reason) > 2000:
+        raise _invalid("reason", "at most 2000 characters")
     row = BreakGlassRequest(
         service_key=service,
         stage=decision.target.stage,
@@ -549,9 +549,9 @@ def close_review(ctx: Ctx, review_id: int, what_happened: str, why: str) -> Revi
             not isinstance(value, str)
             or not value.strip()
             or "\x00" in value
-            or len(value) > 20_000
+            or len(value) > 2000
         ):
-            raise _invalid(field, "a non-empty text up to 20,000 characters is required")
+            raise _invalid(field, "a non-empty text up to 2,000 characters is required")
     row.what_happened, row.why = what_happened.strip(), why.strip()
     row.closed_at, row.closed_by = ctx.now, ctx.principal.actor
     ctx.session.flush()

@@ -373,7 +373,7 @@ def approve_stage(
     ctx: Ctx, service: str, stage: str, version: str, comment: str = ""
 ) -> StageApproval:
     """A person's approval of one version into a stage that asks for one."""
-    require_site_role(ctx, Role.VIEWER)
+    require_site_role(ctx, Role.ENGINEER)
     owner = access.owner(ctx, service)
     row = _stage_row(ctx, get_pipeline(ctx, service), stage)
     if not row.approval_roles:
