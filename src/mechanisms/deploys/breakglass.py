@@ -545,12 +545,7 @@ def close_review(ctx: Ctx, review_id: int, what_happened: str, why: str) -> Revi
     if row.closed_at is not None:
         raise Conflict(f"review {review_id} is closed already", code="review_closed")
     for field, value in (("what_happened", what_happened), ("why", why)):
-        if (
-            not isinstance(value, str)
-            or not value.strip()
-            or "\x00" in value
-            or len(value) > 2000
-        ):
+        if not isinstance(value, str) or not value.strip() or "\x00" in value or len(value) > 2000:
             raise _invalid(field, "a non-empty text up to 2,000 characters is required")
     row.what_happened, row.why = what_happened.strip(), why.strip()
     row.closed_at, row.closed_by = ctx.now, ctx.principal.actor
