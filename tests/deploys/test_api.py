@@ -45,7 +45,9 @@ def test_the_gate_answers_every_blocker_and_clears_with_tests(client, org, check
     assert [b["code"] for b in blocked.json()["blockers"]] == ["tests_missing"]
     assert "mech deploy tests upload" in blocked.json()["blockers"][0]["clear"]
     failed = upload(client, eve, FAILING, multipart=True)
-    assert failed.status_code == 201 and failed.json()["problems"][0]["message"].startswith("402 != 200")
+    assert failed.status_code == 201 and failed.json()["problems"][0]["message"].startswith(
+        "402 != 200"
+    )
     assert [b["code"] for b in gate(client, eve).json()["blockers"]] == ["tests_failed"]
     assert upload(client, eve, PASSING).json()["passed"] is True
     assert gate(client, eve).json()["allowed"] is True

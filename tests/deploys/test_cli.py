@@ -4,7 +4,6 @@ promotions, windows and break-glass with people's tokens."""
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 
 import pytest
 from typer.testing import CliRunner

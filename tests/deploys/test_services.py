@@ -344,3 +344,26 @@ def test_a_viewer_reads_but_cannot_change(run, checkout, as_user):
     with pytest.raises(Forbidden):
         run(pipelines.upload_tests, "checkout", "v1", "integration", PASSING, as_=vic)
     assert run(lambda ctx: ctx.session.execute(select(TestRun)).all()) == []
+
+
+def test_a_revoked_approval_or_a_demoted_leader_stops_counting_at_once(run, blocked_prod, as_user):
+    from mechanisms.core import accounts
+
+    run(accounts.create_user, "lea")
+    run(accounts.set_membership, "payments", "lea", "engineer")
+    eve, leo, lea = as_user("eve"), as_user("leo"), as_user("lea")
+    request = run(
+        breakglass.request, "checkout", "prod", "v1", "fix", str(blocked_prod.id), as_=eve
+    )
+    target = {"service": "checkout", "stage": "prod", "digest": "sha256:aaa"}
+    run(breakglass.approve, request.id, **target, as_=lea)
+    assert run(breakglass.approve, request.id, **target, as_=leo).status == "granted"
+    run(breakglass.revoke, request.id, as_=leo)
+    assert not run(pipelines.promote, "checkout", "prod", "v1", as_=eve)[0].allowed
+    run(breakglass.approve, request.id, **target, as_=leo)
+    assert run(breakglass.get, request.id).status == "granted"
+    # Leo stops being a leader: the grant no longer has one, so it no longer exists.
+    run(accounts.set_membership, "acme", "leo", "engineer")
+    decision, deployment = run(pipelines.promote, "checkout", "prod", "v1", as_=eve)
+    assert codes(decision) == ["block_window"] and deployment is None
+    assert run(breakglass.describe, run(breakglass.get, request.id))["leader_approved"] is False
