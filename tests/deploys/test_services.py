@@ -100,6 +100,18 @@ def test_a_recurring_weekend_window_on_one_stage(run, clock, checkout):
     friday = clock.now() + timedelta(days=4, hours=7)
     assert not run(windows.gate_state, "checkout", "prod", friday).open
     assert run(windows.gate_state, "checkout", "beta", friday).open
+    # March 2026: the weekend across the spring-forward night still ends at 09:00 Berlin.
+    march = run(
+        windows.occurrences,
+        "checkout",
+        "prod",
+        datetime(2026, 3, 1, tzinfo=UTC),
+        datetime(2026, 4, 1, tzinfo=UTC),
+    )
+    assert [b.ends_at.isoformat() for b in march][-2:] == [
+        "2026-03-23T08:00:00+00:00",  # 09:00 CET
+        "2026-03-30T07:00:00+00:00",  # 09:00 CEST, after the spring-forward night
+    ]
 
 
 def test_window_refusals_name_the_reason(run, checkout, as_user):

@@ -348,8 +348,18 @@ def calendar_for(ctx: Ctx, scope: Scope) -> Calendar:
 
 def gate_state(ctx: Ctx, service: str, stage: str, at: datetime) -> GateState:
     """OPEN or BLOCKED for one stage at ``at``, computed from the stored model on each call."""
+    require_site_role(ctx, Role.VIEWER)
     scope = access.owner(ctx, service).scope(stage)
     return calendar_for(ctx, scope).gate_state(scope, at)
+
+
+def occurrences(
+    ctx: Ctx, service: str, stage: str | None, start: datetime, end: datetime
+) -> list[calendar.ActiveBlock]:
+    """Every window occurrence over a service (or one stage) in [start, end): a month view."""
+    require_site_role(ctx, Role.VIEWER)
+    scope = access.owner(ctx, service).scope(stage)
+    return calendar_for(ctx, scope).occurrences(scope, start, end)
 
 
 def import_ical(
