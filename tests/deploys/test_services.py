@@ -240,11 +240,11 @@ def test_a_stage_approval_counts_only_from_someone_else(run, checkout, as_user):
 
 @pytest.fixture
 def blocked_prod(run, clock, checkout):
-    """v1 baked in beta, prod frozen org-wide, and a SEV1 ticket."""
+    """v1 baked in beta, prod frozen, and a SEV1 ticket."""
     ship(run)
     run(pipelines.promote, "checkout", "beta", "v1")
     clock.advance(minutes=31)
-    freeze_prod(run, clock)
+    freeze_prod(run, clock, scope="stage", target="checkout/prod")
     return run(tickets.create, "checkout", "checkout is down for EU cards", 1)
 
 
@@ -379,3 +379,27 @@ def test_a_revoked_approval_or_a_demoted_leader_stops_counting_at_once(run, bloc
     decision, deployment = run(pipelines.promote, "checkout", "prod", "v1", as_=eve)
     assert codes(decision) == ["block_window"] and deployment is None
     assert run(breakglass.describe, run(breakglass.get, request.id))["leader_approved"] is False
+
+
+def test_a_new_version_in_the_stage_before_invalidates_the_request(run, blocked_prod, as_user):
+    eve = as_user("eve")
+    request = run(
+        breakglass.request, "checkout", "prod", "v1", "fix", str(blocked_prod.id), as_=eve
+    )
+    ship(run, "v2", "sha256:bbb")
+    run(pipelines.promote, "checkout", "beta", "v2")
+    assert run(breakglass.get, request.id).status == "invalidated"
+
+
+def test_an_unused_grant_expires(db, run, clock, blocked_prod, as_user):
+    eve, leo, ada = as_user("eve"), as_user("leo"), as_user("ada")
+    request = run(
+        breakglass.request, "checkout", "prod", "v1", "fix", str(blocked_prod.id), as_=eve
+    )
+    target = {"service": "checkout", "stage": "prod", "digest": "sha256:aaa"}
+    run(breakglass.approve, request.id, **target, as_=leo)
+    run(breakglass.approve, request.id, **target, as_=ada)
+    clock.advance(hours=4, minutes=1)
+    work(db, clock)
+    assert run(breakglass.get, request.id).status == "grant_expired"
+    assert codes(run(pipelines.gate, "checkout", "prod", "v1", as_=eve)) == ["block_window"]
