@@ -269,6 +269,11 @@ def test_break_glass_end_to_end(db, run, clock, blocked_prod, as_user):
     assert decision.allowed and decision.break_glass and deployment.break_glass_id == request.id
     used = run(breakglass.get, request.id)
     assert used.status == "used"
+    with db.transaction(write=False) as session:
+        told = session.execute(
+            select(Event).where(Event.type == "deploys.breakglass_used")
+        ).scalar_one()
+    assert (told.payload["approvers"], told.payload["org"]) == (["leo", "ada"], "acme")
     # Single use: the next promotion of the same version is blocked again.
     assert codes(run(pipelines.gate, "checkout", "prod", "v1", as_=eve)) == ["block_window"]
     [review] = run(breakglass.list_reviews)

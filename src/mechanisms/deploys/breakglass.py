@@ -101,7 +101,11 @@ def _owner_team(ctx: Ctx, row: BreakGlassRequest) -> int:
 
 
 def _sync(
-    ctx: Ctx, row: BreakGlassRequest, request: approvals.Request, leaders: frozenset[str]
+    ctx: Ctx,
+    row: BreakGlassRequest,
+    request: approvals.Request,
+    leaders: frozenset[str],
+    extra: dict[str, Any] | None = None,
 ) -> str:
     """Store what the domain derives now; write the history of a change of status."""
     before = row.status
@@ -127,7 +131,12 @@ def _sync(
             Status.GRANTED.value: "breakglass_granted",
             Status.PENDING.value: "breakglass_grant_withdrawn",
         }.get(row.status, f"breakglass_{row.status}")
-        _history(ctx, row, kind, {"from": before, "to": row.status, "leaders": sorted(leaders)})
+        _history(
+            ctx,
+            row,
+            kind,
+            {"from": before, "to": row.status, "leaders": sorted(leaders), **(extra or {})},
+        )
     return row.status
 
 
@@ -424,7 +433,8 @@ def use(ctx: Ctx, target: Target, *, drill: bool) -> int:
     team_id = _owner_team(ctx, row)
     leaders = access.leaders(ctx, team_id)
     updated, grant = approvals.use(to_domain(ctx, row), target, ctx.now, leaders, drill=drill)
-    _sync(ctx, row, updated, leaders)
+    # The event tells the approvers and the org (webhooks, the next engineer's notifications).
+    _sync(ctx, row, updated, leaders, {"approvers": list(grant.approvers), "org": row.org})
     review = ReviewItem(request_id=row.id, service_key=row.service_key, opened_at=ctx.now)
     ctx.session.add(review)
     ctx.session.flush()
