@@ -80,8 +80,14 @@ def test_an_org_window_blocks_every_service_with_its_reason_and_next_transition(
     assert decision.blockers[0].details["windows"][0]["reason"] == "year-end freeze"
     # Later the same call answers from the model: the freeze is over.
     assert run(pipelines.gate, "checkout", "prod", "v1", clock.now() + timedelta(hours=11)).allowed
-    run(windows.delete_window, row.uid)
+    later = {"kind": "one_off", "start": "2026-02-01T00:00", "end": "2026-02-02T00:00"}
+    run(windows.update_window, row.uid, later)
     assert run(pipelines.gate, "checkout", "prod", "v1").allowed
+    with pytest.raises(InvalidInput):
+        run(windows.update_window, row.uid, {**later, "end": "2026-01-01T00:00"})
+    assert run(windows.get_window, row.uid).definition["end"] == "2026-02-02T00:00:00"
+    run(windows.delete_window, row.uid)
+    assert run(windows.list_windows) == []
 
 
 def test_a_recurring_weekend_window_on_one_stage(run, clock, checkout):

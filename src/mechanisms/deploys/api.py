@@ -499,6 +499,19 @@ def get_window(window_id: WindowId, ctx: CtxDep) -> WindowOut:
     return WindowOut(**windows.snapshot(windows.get_window(ctx, window_id)))
 
 
+class WindowUpdateIn(Input):
+    definition: dict[str, Any]
+    reason: Text | None = Field(default=None, max_length=2000)
+
+
+@router.put("/windows/{window_id}", response_model=WindowOut)
+def update_window(window_id: WindowId, body: WindowUpdateIn, ctx: CtxDep) -> WindowOut:
+    """Replace the window's rule (and reason); its scope stays."""
+    return WindowOut(
+        **windows.snapshot(windows.update_window(ctx, window_id, body.definition, body.reason))
+    )
+
+
 @router.delete("/windows/{window_id}", status_code=204, response_class=Response)
 def delete_window(window_id: WindowId, ctx: CtxDep) -> Response:
     windows.delete_window(ctx, window_id)

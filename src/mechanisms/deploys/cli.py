@@ -401,6 +401,23 @@ def windows_freeze(
     emit(row, as_json, lambda: _print_windows([row]))
 
 
+@windows_app.command("update")
+def windows_update(
+    window_id: str,
+    definition: Annotated[str, typer.Option(help="The new rule as JSON (see add).")],
+    reason: Annotated[str | None, typer.Option()] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Replace a window's rule (and reason); its scope stays."""
+    try:
+        parsed = json.loads(definition)
+    except ValueError as exc:
+        fail(f"--definition: not JSON: {exc}")
+    with acting() as ctx:
+        row = windows.snapshot(windows.update_window(ctx, window_id, parsed, reason))
+    emit(row, as_json, lambda: _print_windows([row]))
+
+
 @windows_app.command("delete")
 def windows_delete(window_id: str) -> None:
     with acting() as ctx:

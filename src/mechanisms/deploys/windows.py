@@ -314,6 +314,42 @@ def list_windows(ctx: Ctx, service: str | None = None, stage: str | None = None)
     return list(ctx.session.execute(query).scalars())
 
 
+def update_window(
+    ctx: Ctx, window_id: str, definition: dict[str, Any], reason: str | None = None
+) -> WindowRow:
+    """Replace a window's rule (and reason); its scope stays. Refused whole when the new
+    rule cannot be evaluated."""
+    require_site_role(ctx, Role.ENGINEER)
+    row = get_window(ctx, window_id)
+    scope = _scope_from_key(row.scope_key)
+    require_team_role(ctx, _scope_team(ctx, scope), Role.ENGINEER)
+    window = BlockWindow(
+        row.uid,
+        scope,
+        rule_from_json(definition),
+        row.reason if reason is None else _reason(reason),
+    )
+    calendar.validate(window)
+    before = snapshot(row)
+    row.kind = window.kind.value
+    row.definition = rule_to_json(window.rule)
+    row.reason = window.reason
+    row.expires_at = _expires_at(window)
+    ctx.session.flush()
+    access.record(
+        ctx,
+        "window_updated",
+        scope.service or row.scope_key,
+        stage=scope.stage,
+        object_type="deploys_window",
+        object_id=row.uid,
+        before=before,
+        after=snapshot(row),
+        details={"window": row.uid, "scope": row.scope_key, "reason": row.reason},
+    )
+    return row
+
+
 def delete_window(ctx: Ctx, window_id: str) -> None:
     require_site_role(ctx, Role.ENGINEER)
     row = get_window(ctx, window_id)
