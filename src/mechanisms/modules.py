@@ -24,6 +24,8 @@ class Mechanism:
     built: bool = False
     # True once its service, API and worker jobs exist, even before its pages do.
     code: bool = False
+    # The `mech` command it answers to, when not its name (`mech deploy` for deploys).
+    command: str = ""
 
     @property
     def importable(self) -> bool:
@@ -33,7 +35,9 @@ class Mechanism:
 MECHANISMS: list[Mechanism] = [
     Mechanism("flags", "Flags", "Feature access, treatment groups, throttled rollout", built=True),
     Mechanism("ops", "Ops", "Detective metrics, alarms that act, tickets, on-call", built=True),
-    Mechanism("deploys", "Deploys", "Pipelines, block days, break-glass"),
+    Mechanism(
+        "deploys", "Deploys", "Pipelines, block days, break-glass", code=True, command="deploy"
+    ),
     Mechanism("docs", "Docs", "Decision docs, checked and reviewed"),
     Mechanism("roadmap", "Roadmap", "Feedback and findings become the plan"),
     Mechanism("stickers", "Stickers", "Recognition for using the mechanisms well"),
@@ -90,4 +94,6 @@ def middlewares() -> list[Any]:
 
 
 def cli_apps() -> list[tuple[str, Any]]:
-    return _parts("cli", "app")
+    """(command name, Typer app) for each importable mechanism that has a CLI."""
+    commands = {m.name: m.command or m.name for m in importable()}
+    return [(commands[name], app) for name, app in _parts("cli", "app")]

@@ -1,5 +1,7 @@
 """Deploys: pipelines gated by integration tests, block windows and break-glass.
 
-This package holds the pure domain layer for now (calendar, gates, approvals, JUnit parsing);
-it is not yet listed in ``mechanisms.modules.MECHANISMS``.
-"""
+The pure domain layer (calendar, gates, approvals, JUnit parsing) is decision 0013; the
+storage, services, API, CLI and worker jobs on it are decision 0014. Importing the package
+registers its tables and its worker jobs."""
+
+from mechanisms.deploys import jobs, tables  # noqa: F401

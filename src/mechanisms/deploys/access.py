@@ -1,0 +1,124 @@
+"""Who owns a deploy service, who may act on it, and the history every change writes.
+
+A deploy service is an ops service (decision 0014): ops knows its owning team, and the
+team's place in the organisation gives the block-window scope (org → team → service →
+stage) and the leaders who count for break-glass."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+
+from mechanisms.core import audit, events
+from mechanisms.core.context import Ctx
+from mechanisms.core.identity import Role
+from mechanisms.core.permissions import require_team_role, team_lineage, team_role
+from mechanisms.core.tables import Membership, Team, User
+from mechanisms.deploys import approvals
+from mechanisms.deploys.calendar import Scope
+from mechanisms.deploys.tables import TimelineEntry
+from mechanisms.ops import alarms as ops_alarms
+
+
+@dataclass(frozen=True)
+class Owner:
+    """A service and where it sits: its owning team and that team's organisation."""
+
+    service: str
+    team_id: int
+    team: str
+    org_id: int
+    org: str
+
+    def scope(self, stage: str | None = None) -> Scope:
+        return Scope(self.org, self.team, self.service, stage)
+
+
+def owner(ctx: Ctx, service_key: str) -> Owner:
+    service = ops_alarms.get_service(ctx, service_key)
+    lineage = team_lineage(ctx, service.owner_team_id)
+    team = ctx.session.get(Team, service.owner_team_id)
+    org = ctx.session.get(Team, lineage[-1])
+    assert team is not None and org is not None
+    return Owner(service.key, team.id, team.slug, org.id, org.slug)
+
+
+def require_engineer(ctx: Ctx, service_key: str) -> Owner:
+    """Engineers of the owning team (or above it) change a service's deploys."""
+    found = owner(ctx, service_key)
+    require_team_role(ctx, found.team_id, Role.ENGINEER)
+    return found
+
+
+def actor(ctx: Ctx) -> approvals.Principal:
+    """The acting principal as the two-person rule sees it: bots, machine tokens and the
+    local CLI operator are never human."""
+    return approvals.Principal(ctx.principal.username, human=ctx.principal.is_human)
+
+
+def roles_held(ctx: Ctx, team_id: int) -> frozenset[str]:
+    """Every role label the acting principal holds on the team (a leader is an engineer too)."""
+    held = team_role(ctx, team_id)
+    if held is None:
+        return frozenset()
+    return frozenset(r.label for r in Role if Role.ENGINEER <= r <= held)
+
+
+def leaders(ctx: Ctx, team_id: int) -> frozenset[str]:
+    """People holding leader (or admin) in the owning team or any team above it; bots and
+    inactive accounts never count."""
+    rows = ctx.session.execute(
+        select(User.username)
+        .join(Membership, Membership.user_id == User.id)
+        .where(
+            Membership.team_id.in_(team_lineage(ctx, team_id)),
+            Membership.role.in_((Role.LEADER.label, Role.ADMIN.label)),
+            User.is_bot.is_(False),
+            User.active.is_(True),
+        )
+    ).scalars()
+    return frozenset(rows)
+
+
+def record(
+    ctx: Ctx,
+    kind: str,
+    service: str,
+    *,
+    stage: str | None = None,
+    digest: str | None = None,
+    object_type: str = "deploys_service",
+    object_id: Any = None,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    details: dict[str, Any] | None = None,
+    event: bool = True,
+) -> None:
+    """One change: the service's timeline entry, the audit record and the ``deploys.<kind>``
+    event, all in the caller's transaction."""
+    payload = {"service": service, "stage": stage, "digest": digest, **(details or {})}
+    ctx.session.add(
+        TimelineEntry(
+            service_key=service,
+            stage=stage,
+            digest=digest,
+            kind=kind,
+            actor=ctx.principal.actor,
+            at=ctx.now,
+            details=details or {},
+        )
+    )
+    ctx.session.flush()
+    audit.record(
+        ctx,
+        f"deploys.{kind}",
+        object_type,
+        object_id if object_id is not None else service,
+        before=before,
+        after=after,
+        details=payload,
+    )
+    if event:
+        events.emit(ctx, f"deploys.{kind}", object_type, object_id or service, payload)

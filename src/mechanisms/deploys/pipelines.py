@@ -1,0 +1,792 @@
+"""Pipelines, versions, test results, the gate, promotions, bakes and rollbacks.
+
+``gate`` loads the domain ``Snapshot`` from storage at the instant asked and returns the
+domain ``Decision`` (decision 0013): nothing is cached, so a window added a second ago or an
+alarm that just fired is in the answer. ``promote`` asks the same gate again at the moment
+of the promotion, spends a break-glass grant when one lifted the block window, and records
+the deployment, which then bakes; the worker finishes bakes or rolls them back."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from mechanisms.core.context import Ctx
+from mechanisms.core.errors import Conflict, Forbidden, InvalidInput, NotFound
+from mechanisms.core.identity import Role
+from mechanisms.core.permissions import require_site_role
+from mechanisms.deploys import access, gates, junit, windows
+from mechanisms.deploys.approvals import Target
+from mechanisms.deploys.tables import (
+    Deployment,
+    Pipeline,
+    Stage,
+    StageApproval,
+    TestRun,
+    TimelineEntry,
+    Version,
+)
+from mechanisms.ops import alarms as ops_alarms
+
+MAX_STAGES = 20
+MAX_SUITES = 50
+MAX_TEXT = 200
+BAKING, SUCCEEDED, ROLLED_BACK = "baking", "succeeded", "rolled_back"
+
+
+def _invalid(field: str, message: str, code: str = "invalid_input") -> InvalidInput:
+    return InvalidInput(f"{field}: {message}", code=code, details={"field": field})
+
+
+def _name(value: Any, field: str) -> str:
+    if not isinstance(value, str) or not value.strip() or "\x00" in value or "/" in value:
+        raise _invalid(field, "a non-empty name without '/' is required")
+    if len(value) > MAX_TEXT:
+        raise _invalid(field, f"at most {MAX_TEXT} characters")
+    return value.strip()
+
+
+def _names(value: Any, field: str) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or len(value) > MAX_SUITES:
+        raise _invalid(field, f"a list of up to {MAX_SUITES} names")
+    return [_name(v, f"{field}[{i}]") for i, v in enumerate(value)]
+
+
+# --- pipelines ------------------------------------------------------------------------
+
+
+def _stage_spec(ctx: Ctx, spec: Any, i: int) -> dict[str, Any]:
+    field = f"stages[{i}]"
+    if not isinstance(spec, dict):
+        raise _invalid(field, "an object with a name is required")
+    bake = spec.get("bake_minutes", 0)
+    if isinstance(bake, bool) or not isinstance(bake, int) or not 0 <= bake <= 7 * 24 * 60:
+        raise _invalid(f"{field}.bake_minutes", "0 to 10080 minutes")
+    alarm_names = _names(spec.get("alarms"), f"{field}.alarms")
+    for j, alarm in enumerate(alarm_names):
+        try:
+            ops_alarms.get_alarm(ctx, alarm)
+        except NotFound:
+            raise _invalid(f"{field}.alarms[{j}]", f"no ops alarm is named {alarm!r}") from None
+    approval = spec.get("approval")
+    roles: list[str] | None = None
+    count = 0
+    if approval is not None:
+        if not isinstance(approval, dict):
+            raise _invalid(f"{field}.approval", "an object with roles and count")
+        roles = _names(approval.get("roles"), f"{field}.approval.roles")
+        unknown = [r for r in roles if r not in ("engineer", "leader", "admin")]
+        if unknown or not roles:
+            raise _invalid(f"{field}.approval.roles", "engineer, leader or admin")
+        count = approval.get("count", 1)
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 10:
+            raise _invalid(f"{field}.approval.count", "1 to 10 approvers")
+    return {
+        "name": _name(spec.get("name"), f"{field}.name"),
+        "required_suites": _names(spec.get("required_suites"), f"{field}.required_suites"),
+        "bake_seconds": bake * 60,
+        "alarms": alarm_names,
+        "approval_roles": roles,
+        "approval_count": count,
+    }
+
+
+def _domain_stage(row: Stage) -> gates.Stage:
+    return gates.Stage(
+        row.name,
+        tuple(row.required_suites),
+        timedelta(seconds=row.bake_seconds),
+        gates.ApprovalRule(frozenset(row.approval_roles), row.approval_count)
+        if row.approval_roles
+        else None,
+    )
+
+
+def stages_of(ctx: Ctx, pipeline: Pipeline) -> list[Stage]:
+    return list(
+        ctx.session.execute(
+            select(Stage).where(Stage.pipeline_id == pipeline.id).order_by(Stage.position)
+        ).scalars()
+    )
+
+
+def stage_snapshot(row: Stage) -> dict[str, Any]:
+    return {
+        "name": row.name,
+        "required_suites": list(row.required_suites),
+        "bake_minutes": row.bake_seconds // 60,
+        "alarms": list(row.alarms),
+        "approval": {"roles": list(row.approval_roles), "count": row.approval_count}
+        if row.approval_roles
+        else None,
+    }
+
+
+def pipeline_snapshot(ctx: Ctx, pipeline: Pipeline) -> dict[str, Any]:
+    return {
+        "service": pipeline.service_key,
+        "stages": [stage_snapshot(s) for s in stages_of(ctx, pipeline)],
+        "created_by": pipeline.created_by,
+        "created_at": pipeline.created_at.isoformat(),
+        "updated_at": pipeline.updated_at.isoformat(),
+    }
+
+
+def set_pipeline(ctx: Ctx, service: str, stages: Sequence[dict[str, Any]]) -> Pipeline:
+    """Create or replace a service's pipeline: its stages in order (each name once)."""
+    require_site_role(ctx, Role.ENGINEER)
+    owner = access.require_engineer(ctx, service)
+    if not isinstance(stages, list | tuple) or not 1 <= len(stages) <= MAX_STAGES:
+        raise _invalid("stages", f"1 to {MAX_STAGES} stages")
+    specs = [_stage_spec(ctx, s, i) for i, s in enumerate(stages)]
+    # The domain refuses overlapping (repeated) stage names and bad rules.
+    gates.Pipeline(service, tuple(_domain_stage(Stage(**s)) for s in specs))
+    pipeline = _find(ctx, service)
+    before = pipeline_snapshot(ctx, pipeline) if pipeline else None
+    if pipeline is None:
+        pipeline = Pipeline(
+            service_key=owner.service,
+            created_by=ctx.principal.actor,
+            created_at=ctx.now,
+            updated_at=ctx.now,
+        )
+        ctx.session.add(pipeline)
+    else:
+        for old in stages_of(ctx, pipeline):
+            ctx.session.delete(old)
+        pipeline.updated_at = ctx.now
+    ctx.session.flush()
+    for position, spec in enumerate(specs):
+        ctx.session.add(Stage(pipeline_id=pipeline.id, position=position, **spec))
+    ctx.session.flush()
+    access.record(
+        ctx,
+        "pipeline_set",
+        service,
+        object_type="deploys_pipeline",
+        before=before,
+        after=pipeline_snapshot(ctx, pipeline),
+        details={"stages": [s["name"] for s in specs]},
+    )
+    return pipeline
+
+
+def _find(ctx: Ctx, service: str) -> Pipeline | None:
+    return ctx.session.execute(
+        select(Pipeline).where(Pipeline.service_key == service)
+    ).scalar_one_or_none()
+
+
+def get_pipeline(ctx: Ctx, service: str) -> Pipeline:
+    require_site_role(ctx, Role.VIEWER)
+    found = _find(ctx, service)
+    if found is None:
+        raise NotFound(f"{service!r} has no pipeline", details={"field": "service"})
+    return found
+
+
+def list_pipelines(ctx: Ctx) -> list[Pipeline]:
+    require_site_role(ctx, Role.VIEWER)
+    return list(ctx.session.execute(select(Pipeline).order_by(Pipeline.service_key)).scalars())
+
+
+def _stage_row(ctx: Ctx, pipeline: Pipeline, stage: str) -> Stage:
+    for row in stages_of(ctx, pipeline):
+        if row.name == stage:
+            return row
+    raise NotFound(
+        f"{pipeline.service_key} has no stage {stage!r}", details={"field": "stage", "value": stage}
+    )
+
+
+# --- versions -------------------------------------------------------------------------
+
+
+def version_snapshot(row: Version) -> dict[str, Any]:
+    return {
+        "service": row.service_key,
+        "artifact": row.artifact,
+        "digest": row.digest,
+        "author": row.author,
+        "registered_by": row.registered_by,
+        "created_at": row.created_at.isoformat(),
+    }
+
+
+def register_version(
+    ctx: Ctx, service: str, artifact: str, digest: str, author: str | None = None
+) -> Version:
+    """A build of the service. An artifact registered again with another digest invalidates
+    every open break-glass request for its old digest."""
+    require_site_role(ctx, Role.ENGINEER)
+    access.require_engineer(ctx, service)
+    artifact, digest = _name(artifact, "artifact"), _name(digest, "digest")
+    author = None if author is None else _name(author, "author")
+    if _version(ctx, service, digest) is not None:
+        raise Conflict(f"{digest} is registered already", details={"field": "digest"})
+    row = Version(
+        service_key=service,
+        artifact=artifact,
+        digest=digest,
+        author=author,
+        registered_by=ctx.principal.actor,
+        created_at=ctx.now,
+    )
+    ctx.session.add(row)
+    ctx.session.flush()
+    access.record(
+        ctx,
+        "version_registered",
+        service,
+        digest=digest,
+        object_type="deploys_version",
+        object_id=f"{service}@{digest}",
+        after=version_snapshot(row),
+        details={"artifact": artifact, "author": author},
+    )
+    from mechanisms.deploys import breakglass  # the two services call each other
+
+    replaced = ctx.session.execute(
+        select(Version.digest).where(
+            Version.service_key == service, Version.artifact == artifact, Version.digest != digest
+        )
+    ).scalars()
+    for old in replaced:
+        breakglass.digest_changed(ctx, service, old, digest)
+    return row
+
+
+def _version(ctx: Ctx, service: str, digest: str) -> Version | None:
+    return ctx.session.execute(
+        select(Version).where(Version.service_key == service, Version.digest == digest)
+    ).scalar_one_or_none()
+
+
+def get_version(ctx: Ctx, service: str, version: str) -> Version:
+    """A version by digest, or the newest one of an artifact id."""
+    require_site_role(ctx, Role.VIEWER)
+    found = (
+        _version(ctx, service, version)
+        or ctx.session.execute(
+            select(Version)
+            .where(Version.service_key == service, Version.artifact == version)
+            .order_by(Version.id.desc())
+            .limit(1)
+        ).scalar_one_or_none()
+    )
+    if found is None:
+        raise NotFound(
+            f"{service} has no version {version!r}; register it first (mech deploy versions register)",
+            details={"field": "version", "value": version},
+        )
+    return found
+
+
+def list_versions(ctx: Ctx, service: str, limit: int = 100) -> list[Version]:
+    require_site_role(ctx, Role.VIEWER)
+    return list(
+        ctx.session.execute(
+            select(Version)
+            .where(Version.service_key == service)
+            .order_by(Version.id.desc())
+            .limit(max(1, min(limit, 500)))
+        ).scalars()
+    )
+
+
+# --- test results ---------------------------------------------------------------------
+
+
+def test_run_snapshot(row: TestRun) -> dict[str, Any]:
+    return {
+        "service": row.service_key,
+        "digest": row.digest,
+        "suite": row.suite,
+        "tests": row.tests,
+        "failures": row.failures,
+        "errors": row.errors,
+        "skipped": row.skipped,
+        "time_seconds": row.time_seconds,
+        "passed": row.tests - row.skipped > 0 and not row.failures and not row.errors,
+        "problems": row.problems,
+        "uploaded_by": row.uploaded_by,
+        "uploaded_at": row.uploaded_at.isoformat(),
+    }
+
+
+def upload_tests(ctx: Ctx, service: str, version: str, suite: str, xml: bytes | str) -> TestRun:
+    """A JUnit XML report of ``suite`` against one version, parsed (defusedxml, junitparser)
+    and stored with its counts and failures. Malformed XML is refused, nothing stored."""
+    require_site_role(ctx, Role.ENGINEER)
+    access.require_engineer(ctx, service)
+    suite = _name(suite, "suite")
+    found = get_version(ctx, service, version)
+    report = junit.parse(xml)
+    row = TestRun(
+        service_key=service,
+        digest=found.digest,
+        suite=suite,
+        tests=report.tests,
+        failures=report.failures,
+        errors=report.errors,
+        skipped=report.skipped,
+        time_seconds=report.time,
+        problems=[p.__dict__ for p in report.problems],
+        uploaded_by=ctx.principal.actor,
+        uploaded_at=ctx.now,
+    )
+    ctx.session.add(row)
+    ctx.session.flush()
+    access.record(
+        ctx,
+        "tests_uploaded",
+        service,
+        digest=found.digest,
+        object_type="deploys_test_run",
+        object_id=row.id,
+        after=test_run_snapshot(row),
+        details={"suite": suite, "passed": report.passed, "tests": report.tests},
+    )
+    return row
+
+
+def test_runs(ctx: Ctx, service: str, digest: str) -> list[TestRun]:
+    require_site_role(ctx, Role.VIEWER)
+    return list(
+        ctx.session.execute(
+            select(TestRun)
+            .where(TestRun.service_key == service, TestRun.digest == digest)
+            .order_by(TestRun.id)
+        ).scalars()
+    )
+
+
+# --- manual stage approvals -----------------------------------------------------------
+
+
+def approve_stage(
+    ctx: Ctx, service: str, stage: str, version: str, comment: str = ""
+) -> StageApproval:
+    """A person's approval of one version into a stage that asks for one."""
+    require_site_role(ctx, Role.ENGINEER)
+    owner = access.owner(ctx, service)
+    row = _stage_row(ctx, get_pipeline(ctx, service), stage)
+    if not row.approval_roles:
+        raise Conflict(f"{service}/{stage} asks for no manual approval", details={"field": "stage"})
+    held = access.roles_held(ctx, owner.team_id)
+    if not held & set(row.approval_roles):
+        raise Forbidden(
+            f"approving {service}/{stage} needs {' or '.join(row.approval_roles)} in {owner.team}",
+            details={"needed_role": row.approval_roles[0]},
+        )
+    who = access.actor(ctx)
+    if not who.human:
+        raise Forbidden("bots and machine tokens cannot approve a stage", code="not_human")
+    if not isinstance(comment, str) or "\x00" in comment or len(comment) > 2000:
+        raise _invalid("comment", "text up to 2000 characters")
+    digest = get_version(ctx, service, version).digest
+    approval = StageApproval(
+        service_key=service,
+        stage=stage,
+        digest=digest,
+        approver=who.id,
+        human=who.human,
+        roles=sorted(held),
+        comment=comment,
+        approved_at=ctx.now,
+    )
+    ctx.session.add(approval)
+    ctx.session.flush()
+    access.record(
+        ctx,
+        "stage_approved",
+        service,
+        stage=stage,
+        digest=digest,
+        object_type="deploys_stage_approval",
+        object_id=approval.id,
+        details={"approver": who.id, "roles": sorted(held), "comment": comment},
+    )
+    return approval
+
+
+# --- the gate -------------------------------------------------------------------------
+
+
+def _current(ctx: Ctx, pipeline: Pipeline, stage: str) -> Deployment | None:
+    return ctx.session.execute(
+        select(Deployment)
+        .where(Deployment.pipeline_id == pipeline.id, Deployment.stage == stage)
+        .order_by(Deployment.id.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+
+
+def _last_good(ctx: Ctx, pipeline: Pipeline, stage: str, other_than: str) -> str | None:
+    return ctx.session.execute(
+        select(Deployment.digest)
+        .where(
+            Deployment.pipeline_id == pipeline.id,
+            Deployment.stage == stage,
+            Deployment.state == SUCCEEDED,
+            Deployment.digest != other_than,
+        )
+        .order_by(Deployment.id.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+
+
+def _domain_deployment(row: Deployment) -> gates.Deployment:
+    return gates.Deployment(row.stage, row.digest, row.started_at, row.previous_good)
+
+
+def _deployments(
+    ctx: Ctx, pipeline: Pipeline, stages: list[Stage], digest: str
+) -> dict[str, gates.Deployment]:
+    found = {}
+    for stage in stages:
+        current = _current(ctx, pipeline, stage.name)
+        if current is not None:
+            found[stage.name] = _domain_deployment(current)
+        # A stage rolled back from this digest: show the gate the bake that failed.
+        rolled = ctx.session.execute(
+            select(Deployment)
+            .where(
+                Deployment.pipeline_id == pipeline.id,
+                Deployment.stage == stage.name,
+                Deployment.digest == digest,
+            )
+            .order_by(Deployment.id.desc())
+            .limit(1)
+        ).scalar_one_or_none()
+        if rolled is not None and rolled.state == ROLLED_BACK:
+            found[stage.name] = _domain_deployment(rolled)
+    return found
+
+
+def _alarm_transitions(ctx: Ctx, stage: Stage) -> list[gates.AlarmTransition]:
+    found = []
+    for name in stage.alarms:
+        try:
+            history = ops_alarms.history(ctx, name, limit=200)
+        except NotFound:
+            continue  # an alarm deleted in ops no longer watches the stage
+        found += [gates.AlarmTransition(name, t.to_state, t.at) for t in history]
+    return found
+
+
+def _approvals(ctx: Ctx, service: str, stage: str, digest: str) -> list[gates.StageApproval]:
+    rows = ctx.session.execute(
+        select(StageApproval).where(
+            StageApproval.service_key == service,
+            StageApproval.stage == stage,
+            StageApproval.digest == digest,
+        )
+    ).scalars()
+    return [
+        gates.StageApproval(
+            gates.Principal(r.approver, r.human),
+            frozenset(r.roles),
+            Target(r.service_key, r.stage, r.digest),
+            r.approved_at,
+        )
+        for r in rows
+    ]
+
+
+def _suite_results(ctx: Ctx, service: str, digest: str) -> list[gates.SuiteResult]:
+    rows = ctx.session.execute(
+        select(TestRun)
+        .where(TestRun.service_key == service, TestRun.digest == digest)
+        .order_by(TestRun.id)
+    ).scalars()
+    return [
+        gates.SuiteResult(r.suite, r.digest, r.tests, r.failures, r.errors, r.skipped) for r in rows
+    ]
+
+
+def _decide(
+    ctx: Ctx, service: str, stage: str, version: str, at: datetime, drill: bool
+) -> tuple[gates.Decision, Pipeline, Version]:
+    from mechanisms.deploys import breakglass
+
+    if at.tzinfo is None:
+        raise _invalid("at", "the instant must carry a time zone", "naive_instant")
+    pipeline = get_pipeline(ctx, service)
+    rows = stages_of(ctx, pipeline)
+    domain = gates.Pipeline(service, tuple(_domain_stage(s) for s in rows))
+    index = domain.index(stage)
+    found = get_version(ctx, service, version)
+    target = Target(service, stage, found.digest)
+    previous = rows[index - 1] if index else None
+    snapshot = gates.Snapshot(
+        pipeline=domain,
+        window=windows.gate_state(ctx, service, stage, at),
+        deployments=_deployments(ctx, pipeline, rows, found.digest),
+        test_results=_suite_results(ctx, service, found.digest),
+        alarms={previous.name: _alarm_transitions(ctx, previous)} if previous else {},
+        approvals=_approvals(ctx, service, stage, found.digest),
+        grant=breakglass.grant_for(ctx, target, at, drill=drill),
+    )
+    ask = gates.Promotion(
+        stage,
+        gates.Version(found.artifact, found.digest, found.author),
+        access.actor(ctx),
+        at,
+        drill,
+    )
+    return gates.evaluate(snapshot, ask), pipeline, found
+
+
+def gate(
+    ctx: Ctx,
+    service: str,
+    stage: str,
+    version: str,
+    at: datetime | None = None,
+    *,
+    drill: bool = False,
+) -> gates.Decision:
+    """May ``version`` (a digest or artifact id) go into ``service``'s ``stage`` at ``at``
+    (default now)? Every blocker, how to clear it, and the window's next transition."""
+    require_site_role(ctx, Role.VIEWER)
+    return _decide(ctx, service, stage, version, at or ctx.now, drill)[0]
+
+
+# --- promotions, bakes and rollbacks --------------------------------------------------
+
+
+def deployment_snapshot(row: Deployment) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "stage": row.stage,
+        "digest": row.digest,
+        "state": row.state,
+        "previous_good": row.previous_good,
+        "started_at": row.started_at.isoformat(),
+        "bake_until": row.bake_until.isoformat(),
+        "finished_at": row.finished_at.isoformat() if row.finished_at else None,
+        "promoted_by": row.promoted_by,
+        "break_glass": row.break_glass_id,
+        "rollback_alarm": row.rollback_alarm,
+    }
+
+
+def promote(
+    ctx: Ctx, service: str, stage: str, version: str, *, drill: bool = False
+) -> tuple[gates.Decision, Deployment | None]:
+    """Re-check every gate now; when it passes, record the deployment (it bakes) and spend
+    the break-glass grant that lifted a block window. A drill runs the whole path, grant
+    included, and deploys nothing. A blocked promotion is recorded and changes nothing else."""
+    require_site_role(ctx, Role.ENGINEER)
+    access.require_engineer(ctx, service)
+    from mechanisms.deploys import breakglass
+
+    decision, pipeline, found = _decide(ctx, service, stage, version, ctx.now, drill)
+    digest = found.digest
+    if not decision.allowed:
+        access.record(
+            ctx,
+            "promotion_blocked",
+            service,
+            stage=stage,
+            digest=digest,
+            details={"drill": drill, "blockers": [b.code for b in decision.blockers]},
+        )
+        return decision, None
+    request_id = None
+    # A drill spends its drill grant even when no window blocks: the drill is the path.
+    if decision.break_glass or (drill and breakglass.has_grant(ctx, decision.target, drill=True)):
+        request_id = breakglass.use(ctx, decision.target, drill=drill)
+    if drill:
+        access.record(
+            ctx,
+            "drill_promoted",
+            service,
+            stage=stage,
+            digest=digest,
+            details={"break_glass": request_id},
+        )
+        return decision, None
+    row = _start_deployment(ctx, pipeline, _stage_row(ctx, pipeline, stage), digest, request_id)
+    breakglass.candidate_changed(ctx, service, pipeline_stage_after(ctx, pipeline, stage), digest)
+    return decision, row
+
+
+def pipeline_stage_after(ctx: Ctx, pipeline: Pipeline, stage: str) -> str | None:
+    names = [s.name for s in stages_of(ctx, pipeline)]
+    i = names.index(stage)
+    return names[i + 1] if i + 1 < len(names) else None
+
+
+def _start_deployment(
+    ctx: Ctx, pipeline: Pipeline, stage: Stage, digest: str, request_id: int | None
+) -> Deployment:
+    bake = timedelta(seconds=stage.bake_seconds)
+    row = Deployment(
+        pipeline_id=pipeline.id,
+        stage=stage.name,
+        digest=digest,
+        state=BAKING if bake else SUCCEEDED,
+        previous_good=_last_good(ctx, pipeline, stage.name, digest),
+        started_at=ctx.now,
+        bake_until=ctx.now + bake,
+        finished_at=None if bake else ctx.now,
+        promoted_by=ctx.principal.actor,
+        break_glass_id=request_id,
+    )
+    ctx.session.add(row)
+    ctx.session.flush()
+    access.record(
+        ctx,
+        "promoted",
+        pipeline.service_key,
+        stage=stage.name,
+        digest=digest,
+        object_type="deploys_deployment",
+        object_id=row.id,
+        after=deployment_snapshot(row),
+        details={
+            "bake_until": row.bake_until.isoformat(),
+            "previous_good": row.previous_good,
+            "break_glass": request_id,
+        },
+    )
+    return row
+
+
+def due_bakes(session: Any, now: datetime, limit: int) -> list[int]:
+    """Deployments still baking: each is checked every tick (alarms) until its bake ends."""
+    return list(
+        session.execute(
+            select(Deployment.id)
+            .where(Deployment.state == BAKING)
+            .order_by(Deployment.id)
+            .limit(limit)
+        ).scalars()
+    )
+
+
+def advance_bake(ctx: Ctx, deployment_id: int) -> None:
+    """Roll the stage back when a watched alarm is in ALARM (or went there during the bake);
+    mark the deployment succeeded once its bake is over with the alarms quiet."""
+    row = ctx.session.get(Deployment, deployment_id, with_for_update=True)
+    if row is None or row.state != BAKING:
+        return
+    pipeline = ctx.session.get(Pipeline, row.pipeline_id)
+    assert pipeline is not None
+    stage = _stage_row(ctx, pipeline, row.stage)
+    until = min(ctx.now, row.bake_until)
+    fired = [
+        t
+        for t in _alarm_transitions(ctx, stage)
+        if t.state == gates.ALARM and row.started_at <= t.at <= until
+    ]
+    firing = ops_alarms.firing(ctx.session, list(stage.alarms))
+    if firing or fired:
+        alarm = firing[0] if firing else min(fired, key=lambda t: t.at).alarm
+        _roll_back(ctx, pipeline, row, alarm)
+    elif ctx.now >= row.bake_until:
+        row.state = SUCCEEDED
+        row.finished_at = ctx.now
+        ctx.session.flush()
+        access.record(
+            ctx,
+            "baked",
+            pipeline.service_key,
+            stage=row.stage,
+            digest=row.digest,
+            object_type="deploys_deployment",
+            object_id=row.id,
+        )
+
+
+def alarm_fired(ctx: Ctx, alarm: str) -> int:
+    """Check every deployment baking in a stage that watches ``alarm`` (idempotent)."""
+    rows = ctx.session.execute(
+        select(Deployment.id, Stage.alarms)
+        .join(
+            Stage, (Stage.pipeline_id == Deployment.pipeline_id) & (Stage.name == Deployment.stage)
+        )
+        .where(Deployment.state == BAKING)
+    ).all()
+    watching = [r.id for r in rows if alarm in r.alarms]
+    for deployment_id in watching:
+        advance_bake(ctx, deployment_id)
+    return len(watching)
+
+
+def _roll_back(ctx: Ctx, pipeline: Pipeline, row: Deployment, alarm: str) -> None:
+    row.state = ROLLED_BACK
+    row.finished_at = ctx.now
+    row.rollback_alarm = alarm
+    ctx.session.flush()
+    target = row.previous_good
+    if target is not None:
+        ctx.session.add(
+            Deployment(
+                pipeline_id=pipeline.id,
+                stage=row.stage,
+                digest=target,
+                state=SUCCEEDED,
+                previous_good=_last_good(ctx, pipeline, row.stage, target),
+                started_at=ctx.now,
+                bake_until=ctx.now,
+                finished_at=ctx.now,
+                promoted_by=ctx.principal.actor,
+            )
+        )
+        ctx.session.flush()
+    access.record(
+        ctx,
+        "rolled_back",
+        pipeline.service_key,
+        stage=row.stage,
+        digest=row.digest,
+        object_type="deploys_deployment",
+        object_id=row.id,
+        details={"alarm": alarm, "to": target},
+    )
+
+
+def stage_states(ctx: Ctx, service: str) -> list[dict[str, Any]]:
+    """Each stage with the deployment it runs now (what a pipeline view shows)."""
+    pipeline = get_pipeline(ctx, service)
+    found = []
+    for stage in stages_of(ctx, pipeline):
+        current = _current(ctx, pipeline, stage.name)
+        found.append(
+            {
+                **stage_snapshot(stage),
+                "deployment": deployment_snapshot(current) if current else None,
+            }
+        )
+    return found
+
+
+def timeline(ctx: Ctx, service: str, limit: int = 200) -> list[TimelineEntry]:
+    require_site_role(ctx, Role.VIEWER)
+    return list(
+        ctx.session.execute(
+            select(TimelineEntry)
+            .where(TimelineEntry.service_key == service)
+            .order_by(TimelineEntry.id.desc())
+            .limit(max(1, min(limit, 1000)))
+        ).scalars()
+    )
+
+
+def timeline_snapshot(row: TimelineEntry) -> dict[str, Any]:
+    return {
+        "kind": row.kind,
+        "stage": row.stage,
+        "digest": row.digest,
+        "actor": row.actor,
+        "at": row.at.isoformat(),
+        "details": row.details,
+    }

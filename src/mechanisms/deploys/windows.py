@@ -1,0 +1,430 @@
+"""Block windows: stored as the domain model's definitions, evaluated per call (decision 0013).
+
+A window's scope is an org, a team, a service or a stage. Whoever creates or deletes one
+needs the engineer role where it applies: on the org's root team for an org-wide freeze,
+on the team for a team window, on the owning team for a service or stage window."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from mechanisms.core import accounts
+from mechanisms.core.context import Ctx
+from mechanisms.core.errors import InvalidInput, NotFound
+from mechanisms.core.identity import Role
+from mechanisms.core.permissions import require_site_role, require_team_role
+from mechanisms.core.tables import Team
+from mechanisms.deploys import access, calendar, ical
+from mechanisms.deploys.calendar import (
+    BlockWindow,
+    Calendar,
+    Freeze,
+    GateState,
+    Holidays,
+    OneOff,
+    Recurring,
+    Scope,
+)
+from mechanisms.deploys.tables import BlockWindow as WindowRow
+
+SCOPE_KINDS = ("org", "team", "service", "stage")
+MAX_REASON = 2000
+
+
+def _invalid(field: str, message: str, code: str = "invalid_input") -> InvalidInput:
+    return InvalidInput(f"{field}: {message}", code=code, details={"field": field})
+
+
+# --- definitions as JSON ------------------------------------------------------------
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat()
+
+
+def _parse_instant(value: Any, field: str) -> datetime:
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str):
+        raise _invalid(field, "an ISO 8601 date-time is required")
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise _invalid(field, f"{value!r} is not an ISO 8601 date-time") from None
+
+
+def _int(value: Any, field: str, default: int = 0) -> int:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _invalid(field, "a whole number is required")
+    return value
+
+
+def _str(value: Any, field: str, default: str | None = None) -> str:
+    if value is None and default is not None:
+        return default
+    if not isinstance(value, str) or not value.strip() or "\x00" in value:
+        raise _invalid(field, "a non-empty text is required")
+    return value.strip()
+
+
+def rule_to_json(rule: calendar.Rule) -> dict[str, Any]:
+    if isinstance(rule, OneOff):
+        return {
+            "kind": rule.kind.value,
+            "start": _iso(rule.start),
+            "end": _iso(rule.end),
+            "tz": rule.tz,
+        }
+    if isinstance(rule, Recurring):
+        return {
+            "kind": rule.kind.value,
+            "rrule": rule.rrule,
+            "dtstart": _iso(rule.dtstart),
+            "duration_minutes": int(rule.duration.total_seconds() // 60),
+            "tz": rule.tz,
+            "exdates": [_iso(d) for d in rule.exdates],
+        }
+    return {
+        "kind": rule.kind.value,
+        "country": rule.country,
+        "subdivision": rule.subdivision,
+        "tz": rule.tz,
+        "days_before": rule.days_before,
+        "days_after": rule.days_after,
+    }
+
+
+def rule_from_json(data: Any) -> calendar.Rule:
+    """The rule a definition describes. Recurring rules take ``duration_minutes`` or an end
+    on the wall clock (``end_time`` "09:00" and ``days_later``)."""
+    if not isinstance(data, dict):
+        raise _invalid("definition", "an object with a kind is required")
+    kind = data.get("kind")
+    tz = _str(data.get("tz"), "definition.tz", "UTC")
+    if kind in ("one_off", "freeze"):
+        cls = Freeze if kind == "freeze" else OneOff
+        return cls(
+            _parse_instant(data.get("start"), "definition.start"),
+            _parse_instant(data.get("end"), "definition.end"),
+            tz,
+        )
+    if kind == "recurring":
+        dtstart = _parse_instant(data.get("dtstart"), "definition.dtstart")
+        rrule = _str(data.get("rrule"), "definition.rrule")
+        exdates_raw = data.get("exdates") or []
+        if not isinstance(exdates_raw, list):
+            raise _invalid("definition.exdates", "a list of date-times is required")
+        exdates = tuple(
+            _parse_instant(v, f"definition.exdates[{i}]") for i, v in enumerate(exdates_raw)
+        )
+        if data.get("end_time") is not None:
+            try:
+                end = datetime.strptime(
+                    _str(data["end_time"], "definition.end_time"), "%H:%M"
+                ).time()
+            except ValueError:
+                raise _invalid("definition.end_time", "HH:MM is required") from None
+            days = _int(data.get("days_later"), "definition.days_later")
+            if not 0 <= days <= 366:
+                raise _invalid("definition.days_later", "0 to 366 days")
+            return Recurring.until_wall_clock(
+                rrule, dtstart, end, days_later=days, tz=tz, exdates=exdates
+            )
+        minutes = _int(data.get("duration_minutes"), "definition.duration_minutes", -1)
+        if not 0 < minutes <= 366 * 24 * 60:
+            raise _invalid("definition.duration_minutes", "between 1 minute and 366 days")
+        return Recurring(rrule, dtstart, timedelta(minutes=minutes), tz, exdates)
+    if kind == "holidays":
+        subdivision = data.get("subdivision")
+        return Holidays(
+            _str(data.get("country"), "definition.country"),
+            None if subdivision is None else _str(subdivision, "definition.subdivision"),
+            tz,
+            _int(data.get("days_before"), "definition.days_before"),
+            _int(data.get("days_after"), "definition.days_after"),
+        )
+    raise _invalid("definition.kind", "one of one_off, freeze, recurring, holidays")
+
+
+def _scope_from_key(key: str) -> Scope:
+    return Scope(*key.split("/"))
+
+
+def to_domain(row: WindowRow) -> BlockWindow:
+    return BlockWindow(
+        row.uid, _scope_from_key(row.scope_key), rule_from_json(row.definition), row.reason
+    )
+
+
+def snapshot(row: WindowRow) -> dict[str, Any]:
+    return {
+        "id": row.uid,
+        "scope": row.scope_kind,
+        "scope_key": row.scope_key,
+        "kind": row.kind,
+        "definition": row.definition,
+        "reason": row.reason,
+        "created_by": row.created_by,
+        "created_at": row.created_at.isoformat(),
+        "expires_at": row.expires_at.isoformat() if row.expires_at else None,
+    }
+
+
+# --- scopes -------------------------------------------------------------------------
+
+
+def resolve_scope(ctx: Ctx, kind: str, target: str) -> tuple[Scope, int]:
+    """The domain scope of ``kind`` ("org", "team", "service" or "stage") named by ``target``
+    (a team slug, a service key, or "service/stage"), and the team whose engineers may
+    change windows there."""
+    if kind not in SCOPE_KINDS:
+        raise _invalid("scope", f"one of {', '.join(SCOPE_KINDS)}")
+    target = _str(target, "target")
+    if kind in ("org", "team"):
+        team = accounts.get_team(ctx, target)
+        org = ctx.session.get(Team, accounts.organisation_of(ctx, team.id))
+        assert org is not None
+        if kind == "org":
+            if org.id != team.id:
+                raise _invalid("target", f"{target} is a team of {org.slug}, not an organisation")
+            return Scope(org.slug), org.id
+        return Scope(org.slug, team.slug), team.id
+    service, _, stage = target.partition("/") if kind == "stage" else (target, "", "")
+    if kind == "stage" and not stage:
+        raise _invalid("target", "a stage is named service/stage")
+    found = access.owner(ctx, service)
+    return found.scope(stage or None), found.team_id
+
+
+def _scope_team(ctx: Ctx, scope: Scope) -> int:
+    if scope.service is not None:
+        return access.owner(ctx, scope.service).team_id
+    return accounts.get_team(ctx, scope.team or scope.org).id
+
+
+# --- services -----------------------------------------------------------------------
+
+
+def _expires_at(window: BlockWindow) -> datetime | None:
+    rule = window.rule
+    if isinstance(rule, OneOff):
+        compiled = calendar.validate(window)
+        return compiled.between(calendar.EARLIEST, calendar.LATEST)[0].end
+    return None
+
+
+def _store(ctx: Ctx, window: BlockWindow, kind: str) -> WindowRow:
+    calendar.validate(window)
+    if ctx.session.execute(select(WindowRow.id).where(WindowRow.uid == window.id)).first():
+        raise InvalidInput(
+            f"a window with the id {window.id!r} exists already",
+            code="duplicate_window",
+            details={"field": "id"},
+        )
+    row = WindowRow(
+        uid=window.id,
+        scope_kind=kind,
+        scope_key=str(window.scope),
+        kind=window.kind.value,
+        definition=rule_to_json(window.rule),
+        reason=window.reason,
+        created_by=ctx.principal.actor,
+        created_at=ctx.now,
+        expires_at=_expires_at(window),
+    )
+    ctx.session.add(row)
+    ctx.session.flush()
+    service = window.scope.service or ""
+    access.record(
+        ctx,
+        "window_created",
+        service or str(window.scope),
+        stage=window.scope.stage,
+        object_type="deploys_window",
+        object_id=window.id,
+        after=snapshot(row),
+        details={"window": window.id, "scope": str(window.scope), "reason": window.reason},
+    )
+    return row
+
+
+def _reason(reason: Any) -> str:
+    if reason is None:
+        return ""
+    if not isinstance(reason, str) or "\x00" in reason or len(reason) > MAX_REASON:
+        raise _invalid("reason", f"text up to {MAX_REASON} characters")
+    return reason.strip()
+
+
+def create_window(
+    ctx: Ctx,
+    scope: str,
+    target: str,
+    definition: dict[str, Any],
+    reason: str = "",
+    window_id: str | None = None,
+) -> WindowRow:
+    """A block window on a scope; refused (nothing stored) when its rule cannot be evaluated."""
+    require_site_role(ctx, Role.ENGINEER)
+    domain_scope, team_id = resolve_scope(ctx, scope, target)
+    require_team_role(ctx, team_id, Role.ENGINEER)
+    rule = rule_from_json(definition)
+    uid = _str(window_id, "id") if window_id is not None else f"w-{secrets.token_hex(6)}"
+    return _store(ctx, BlockWindow(uid, domain_scope, rule, _reason(reason)), scope)
+
+
+def freeze(ctx: Ctx, scope: str, target: str, until: datetime, reason: str) -> WindowRow:
+    """An ad-hoc freeze from now until ``until``; it expires by itself."""
+    if until.tzinfo is None:
+        raise _invalid("until", "the instant must carry a time zone")
+    if until <= ctx.now:
+        raise _invalid("until", "a freeze ends in the future")
+    definition = {"kind": "freeze", "start": ctx.now.isoformat(), "end": until.isoformat()}
+    return create_window(ctx, scope, target, definition, reason)
+
+
+def get_window(ctx: Ctx, window_id: str) -> WindowRow:
+    require_site_role(ctx, Role.VIEWER)
+    row = ctx.session.execute(
+        select(WindowRow).where(WindowRow.uid == window_id)
+    ).scalar_one_or_none()
+    if row is None:
+        raise NotFound(f"block window {window_id!r} not found", details={"field": "id"})
+    return row
+
+
+def list_windows(ctx: Ctx, service: str | None = None, stage: str | None = None) -> list[WindowRow]:
+    """Every window, or the windows that apply to a service (or one of its stages)."""
+    require_site_role(ctx, Role.VIEWER)
+    query = select(WindowRow).order_by(WindowRow.scope_key, WindowRow.uid)
+    if service is not None:
+        keys = ["/".join(k) for k in access.owner(ctx, service).scope(stage).chain()]
+        if stage is None:
+            query = query.where(
+                WindowRow.scope_key.in_(keys) | WindowRow.scope_key.startswith(f"{keys[-1]}/")
+            )
+        else:
+            query = query.where(WindowRow.scope_key.in_(keys))
+    return list(ctx.session.execute(query).scalars())
+
+
+def update_window(
+    ctx: Ctx, window_id: str, definition: dict[str, Any], reason: str | None = None
+) -> WindowRow:
+    """Replace a window's rule (and reason); its scope stays. Refused whole when the new
+    rule cannot be evaluated."""
+    require_site_role(ctx, Role.ENGINEER)
+    row = get_window(ctx, window_id)
+    scope = _scope_from_key(row.scope_key)
+    require_team_role(ctx, _scope_team(ctx, scope), Role.ENGINEER)
+    window = BlockWindow(
+        row.uid,
+        scope,
+        rule_from_json(definition),
+        row.reason if reason is None else _reason(reason),
+    )
+    calendar.validate(window)
+    before = snapshot(row)
+    row.kind = window.kind.value
+    row.definition = rule_to_json(window.rule)
+    row.reason = window.reason
+    row.expires_at = _expires_at(window)
+    ctx.session.flush()
+    access.record(
+        ctx,
+        "window_updated",
+        scope.service or row.scope_key,
+        stage=scope.stage,
+        object_type="deploys_window",
+        object_id=row.uid,
+        before=before,
+        after=snapshot(row),
+        details={"window": row.uid, "scope": row.scope_key, "reason": row.reason},
+    )
+    return row
+
+
+def delete_window(ctx: Ctx, window_id: str) -> None:
+    require_site_role(ctx, Role.ENGINEER)
+    row = get_window(ctx, window_id)
+    scope = _scope_from_key(row.scope_key)
+    require_team_role(ctx, _scope_team(ctx, scope), Role.ENGINEER)
+    _remove(ctx, row, "window_deleted")
+
+
+def _remove(ctx: Ctx, row: WindowRow, kind: str) -> None:
+    scope = _scope_from_key(row.scope_key)
+    before = snapshot(row)
+    ctx.session.delete(row)
+    ctx.session.flush()
+    access.record(
+        ctx,
+        kind,
+        scope.service or row.scope_key,
+        stage=scope.stage,
+        object_type="deploys_window",
+        object_id=row.uid,
+        before=before,
+        details={"window": row.uid, "scope": row.scope_key},
+    )
+
+
+def calendar_for(ctx: Ctx, scope: Scope) -> Calendar:
+    """The windows on ``scope``'s chain, compiled (rules are cached per definition)."""
+    keys = ["/".join(k) for k in scope.chain()]
+    rows = ctx.session.execute(select(WindowRow).where(WindowRow.scope_key.in_(keys))).scalars()
+    return Calendar([to_domain(r) for r in rows])
+
+
+def gate_state(ctx: Ctx, service: str, stage: str, at: datetime) -> GateState:
+    """OPEN or BLOCKED for one stage at ``at``, computed from the stored model on each call."""
+    require_site_role(ctx, Role.VIEWER)
+    scope = access.owner(ctx, service).scope(stage)
+    return calendar_for(ctx, scope).gate_state(scope, at)
+
+
+def occurrences(
+    ctx: Ctx, service: str, stage: str | None, start: datetime, end: datetime
+) -> list[calendar.ActiveBlock]:
+    """Every window occurrence over a service (or one stage) in [start, end): a month view."""
+    require_site_role(ctx, Role.VIEWER)
+    scope = access.owner(ctx, service).scope(stage)
+    return calendar_for(ctx, scope).occurrences(scope, start, end)
+
+
+def import_ical(
+    ctx: Ctx, scope: str, target: str, data: bytes | str, default_tz: str = "UTC"
+) -> list[WindowRow]:
+    """Every event of an iCalendar document as a window on one scope, all or none."""
+    require_site_role(ctx, Role.ENGINEER)
+    domain_scope, team_id = resolve_scope(ctx, scope, target)
+    require_team_role(ctx, team_id, Role.ENGINEER)
+    windows = ical.import_ical(data, scope=domain_scope, default_tz=default_tz)
+    return [_store(ctx, w, scope) for w in windows]
+
+
+def export_ical(ctx: Ctx, service: str | None = None, stage: str | None = None) -> bytes:
+    """The windows (of a service, or all) as iCalendar; holidays listed for the next year."""
+    rows = list_windows(ctx, service, stage)
+    start = ctx.now.astimezone(UTC)
+    return ical.export_ical(
+        [to_domain(r) for r in rows], holidays_from=start, holidays_to=start + timedelta(days=366)
+    )
+
+
+def expire_due(ctx: Ctx, limit: int = 500) -> int:
+    """Remove one-off windows and freezes that are over (the worker's job)."""
+    rows = list(
+        ctx.session.execute(
+            select(WindowRow).where(WindowRow.expires_at <= ctx.now).limit(limit)
+        ).scalars()
+    )
+    for row in rows:
+        _remove(ctx, row, "window_expired")
+    return len(rows)
