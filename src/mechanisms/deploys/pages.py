@@ -17,15 +17,16 @@ from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Form, Query, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 
 from mechanisms.core.context import Ctx
 from mechanisms.core.errors import InvalidInput, NotFound
 from mechanisms.deploys import breakglass, pipelines, windows
 from mechanisms.ops import tickets as ops_tickets
+from mechanisms.ops.pages import done  # the same redirect after an action as ops pages
 from mechanisms.web import pages as web
 from mechanisms.web.http import RowId, Text, UnitOfWorkRoute
-from mechanisms.web.pages import FormCtx, PageCtx, is_htmx
+from mechanisms.web.pages import FormCtx, PageCtx
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 router = APIRouter(route_class=UnitOfWorkRoute, include_in_schema=False)
@@ -66,13 +67,6 @@ def render(request: Request, template: str, status_code: int = 200, **values: An
     return web.render(
         request, f"deploys/{template}", status_code=status_code, section="deploys", h=H, **values
     )
-
-
-def done(request: Request, url: str) -> Response:
-    """After an action: htmx follows HX-Redirect, a plain form post a 303."""
-    if is_htmx(request):
-        return Response(status_code=200, headers={"HX-Redirect": url})
-    return RedirectResponse(url, status_code=303)
 
 
 # --- pipelines ----------------------------------------------------------------------
