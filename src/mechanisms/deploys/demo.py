@@ -180,8 +180,8 @@ def seed_waiting_break_glass(ctx: Ctx, at: datetime) -> None:
     """Today's peak-season freeze blocks checkout 2 from prod; erin asks to go through."""
     windows.freeze(
         _at(ctx, at - timedelta(minutes=30)),
-        "service",
-        "checkout",
+        "stage",
+        "checkout/prod",
         at + timedelta(days=2),
         "peak-season code freeze",
     )

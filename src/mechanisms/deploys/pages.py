@@ -21,6 +21,8 @@ from fastapi.responses import Response
 
 from mechanisms.core.context import Ctx
 from mechanisms.core.errors import InvalidInput, NotFound
+from mechanisms.core.identity import Role
+from mechanisms.core.permissions import site_role
 from mechanisms.deploys import breakglass, pipelines, windows
 from mechanisms.ops import tickets as ops_tickets
 from mechanisms.ops.pages import done  # the same redirect after an action as ops pages
@@ -359,7 +361,8 @@ def approval_page(request: Request, request_id: RowId, ctx: PageCtx) -> Response
         current_digest=running["digest"] if running else None,
         ticket=_ticket_of(ctx, row.ticket_ref),
         decisions=breakglass.decisions(ctx, row.id),
-        may_act=principal.user_id is not None and not principal.is_bot,
+        # Which forms to show only; the break-glass service decides who counts.
+        may_act=principal.is_human and (site_role(ctx) or Role.VIEWER) >= Role.ENGINEER,
         is_open=described["status"] in ("pending", "granted"),
     )
 
