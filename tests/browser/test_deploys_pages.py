@@ -116,3 +116,18 @@ def test_the_calendar_shows_the_weekend_window(live: LiveServer, signed_in: Any)
     page.get_by_test_id("next-month").click()
     page.wait_for_url("**month=2027-02**")
     assert "February 2027" in page.locator("h1").inner_text()
+
+
+def test_every_deploys_page_fits_a_phone(live: LiveServer, signed_in: Any) -> None:
+    seed_blocked(live)
+    page = signed_in("eve", viewport=PHONE, path="/deploys")
+    assert page.locator("[data-service=checkout]").is_visible()
+    for path in (
+        "/deploys",
+        "/deploys/reviews",
+        "/deploys/checkout/calendar",
+        "/deploys/checkout/breakglass/new?stage=prod&version=v1",
+    ):
+        page.goto(path)
+        no_sideways_scroll(page)
+    assert page.console_errors.unexpected() == []

@@ -131,3 +131,40 @@ def test_a_freeze_from_the_calendar_form_and_bad_input(client, org, checkout):
     )
     assert viewer.status_code == 403
     assert "launch" in client.get("/deploys/checkout/calendar", headers=eve).text
+
+
+def test_a_used_grant_opens_a_review_closed_through_its_form(client, org, run, frozen):
+    leo, ada, eve = (org.header(u) for u in ("leo", "ada", "eve"))
+    asked = client.post(
+        "/deploys/checkout/breakglass",
+        data={"stage": "prod", "version": "v1", "reason": "EU fix", "ticket": str(frozen.id)},
+        headers=eve,
+        follow_redirects=False,
+    )
+    address = asked.headers["location"]
+    for who in (leo, ada):
+        client.post(f"{address}/approve", data={"digest": "sha256:aaa"}, headers=who)
+    _, deployment = run(pipelines.promote, "checkout", "prod", "v1")
+    assert deployment is not None and deployment.break_glass_id is not None
+    reviews = client.get("/deploys/reviews", headers=eve).text
+    assert "What happened" in reviews
+    [review_id] = re.findall(r'data-review="(\d+)" class="open"', reviews)
+    blank = client.post(
+        f"/deploys/reviews/{review_id}", data={"what_happened": "shipped", "why": " "}, headers=eve
+    )
+    assert blank.status_code == 422
+    refused = client.post(
+        f"/deploys/reviews/{review_id}",
+        data={"what_happened": "shipped", "why": "SEV2"},
+        headers=org.header("vic"),
+    )
+    assert refused.status_code == 403
+    closed = client.post(
+        f"/deploys/reviews/{review_id}",
+        data={"what_happened": "shipped the EU fix", "why": "cards failed"},
+        headers=eve,
+        follow_redirects=False,
+    )
+    assert closed.status_code == 303
+    page = client.get(address, headers=org.header("vic")).text
+    assert "shipped the EU fix" in page and 'data-testid="status">used' in page
