@@ -168,3 +168,21 @@ def test_a_used_grant_opens_a_review_closed_through_its_form(client, org, run, f
     assert closed.status_code == 303
     page = client.get(address, headers=org.header("vic")).text
     assert "shipped the EU fix" in page and 'data-testid="status">used' in page
+
+
+@pytest.mark.parametrize(
+    ("address", "form"),
+    [
+        ("/deploys/checkout/breakglass", {"stage": "prod", "version": "v1", "ticket": "abc"}),
+        ("/deploys/checkout/breakglass", {"stage": "nope", "version": "v1", "ticket": "1"}),
+        ("/deploys/checkout/breakglass", {"stage": "prod", "version": "v9", "ticket": "1"}),
+        ("/deploys/checkout/breakglass", {"stage": "prod", "version": "v1", "drill": "maybe"}),
+        ("/deploys/breakglass/999/approve", {"digest": "sha256:aaa"}),
+        ("/deploys/breakglass/999/deny", {"reason": "no"}),
+        ("/deploys/reviews/999", {"what_happened": "a", "why": "b"}),
+        ("/deploys/checkout/freeze", {"until": "2020-01-01T00:00", "reason": "past"}),
+    ],
+)
+def test_bad_form_posts_are_refused_with_a_4xx(client, org, frozen, address, form):
+    refused = client.post(address, data={"reason": "r", **form}, headers=org.header("eve"))
+    assert 400 <= refused.status_code < 500, refused.text
