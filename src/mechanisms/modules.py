@@ -36,7 +36,12 @@ MECHANISMS: list[Mechanism] = [
     Mechanism("flags", "Flags", "Feature access, treatment groups, throttled rollout", built=True),
     Mechanism("ops", "Ops", "Detective metrics, alarms that act, tickets, on-call", built=True),
     Mechanism(
-        "deploys", "Deploys", "Pipelines, block days, break-glass", code=True, command="deploy"
+        "deploys",
+        "Deploys",
+        "Pipelines, block days, break-glass",
+        built=True,
+        code=True,
+        command="deploy",
     ),
     Mechanism("docs", "Docs", "Decision docs, checked and reviewed"),
     Mechanism("roadmap", "Roadmap", "Feedback and findings become the plan"),

@@ -4,4 +4,4 @@ The pure domain layer (calendar, gates, approvals, JUnit parsing) is decision 00
 storage, services, API, CLI and worker jobs on it are decision 0014. Importing the package
 registers its tables and its worker jobs."""
 
-from mechanisms.deploys import jobs, tables  # noqa: F401
+from mechanisms.deploys import demo, jobs, tables  # noqa: F401

@@ -50,6 +50,12 @@ def _decisions(ctx: Ctx, request_id: int) -> list[BreakGlassDecision]:
     )
 
 
+def decisions(ctx: Ctx, request_id: int) -> list[BreakGlassDecision]:
+    """Every approval (revoked ones too) and denial of a request, oldest first."""
+    require_site_role(ctx, Role.VIEWER)
+    return _decisions(ctx, request_id)
+
+
 def to_domain(ctx: Ctx, row: BreakGlassRequest) -> approvals.Request:
     decisions = _decisions(ctx, row.id)
     return approvals.Request(

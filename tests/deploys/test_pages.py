@@ -1,0 +1,188 @@
+"""The deploys pages on both databases: the pipeline view with each gate's state, the
+block calendar, break-glass from request to grant through the forms, and bad query
+parameters answered with a 4xx page (the browser tests drive the same pages in Chromium)."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+
+from mechanisms.deploys import pipelines, windows
+from mechanisms.ops import tickets
+
+from .conftest import ship
+
+WEEKEND = {
+    "kind": "recurring",
+    "rrule": "FREQ=WEEKLY;BYDAY=FR",
+    "dtstart": "2026-01-02T15:00:00",
+    "end_time": "09:00",
+    "days_later": 3,
+    "tz": "Europe/Berlin",
+}
+
+
+@pytest.fixture
+def frozen(run, clock, checkout):
+    """v1 baked in beta, then an org-wide freeze: prod is blocked by the window only."""
+    ship(run)
+    run(pipelines.promote, "checkout", "beta", "v1")
+    clock.advance(minutes=31)
+    run(windows.freeze, "org", "acme", clock.now() + timedelta(days=1), "year-end freeze")
+    return run(tickets.create, "checkout", "EU cards fail", 2)
+
+
+def test_the_pipeline_view_shows_the_running_version_and_the_blocked_gate(client, org, frozen):
+    page = client.get("/deploys/checkout", headers=org.header("vic"))
+    assert page.status_code == 200
+    assert 'data-testid="gate-prod"' in page.text and "BLOCKED" in page.text
+    assert "year-end freeze" in page.text
+    assert 'data-testid="request-breakglass"' in page.text
+    listed = client.get("/deploys", headers=org.header("vic")).text
+    assert 'data-service="checkout"' in listed and "v1" in listed
+
+
+def test_the_calendar_shows_a_weekend_window_in_the_zone_asked(client, org, run, checkout):
+    run(windows.create_window, "service", "checkout", WEEKEND, "no weekend deploys")
+    page = client.get(
+        "/deploys/checkout/calendar?month=2026-01&tz=Europe/Berlin", headers=org.header("vic")
+    )
+    assert page.status_code == 200
+    cells = re.findall(r'<td class="([^"]*)"[^>]*data-date="([\d-]+)"', page.text)
+    blocked = {day for classes, day in cells if "blocked" in classes}
+    assert {"2026-01-10", "2026-01-11"} <= blocked and "2026-01-14" not in blocked
+    assert "Fri 09 Jan 15:00 – Mon 12 Jan 09:00" in page.text
+    assert "no weekend deploys" in page.text
+
+
+def test_break_glass_through_the_forms_needs_two_people_and_a_leader(client, org, frozen):
+    eve, leo, ada, vic = (org.header(u) for u in ("eve", "leo", "ada", "vic"))
+    asked = client.post(
+        "/deploys/checkout/breakglass",
+        data={"stage": "prod", "version": "v1", "reason": "EU fix", "ticket": f"#{frozen.id}"},
+        headers=eve,
+        follow_redirects=False,
+    )
+    assert asked.status_code == 303, asked.text
+    address = asked.headers["location"]
+    request_id = address.rsplit("/", 1)[1]
+    page = client.get(address, headers=vic).text
+    assert "sha256:aaa" in page and "EU cards fail" in page and "Still needed: 2" in page
+    refused = client.post(f"{address}/approve", data={"digest": "sha256:aaa"}, headers=vic)
+    assert refused.status_code == 403
+    stale = client.post(f"{address}/approve", data={"digest": "sha256:bbb"}, headers=leo)
+    assert 400 <= stale.status_code < 500
+    for who in (leo, ada):
+        assert (
+            client.post(
+                f"{address}/approve", data={"digest": "sha256:aaa"}, headers=who
+            ).status_code
+            == 200
+        )
+    granted = client.get(f"/deploys/breakglass/{request_id}", headers=vic).text
+    assert 'data-testid="status">granted' in granted
+
+
+@pytest.mark.parametrize(
+    ("address", "status"),
+    [
+        ("/deploys/checkout/calendar?tz=Europe/Atlantis", 422),
+        ("/deploys/checkout/calendar?month=2026-13", 422),
+        ("/deploys/checkout/calendar?month=abc", 422),
+        ("/deploys/checkout/calendar?stage=nope", 422),
+        ("/deploys/nope", 404),
+        ("/deploys/breakglass/0", 422),
+        ("/deploys/breakglass/999", 404),
+        ("/deploys/checkout/breakglass/new?stage=prod&version=nope", 404),
+        ("/deploys/checkout/breakglass/new", 422),
+    ],
+)
+def test_bad_query_parameters_are_a_4xx_page(client, org, checkout, address, status):
+    page = client.get(address, headers=org.header("vic"))
+    assert page.status_code == status, page.text
+    assert page.headers["content-type"].startswith("text/html")
+
+
+def test_a_freeze_from_the_calendar_form_and_bad_input(client, org, checkout):
+    eve = org.header("eve")
+    bad = client.post(
+        "/deploys/checkout/freeze", data={"until": "soon", "reason": "x"}, headers=eve
+    )
+    assert bad.status_code == 422
+    zone = client.post(
+        "/deploys/checkout/freeze",
+        data={"until": "2030-01-01T10:00", "tz": "Mars/Base", "reason": "x"},
+        headers=eve,
+    )
+    assert zone.status_code == 422
+    made = client.post(
+        "/deploys/checkout/freeze",
+        data={"until": "2030-01-01T10:00", "tz": "Europe/Berlin", "reason": "launch"},
+        headers=eve,
+        follow_redirects=False,
+    )
+    assert made.status_code == 303
+    viewer = client.post(
+        "/deploys/checkout/freeze",
+        data={"until": "2030-01-01T10:00", "reason": "x"},
+        headers=org.header("vic"),
+    )
+    assert viewer.status_code == 403
+    assert "launch" in client.get("/deploys/checkout/calendar", headers=eve).text
+
+
+def test_a_used_grant_opens_a_review_closed_through_its_form(client, org, run, frozen):
+    leo, ada, eve = (org.header(u) for u in ("leo", "ada", "eve"))
+    asked = client.post(
+        "/deploys/checkout/breakglass",
+        data={"stage": "prod", "version": "v1", "reason": "EU fix", "ticket": str(frozen.id)},
+        headers=eve,
+        follow_redirects=False,
+    )
+    address = asked.headers["location"]
+    for who in (leo, ada):
+        client.post(f"{address}/approve", data={"digest": "sha256:aaa"}, headers=who)
+    _, deployment = run(pipelines.promote, "checkout", "prod", "v1")
+    assert deployment is not None and deployment.break_glass_id is not None
+    reviews = client.get("/deploys/reviews", headers=eve).text
+    assert "What happened" in reviews
+    [review_id] = re.findall(r'data-review="(\d+)" class="open"', reviews)
+    blank = client.post(
+        f"/deploys/reviews/{review_id}", data={"what_happened": "shipped", "why": " "}, headers=eve
+    )
+    assert blank.status_code == 422
+    refused = client.post(
+        f"/deploys/reviews/{review_id}",
+        data={"what_happened": "shipped", "why": "SEV2"},
+        headers=org.header("vic"),
+    )
+    assert refused.status_code == 403
+    closed = client.post(
+        f"/deploys/reviews/{review_id}",
+        data={"what_happened": "shipped the EU fix", "why": "cards failed"},
+        headers=eve,
+        follow_redirects=False,
+    )
+    assert closed.status_code == 303
+    page = client.get(address, headers=org.header("vic")).text
+    assert "shipped the EU fix" in page and 'data-testid="status">used' in page
+
+
+@pytest.mark.parametrize(
+    ("address", "form"),
+    [
+        ("/deploys/checkout/breakglass", {"stage": "prod", "version": "v1", "ticket": "abc"}),
+        ("/deploys/checkout/breakglass", {"stage": "nope", "version": "v1", "ticket": "1"}),
+        ("/deploys/checkout/breakglass", {"stage": "prod", "version": "v9", "ticket": "1"}),
+        ("/deploys/checkout/breakglass", {"stage": "prod", "version": "v1", "drill": "maybe"}),
+        ("/deploys/breakglass/999/approve", {"digest": "sha256:aaa"}),
+        ("/deploys/breakglass/999/deny", {"reason": "no"}),
+        ("/deploys/reviews/999", {"what_happened": "a", "why": "b"}),
+        ("/deploys/checkout/freeze", {"until": "2020-01-01T00:00", "reason": "past"}),
+    ],
+)
+def test_bad_form_posts_are_refused_with_a_4xx(client, org, frozen, address, form):
+    refused = client.post(address, data={"reason": "r", **form}, headers=org.header("eve"))
+    assert 400 <= refused.status_code < 500, refused.text
