@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from mechanisms.core.context import Ctx
 from mechanisms.core.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -184,6 +184,10 @@ def _find(ctx: Ctx, service: str) -> Pipeline | None:
 
 def get_pipeline(ctx: Ctx, service: str) -> Pipeline:
     require_site_role(ctx, Role.VIEWER)
+    return _pipeline(ctx, service)
+
+
+def _pipeline(ctx: Ctx, service: str) -> Pipeline:
     found = _find(ctx, service)
     if found is None:
         raise NotFound(f"{service!r} has no pipeline", details={"field": "service"})
@@ -270,6 +274,10 @@ def _version(ctx: Ctx, service: str, digest: str) -> Version | None:
 def get_version(ctx: Ctx, service: str, version: str) -> Version:
     """A version by digest, or the newest one of an artifact id."""
     require_site_role(ctx, Role.VIEWER)
+    return _named_version(ctx, service, version)
+
+
+def _named_version(ctx: Ctx, service: str, version: str) -> Version:
     found = (
         _version(ctx, service, version)
         or ctx.session.execute(
@@ -448,24 +456,33 @@ def _domain_deployment(row: Deployment) -> gates.Deployment:
 def _deployments(
     ctx: Ctx, pipeline: Pipeline, stages: list[Stage], digest: str
 ) -> dict[str, gates.Deployment]:
+    """Each stage's current deployment, or the bake of this digest it rolled back from."""
+    of_pipeline = Deployment.pipeline_id == pipeline.id
+    newest = select(func.max(Deployment.id)).where(of_pipeline).group_by(Deployment.stage)
+    newest_of_digest = (
+        select(func.max(Deployment.id))
+        .where(of_pipeline, Deployment.digest == digest)
+        .group_by(Deployment.stage)
+    )
+    rows = ctx.session.execute(
+        select(Deployment)
+        .where(Deployment.id.in_(newest.union(newest_of_digest)))
+        .order_by(Deployment.id)
+    ).scalars()
+    current: dict[str, Deployment] = {}
+    rolled: dict[str, Deployment] = {}
+    for row in rows:  # by id, so the newest of each stage (and of the digest) lands last
+        current[row.stage] = row
+        if row.digest == digest:
+            rolled[row.stage] = row
     found = {}
     for stage in stages:
-        current = _current(ctx, pipeline, stage.name)
-        if current is not None:
-            found[stage.name] = _domain_deployment(current)
+        if stage.name in current:
+            found[stage.name] = _domain_deployment(current[stage.name])
         # A stage rolled back from this digest: show the gate the bake that failed.
-        rolled = ctx.session.execute(
-            select(Deployment)
-            .where(
-                Deployment.pipeline_id == pipeline.id,
-                Deployment.stage == stage.name,
-                Deployment.digest == digest,
-            )
-            .order_by(Deployment.id.desc())
-            .limit(1)
-        ).scalar_one_or_none()
-        if rolled is not None and rolled.state == ROLLED_BACK:
-            found[stage.name] = _domain_deployment(rolled)
+        failed = rolled.get(stage.name)
+        if failed is not None and failed.state == ROLLED_BACK:
+            found[stage.name] = _domain_deployment(failed)
     return found
 
 
@@ -517,16 +534,18 @@ def _decide(
 
     if at.tzinfo is None:
         raise _invalid("at", "the instant must carry a time zone", "naive_instant")
-    pipeline = get_pipeline(ctx, service)
+    # The callers authorised the principal already; the reads below check nothing again.
+    pipeline = _pipeline(ctx, service)
     rows = stages_of(ctx, pipeline)
     domain = gates.Pipeline(service, tuple(_domain_stage(s) for s in rows))
     index = domain.index(stage)
-    found = get_version(ctx, service, version)
+    found = _named_version(ctx, service, version)
+    scope = access.owner(ctx, service).scope(stage)
     target = Target(service, stage, found.digest)
     previous = rows[index - 1] if index else None
     snapshot = gates.Snapshot(
         pipeline=domain,
-        window=windows.gate_state(ctx, service, stage, at),
+        window=windows.calendar_for(ctx, scope).gate_state(scope, at),
         deployments=_deployments(ctx, pipeline, rows, found.digest),
         test_results=_suite_results(ctx, service, found.digest),
         alarms={previous.name: _alarm_transitions(ctx, previous)} if previous else {},
