@@ -218,6 +218,8 @@ def test_a_ticket_is_acknowledged_commented_and_resolved(checkout):
     assert checkout("ops", "tickets", "show", "zero").exit_code == 2
     assert checkout("ops", "tickets", "list", "--state", "closed").exit_code == 2
     assert checkout("ops", "tickets", "comment", number, "   ").exit_code == 2
+
+
 def test_scaling_targets_policies_history_and_costs_from_the_command_line(mech):
     mech("ops", "create-service", "checkout", "--owner", "payments")
     target = mech(

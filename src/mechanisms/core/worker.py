@@ -101,7 +101,9 @@ class Deliver:
         with worker.db.transaction() as session:
             due = events.due_delivery_ids(session, now, worker.settings.worker_batch)
             lease = timedelta(seconds=worker.settings.worker_lease_seconds)
-            claimed = [(i, v) for i in due if (v := events.claim(session, i, now, lease)) is not None]
+            claimed = [
+                (i, v) for i in due if (v := events.claim(session, i, now, lease)) is not None
+            ]
         if not claimed:
             return 0
         handler_work, webhook_work = [], []
