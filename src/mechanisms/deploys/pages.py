@@ -25,10 +25,9 @@ from mechanisms.core.identity import Role
 from mechanisms.core.permissions import site_role
 from mechanisms.deploys import breakglass, pipelines, windows
 from mechanisms.ops import tickets as ops_tickets
-from mechanisms.ops.pages import done  # the same redirect after an action as ops pages
 from mechanisms.web import pages as web
 from mechanisms.web.http import RowId, Text, UnitOfWorkRoute
-from mechanisms.web.pages import FormCtx, PageCtx
+from mechanisms.web.pages import FormCtx, PageCtx, done
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 router = APIRouter(route_class=UnitOfWorkRoute, include_in_schema=False)

@@ -20,7 +20,7 @@ from types import SimpleNamespace
 from typing import Annotated, Any, get_args
 
 from fastapi import APIRouter, Depends, Form, Query, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 from starlette.datastructures import FormData
 
 from mechanisms.core import accounts
@@ -34,7 +34,7 @@ from mechanisms.ops import alarms as ops_alarms
 from mechanisms.web import attention
 from mechanisms.web import pages as web
 from mechanisms.web.http import RowId, UnitOfWorkRoute
-from mechanisms.web.pages import FormCtx, PageCtx, is_htmx
+from mechanisms.web.pages import FormCtx, PageCtx, done, is_htmx
 from mechanisms.web.scales import nice_ceil
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
@@ -143,13 +143,6 @@ def _render(request: Request, template: str, status_code: int = 200, **values: A
     )
 
 
-def _done(request: Request, url: str) -> Response:
-    """After an action: htmx follows HX-Redirect, a plain form post a 303."""
-    if is_htmx(request):
-        return Response(status_code=200, headers={"HX-Redirect": url})
-    return RedirectResponse(url, status_code=303)
-
-
 def _back(target: str | None, default: str) -> str:
     # Only our own pages: a crafted link must not send people elsewhere after an action.
     if target and target.startswith("/flags") and "//" not in target and "\\" not in target:
@@ -240,7 +233,7 @@ def create_app_form(
     owner_team: Annotated[str, Form(max_length=64)] = "",
 ) -> Response:
     app = service.create_app(ctx, key.strip(), name, owner_team)
-    return _done(request, f"/flags/{app.key}")
+    return done(request, f"/flags/{app.key}")
 
 
 # --- experiments --------------------------------------------------------------------
@@ -443,7 +436,7 @@ def decide_form(
 ) -> Response:
     kind, _, variant = decision.partition(":")
     experiments.decide(ctx, experiment_id, kind, reason, variant=variant or None, strategy=strategy)
-    return _done(request, f"/flags/experiments/{experiment_id}")
+    return done(request, f"/flags/experiments/{experiment_id}")
 
 
 # --- change requests ----------------------------------------------------------------
@@ -466,7 +459,7 @@ def decide_change_form(
         raise InvalidInput("approve or reject", details={"field": "verdict"})
     target = _back(next, "/flags")
     verdict_done = "approved" if verdict == "approve" else "rejected"
-    return _done(request, f"{target}{'&' if '?' in target else '?'}done={verdict_done}")
+    return done(request, f"{target}{'&' if '?' in target else '?'}done={verdict_done}")
 
 
 # --- one application's flags ---------------------------------------------------------
@@ -557,7 +550,7 @@ def create_flag_form(
         description=description,
         variants=parsed,
     )
-    return _done(request, f"/flags/{app_key}/{flag.key}")
+    return done(request, f"/flags/{app_key}/{flag.key}")
 
 
 # --- segments -----------------------------------------------------------------------
@@ -650,7 +643,7 @@ def set_segment_form(
             "new": key not in {s.key for s in service.list_segments(ctx, app_key)},
         }
         return _segments_page(request, ctx, app_key, exc.status, error)
-    return _done(request, f"/flags/{app_key}/-/segments#segment-{key}")
+    return done(request, f"/flags/{app_key}/-/segments#segment-{key}")
 
 
 # --- one flag -----------------------------------------------------------------------
@@ -783,7 +776,7 @@ def kill_form(
     reason: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
     deployments.kill(ctx, app_key, flag_key, reason)
-    return _done(request, f"/flags/{app_key}/{flag_key}?done=killed")
+    return done(request, f"/flags/{app_key}/{flag_key}?done=killed")
 
 
 @router.post("/flags/{app_key}/{flag_key}/{env_key}/restore")
@@ -799,8 +792,8 @@ def restore_form(
     change = service.restore(ctx, app_key, flag_key, env_key, number, strategy)
     base = f"/flags/{app_key}/{flag_key}"
     if change.change_request is not None:
-        return _done(request, f"{base}?done=requested&env={env_key}&cr={change.change_request.id}")
-    return _done(request, f"{base}?done=restored&env={env_key}&v={number}")
+        return done(request, f"{base}?done=requested&env={env_key}&cr={change.change_request.id}")
+    return done(request, f"{base}?done=restored&env={env_key}&v={number}")
 
 
 @router.get("/flags/{app_key}/{flag_key}/history")
@@ -1006,7 +999,7 @@ def rollback_form(
 ) -> Response:
     _deployment(ctx, app_key, flag_key, deployment_id)
     deployments.rollback(ctx, deployment_id, reason)
-    return _done(request, _back(next, f"/flags/{app_key}/{flag_key}/deployments/{deployment_id}"))
+    return done(request, _back(next, f"/flags/{app_key}/{flag_key}/deployments/{deployment_id}"))
 
 
 # --- the editor (its form ⇄ configuration translation is ``flags.editor``) ----------
@@ -1150,4 +1143,4 @@ def editor_submit(
         url = f"{base_url}?done=requested&env={env_key}&cr={change.change_request.id}"
     else:
         url = f"{base_url}?done=saved&env={env_key}&v={change.version.number}"
-    return _done(request, url)
+    return done(request, url)

@@ -14,13 +14,13 @@ from types import SimpleNamespace
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 
 from mechanisms.core import accounts
 from mechanisms.ops import alarms, tickets
 from mechanisms.web import pages as web
 from mechanisms.web.http import UnitOfWorkRoute
-from mechanisms.web.pages import PageCtx, is_htmx
+from mechanisms.web.pages import PageCtx
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 router = APIRouter(route_class=UnitOfWorkRoute, include_in_schema=False)
@@ -41,13 +41,6 @@ def render(request: Request, template: str, status_code: int = 200, **values: An
     return web.render(
         request, f"ops/{template}", status_code=status_code, section="ops", h=H, **values
     )
-
-
-def done(request: Request, url: str) -> Response:
-    """After an action: htmx follows HX-Redirect, a plain form post a 303."""
-    if is_htmx(request):
-        return Response(status_code=200, headers={"HX-Redirect": url})
-    return RedirectResponse(url, status_code=303)
 
 
 @router.get("/ops")

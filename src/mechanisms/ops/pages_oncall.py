@@ -17,10 +17,10 @@ from mechanisms.core import accounts
 from mechanisms.core.context import Ctx
 from mechanisms.core.errors import InvalidInput
 from mechanisms.ops import oncall, pages_oncall_edit, paging, schedules, tickets
-from mechanisms.ops.pages import done, render
+from mechanisms.ops.pages import render
 from mechanisms.web import attention
 from mechanisms.web.http import UnitOfWorkRoute
-from mechanisms.web.pages import FormCtx, PageCtx
+from mechanisms.web.pages import FormCtx, PageCtx, done
 
 router = APIRouter(route_class=UnitOfWorkRoute, include_in_schema=False)
 

@@ -19,9 +19,8 @@ from mechanisms.core.errors import InvalidInput, StaleState
 from mechanisms.core.identity import Role
 from mechanisms.core.permissions import team_role
 from mechanisms.ops import oncall, schedules
-from mechanisms.ops.pages import done
 from mechanisms.web.http import Text, UnitOfWorkRoute
-from mechanisms.web.pages import FormCtx
+from mechanisms.web.pages import FormCtx, done
 
 router = APIRouter(route_class=UnitOfWorkRoute, include_in_schema=False)
 Version = Annotated[int, Form(ge=1, le=2**31 - 1)]

@@ -17,9 +17,9 @@ from mechanisms.core.context import Ctx
 from mechanisms.core.identity import Role
 from mechanisms.core.permissions import site_role
 from mechanisms.ops import alarms, silences
-from mechanisms.ops.pages import done, render
+from mechanisms.ops.pages import render
 from mechanisms.web.http import Text, UnitOfWorkRoute
-from mechanisms.web.pages import FormCtx, PageCtx
+from mechanisms.web.pages import FormCtx, PageCtx, done
 
 router = APIRouter(route_class=UnitOfWorkRoute, include_in_schema=False)
 

@@ -16,9 +16,9 @@ from mechanisms.core.errors import InvalidInput
 from mechanisms.core.identity import Role
 from mechanisms.core.permissions import team_role
 from mechanisms.ops import alarms, tickets
-from mechanisms.ops.pages import done, render
+from mechanisms.ops.pages import render
 from mechanisms.web.http import RowId, Text, UnitOfWorkRoute
-from mechanisms.web.pages import FormCtx, PageCtx
+from mechanisms.web.pages import FormCtx, PageCtx, done
 
 router = APIRouter(route_class=UnitOfWorkRoute, include_in_schema=False)
 SEVERITY_CHOICES = ("1", "2", "3", "4", "5")

@@ -96,6 +96,13 @@ def is_htmx(request: Request) -> bool:
     return request.headers.get("hx-request") == "true"
 
 
+def done(request: Request, url: str) -> Response:
+    """After a form action: htmx follows HX-Redirect, a plain form post a 303."""
+    if is_htmx(request):
+        return Response(status_code=200, headers={"HX-Redirect": url})
+    return RedirectResponse(url, status_code=303)
+
+
 def _safe_next(target: str | None) -> str:
     # Only local paths: an open redirect would let a link send people elsewhere after sign-in.
     if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
