@@ -1,0 +1,1 @@
+"""Docs: decision docs that are written, checked, read and decided with care."""
