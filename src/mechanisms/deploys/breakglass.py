@@ -16,7 +16,7 @@ import re
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm.attributes import flag_modified
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -396,28 +396,36 @@ def revoke(ctx: Ctx, request_id: int) -> BreakGlassRequest:
 # --- the grant at promotion ---------------------------------------------------------
 
 
-def _open_for(ctx: Ctx, target: Target, drill: bool) -> list[BreakGlassRequest]:
-    return list(
-        ctx.session.execute(
-            select(BreakGlassRequest)
-            .where(
-                BreakGlassRequest.service_key == target.service,
-                BreakGlassRequest.stage == target.stage,
-                BreakGlassRequest.digest == target.digest,
-                BreakGlassRequest.drill.is_(drill),
-                BreakGlassRequest.status.in_(OPEN_STATUSES),
-            )
-            .order_by(BreakGlassRequest.id)
-        ).scalars()
+def open_requests(target: Target, drill: bool) -> Select[tuple[BreakGlassRequest]]:
+    """The requests still open for this exact promotion (the gate asks whether there are any
+    together with its other usually-empty reads)."""
+    return (
+        select(BreakGlassRequest)
+        .where(
+            BreakGlassRequest.service_key == target.service,
+            BreakGlassRequest.stage == target.stage,
+            BreakGlassRequest.digest == target.digest,
+            BreakGlassRequest.drill.is_(drill),
+            BreakGlassRequest.status.in_(OPEN_STATUSES),
+        )
+        .order_by(BreakGlassRequest.id)
     )
 
 
 def grant_for(ctx: Ctx, target: Target, at: datetime, *, drill: bool) -> approvals.Grant | None:
     """The grant that covers this exact promotion at ``at``, derived from live approvals."""
-    rows = _open_for(ctx, target, drill)
+    rows = list(ctx.session.execute(open_requests(target, drill)).scalars())
+    return grant_among(ctx, rows, at, target.service)
+
+
+def grant_among(
+    ctx: Ctx, rows: list[BreakGlassRequest], at: datetime, service: str
+) -> approvals.Grant | None:
+    """The first of these open requests that grants at ``at``, judged with the leaders of
+    the service's owning team now."""
     if not rows:
         return None
-    leaders = access.leaders(ctx, access.owner(ctx, target.service).team_id)
+    leaders = access.leaders(ctx, access.owner(ctx, service).team_id)
     for row in rows:
         held = approvals.grant(to_domain(ctx, row), at, leaders)
         if held is not None:

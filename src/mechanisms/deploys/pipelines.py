@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 
 from mechanisms.core.context import Ctx
 from mechanisms.core.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -30,6 +30,7 @@ from mechanisms.deploys.tables import (
     Version,
 )
 from mechanisms.ops import alarms as ops_alarms
+from mechanisms.ops.tables import OpsService
 
 MAX_STAGES = 20
 MAX_SUITES = 50
@@ -278,19 +279,20 @@ def get_version(ctx: Ctx, service: str, version: str) -> Version:
 
 
 def _named_version(ctx: Ctx, service: str, version: str) -> Version:
-    found = (
-        _version(ctx, service, version)
-        or ctx.session.execute(
-            select(Version)
-            .where(Version.service_key == service, Version.artifact == version)
-            .order_by(Version.id.desc())
-            .limit(1)
-        ).scalar_one_or_none()
-    )
+    return _version(ctx, service, version) or _newest_of_artifact(ctx, service, version)
+
+
+def _newest_of_artifact(ctx: Ctx, service: str, artifact: str) -> Version:
+    found = ctx.session.execute(
+        select(Version)
+        .where(Version.service_key == service, Version.artifact == artifact)
+        .order_by(Version.id.desc())
+        .limit(1)
+    ).scalar_one_or_none()
     if found is None:
         raise NotFound(
-            f"{service} has no version {version!r}; register it first (mech deploy versions register)",
-            details={"field": "version", "value": version},
+            f"{service} has no version {artifact!r}; register it first (mech deploy versions register)",
+            details={"field": "version", "value": artifact},
         )
     return found
 
@@ -365,13 +367,7 @@ def upload_tests(ctx: Ctx, service: str, version: str, suite: str, xml: bytes | 
 
 def test_runs(ctx: Ctx, service: str, digest: str) -> list[TestRun]:
     require_site_role(ctx, Role.VIEWER)
-    return list(
-        ctx.session.execute(
-            select(TestRun)
-            .where(TestRun.service_key == service, TestRun.digest == digest)
-            .order_by(TestRun.id)
-        ).scalars()
-    )
+    return list(ctx.session.execute(_test_runs_of(service, digest)).scalars())
 
 
 # --- manual stage approvals -----------------------------------------------------------
@@ -497,34 +493,67 @@ def _alarm_transitions(ctx: Ctx, stage: Stage) -> list[gates.AlarmTransition]:
     return found
 
 
-def _approvals(ctx: Ctx, service: str, stage: str, digest: str) -> list[gates.StageApproval]:
-    rows = ctx.session.execute(
-        select(StageApproval).where(
-            StageApproval.service_key == service,
-            StageApproval.stage == stage,
-            StageApproval.digest == digest,
-        )
-    ).scalars()
-    return [
-        gates.StageApproval(
-            gates.Principal(r.approver, r.human),
-            frozenset(r.roles),
-            Target(r.service_key, r.stage, r.digest),
-            r.approved_at,
-        )
-        for r in rows
-    ]
+def _approvals_of(service: str, stage: str, digest: str) -> Select[tuple[StageApproval]]:
+    return select(StageApproval).where(
+        StageApproval.service_key == service,
+        StageApproval.stage == stage,
+        StageApproval.digest == digest,
+    )
 
 
-def _suite_results(ctx: Ctx, service: str, digest: str) -> list[gates.SuiteResult]:
-    rows = ctx.session.execute(
+def _domain_approval(row: StageApproval) -> gates.StageApproval:
+    return gates.StageApproval(
+        gates.Principal(row.approver, row.human),
+        frozenset(row.roles),
+        Target(row.service_key, row.stage, row.digest),
+        row.approved_at,
+    )
+
+
+def _test_runs_of(service: str, digest: str) -> Select[tuple[TestRun]]:
+    return (
         select(TestRun)
         .where(TestRun.service_key == service, TestRun.digest == digest)
         .order_by(TestRun.id)
-    ).scalars()
+    )
+
+
+def _suite_result(row: TestRun) -> gates.SuiteResult:
+    return gates.SuiteResult(
+        row.suite, row.digest, row.tests, row.failures, row.errors, row.skipped
+    )
+
+
+def _rows_of(ctx: Ctx, *queries: Select[tuple[Any]]) -> list[list[Any]]:
+    """Each query's rows, fetching only those of the queries that have any. A gate call's
+    test runs, approvals and break-glass requests are often empty, and an empty select costs
+    a round trip like any other: one EXISTS per query, all in one statement, comes first."""
+    present = ctx.session.execute(select(*(q.exists() for q in queries))).one()
     return [
-        gates.SuiteResult(r.suite, r.digest, r.tests, r.failures, r.errors, r.skipped) for r in rows
+        list(ctx.session.execute(q).scalars()) if has else []
+        for q, has in zip(queries, present, strict=True)
     ]
+
+
+def _gate_rows(
+    ctx: Ctx, service: str, version: str
+) -> tuple[Pipeline, list[Stage], Version | None, OpsService | None]:
+    """The pipeline, its stages in order, the version if ``version`` is its digest and the
+    ops service (for the owner), in one query: the first round trip of every gate call."""
+    rows = ctx.session.execute(
+        select(Pipeline, Stage, Version, OpsService)
+        .join(Stage, Stage.pipeline_id == Pipeline.id)
+        .outerjoin(
+            Version, (Version.service_key == Pipeline.service_key) & (Version.digest == version)
+        )
+        .outerjoin(OpsService, OpsService.key == Pipeline.service_key)
+        .where(Pipeline.service_key == service)
+        .order_by(Stage.position)
+    ).all()
+    if not rows:
+        return _pipeline(ctx, service), [], None, None  # raises NotFound: no pipeline
+    pipeline, _, found, owning = rows[0]
+    return pipeline, [row.Stage for row in rows], found, owning
 
 
 def _decide(
@@ -535,22 +564,28 @@ def _decide(
     if at.tzinfo is None:
         raise _invalid("at", "the instant must carry a time zone", "naive_instant")
     # The callers authorised the principal already; the reads below check nothing again.
-    pipeline = _pipeline(ctx, service)
-    rows = stages_of(ctx, pipeline)
+    pipeline, rows, found, owning = _gate_rows(ctx, service, version)
     domain = gates.Pipeline(service, tuple(_domain_stage(s) for s in rows))
     index = domain.index(stage)
-    found = _named_version(ctx, service, version)
-    scope = access.owner(ctx, service).scope(stage)
+    found = found or _newest_of_artifact(ctx, service, version)
+    owner = access.owner_of(ctx, owning) if owning else access.owner(ctx, service)
+    scope = owner.scope(stage)
     target = Target(service, stage, found.digest)
     previous = rows[index - 1] if index else None
+    test_runs, approval_rows, requests = _rows_of(
+        ctx,
+        _test_runs_of(service, found.digest),
+        _approvals_of(service, stage, found.digest),
+        breakglass.open_requests(target, drill),
+    )
     snapshot = gates.Snapshot(
         pipeline=domain,
         window=windows.calendar_for(ctx, scope).gate_state(scope, at),
         deployments=_deployments(ctx, pipeline, rows, found.digest),
-        test_results=_suite_results(ctx, service, found.digest),
+        test_results=[_suite_result(r) for r in test_runs],
         alarms={previous.name: _alarm_transitions(ctx, previous)} if previous else {},
-        approvals=_approvals(ctx, service, stage, found.digest),
-        grant=breakglass.grant_for(ctx, target, at, drill=drill),
+        approvals=[_domain_approval(r) for r in approval_rows],
+        grant=breakglass.grant_among(ctx, requests, at, service),
     )
     ask = gates.Promotion(
         stage,
