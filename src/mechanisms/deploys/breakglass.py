@@ -16,7 +16,7 @@ import re
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm.attributes import flag_modified
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -396,25 +396,33 @@ def revoke(ctx: Ctx, request_id: int) -> BreakGlassRequest:
 # --- the grant at promotion ---------------------------------------------------------
 
 
-def open_requests(target: Target, drill: bool) -> Select[tuple[BreakGlassRequest]]:
-    """The requests still open for this exact promotion (the gate asks whether there are any
-    together with its other usually-empty reads)."""
-    return (
-        select(BreakGlassRequest)
-        .where(
-            BreakGlassRequest.service_key == target.service,
-            BreakGlassRequest.stage == target.stage,
-            BreakGlassRequest.digest == target.digest,
-            BreakGlassRequest.drill.is_(drill),
-            BreakGlassRequest.status.in_(OPEN_STATUSES),
-        )
-        .order_by(BreakGlassRequest.id)
+# The requests still open for one exact promotion, built once: the gate asks on every
+# call (together with its other usually-empty reads). Parameters: ``target_params``.
+OPEN_REQUESTS = (
+    select(BreakGlassRequest)
+    .where(
+        BreakGlassRequest.service_key == bindparam("service"),
+        BreakGlassRequest.stage == bindparam("stage"),
+        BreakGlassRequest.digest == bindparam("digest"),
+        BreakGlassRequest.drill == bindparam("drill"),
+        BreakGlassRequest.status.in_(OPEN_STATUSES),
     )
+    .order_by(BreakGlassRequest.id)
+)
+
+
+def target_params(target: Target, drill: bool) -> dict[str, Any]:
+    return {
+        "service": target.service,
+        "stage": target.stage,
+        "digest": target.digest,
+        "drill": drill,
+    }
 
 
 def grant_for(ctx: Ctx, target: Target, at: datetime, *, drill: bool) -> approvals.Grant | None:
     """The grant that covers this exact promotion at ``at``, derived from live approvals."""
-    rows = list(ctx.session.execute(open_requests(target, drill)).scalars())
+    rows = list(ctx.session.execute(OPEN_REQUESTS, target_params(target, drill)).scalars())
     return grant_among(ctx, rows, at, target.service)
 
 

@@ -8,11 +8,12 @@ the deployment, which then bakes; the worker finishes bakes or rolls them back."
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, bindparam, func, select
 
 from mechanisms.core.context import Ctx
 from mechanisms.core.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -449,21 +450,32 @@ def _domain_deployment(row: Deployment) -> gates.Deployment:
     return gates.Deployment(row.stage, row.digest, row.started_at, row.previous_good)
 
 
+def _deployments_query() -> Select[tuple[Deployment]]:
+    of_pipeline = Deployment.pipeline_id == bindparam("pipeline_id")
+    newest = select(func.max(Deployment.id)).where(of_pipeline).group_by(Deployment.stage)
+    newest_of_digest = (
+        select(func.max(Deployment.id))
+        .where(of_pipeline, Deployment.digest == bindparam("digest"))
+        .group_by(Deployment.stage)
+    )
+    return (
+        select(Deployment)
+        .where(Deployment.id.in_(newest.union(newest_of_digest)))
+        .order_by(Deployment.id)
+    )
+
+
+# Built once, as the gate's other statements below: building a statement of a few
+# subqueries costs more CPU than the database takes to answer it.
+_DEPLOYMENTS = _deployments_query()
+
+
 def _deployments(
     ctx: Ctx, pipeline: Pipeline, stages: list[Stage], digest: str
 ) -> dict[str, gates.Deployment]:
     """Each stage's current deployment, or the bake of this digest it rolled back from."""
-    of_pipeline = Deployment.pipeline_id == pipeline.id
-    newest = select(func.max(Deployment.id)).where(of_pipeline).group_by(Deployment.stage)
-    newest_of_digest = (
-        select(func.max(Deployment.id))
-        .where(of_pipeline, Deployment.digest == digest)
-        .group_by(Deployment.stage)
-    )
     rows = ctx.session.execute(
-        select(Deployment)
-        .where(Deployment.id.in_(newest.union(newest_of_digest)))
-        .order_by(Deployment.id)
+        _DEPLOYMENTS, {"pipeline_id": pipeline.id, "digest": digest}
     ).scalars()
     current: dict[str, Deployment] = {}
     rolled: dict[str, Deployment] = {}
@@ -493,14 +505,6 @@ def _alarm_transitions(ctx: Ctx, stage: Stage) -> list[gates.AlarmTransition]:
     return found
 
 
-def _approvals_of(service: str, stage: str, digest: str) -> Select[tuple[StageApproval]]:
-    return select(StageApproval).where(
-        StageApproval.service_key == service,
-        StageApproval.stage == stage,
-        StageApproval.digest == digest,
-    )
-
-
 def _domain_approval(row: StageApproval) -> gates.StageApproval:
     return gates.StageApproval(
         gates.Principal(row.approver, row.human),
@@ -510,7 +514,7 @@ def _domain_approval(row: StageApproval) -> gates.StageApproval:
     )
 
 
-def _test_runs_of(service: str, digest: str) -> Select[tuple[TestRun]]:
+def _test_runs_of(service: Any, digest: Any) -> Select[tuple[TestRun]]:
     return (
         select(TestRun)
         .where(TestRun.service_key == service, TestRun.digest == digest)
@@ -524,15 +528,50 @@ def _suite_result(row: TestRun) -> gates.SuiteResult:
     )
 
 
-def _rows_of(ctx: Ctx, *queries: Select[tuple[Any]]) -> list[list[Any]]:
-    """Each query's rows, fetching only those of the queries that have any. A gate call's
-    test runs, approvals and break-glass requests are often empty, and an empty select costs
-    a round trip like any other: one EXISTS per query, all in one statement, comes first."""
-    present = ctx.session.execute(select(*(q.exists() for q in queries))).one()
+@functools.cache
+def _gate_records() -> tuple[Select[tuple[Any]], list[Select[tuple[Any]]]]:
+    """The records a decision reads besides its pipeline: the version's test runs, the
+    stage approvals and the open break-glass requests (parameters service, stage, digest,
+    drill), and one statement asking which of them has any rows. Each is often empty, and
+    an empty select costs a round trip like any other. Built once, on first use (breakglass
+    imports this module)."""
+    from mechanisms.deploys import breakglass
+
+    approvals = select(StageApproval).where(
+        StageApproval.service_key == bindparam("service"),
+        StageApproval.stage == bindparam("stage"),
+        StageApproval.digest == bindparam("digest"),
+    )
+    queries = [
+        _test_runs_of(bindparam("service"), bindparam("digest")),
+        approvals,
+        breakglass.OPEN_REQUESTS,
+    ]
+    return select(*(q.exists() for q in queries)), queries
+
+
+def _records_of(ctx: Ctx, params: dict[str, Any]) -> list[list[Any]]:
+    """The test runs, approvals and break-glass requests of one promotion, fetching only
+    those that exist (one round trip, then one per kind that has rows)."""
+    any_rows, queries = _gate_records()
+    present = ctx.session.execute(any_rows, params).one()
     return [
-        list(ctx.session.execute(q).scalars()) if has else []
+        list(ctx.session.execute(q, params).scalars()) if has else []
         for q, has in zip(queries, present, strict=True)
     ]
+
+
+_GATE_ROWS = (
+    select(Pipeline, Stage, Version, OpsService)
+    .join(Stage, Stage.pipeline_id == Pipeline.id)
+    .outerjoin(
+        Version,
+        (Version.service_key == Pipeline.service_key) & (Version.digest == bindparam("version")),
+    )
+    .outerjoin(OpsService, OpsService.key == Pipeline.service_key)
+    .where(Pipeline.service_key == bindparam("service"))
+    .order_by(Stage.position)
+)
 
 
 def _gate_rows(
@@ -540,16 +579,7 @@ def _gate_rows(
 ) -> tuple[Pipeline, list[Stage], Version | None, OpsService | None]:
     """The pipeline, its stages in order, the version if ``version`` is its digest and the
     ops service (for the owner), in one query: the first round trip of every gate call."""
-    rows = ctx.session.execute(
-        select(Pipeline, Stage, Version, OpsService)
-        .join(Stage, Stage.pipeline_id == Pipeline.id)
-        .outerjoin(
-            Version, (Version.service_key == Pipeline.service_key) & (Version.digest == version)
-        )
-        .outerjoin(OpsService, OpsService.key == Pipeline.service_key)
-        .where(Pipeline.service_key == service)
-        .order_by(Stage.position)
-    ).all()
+    rows = ctx.session.execute(_GATE_ROWS, {"service": service, "version": version}).all()
     if not rows:
         return _pipeline(ctx, service), [], None, None  # raises NotFound: no pipeline
     pipeline, _, found, owning = rows[0]
@@ -572,12 +602,7 @@ def _decide(
     scope = owner.scope(stage)
     target = Target(service, stage, found.digest)
     previous = rows[index - 1] if index else None
-    test_runs, approval_rows, requests = _rows_of(
-        ctx,
-        _test_runs_of(service, found.digest),
-        _approvals_of(service, stage, found.digest),
-        breakglass.open_requests(target, drill),
-    )
+    test_runs, approval_rows, requests = _records_of(ctx, breakglass.target_params(target, drill))
     snapshot = gates.Snapshot(
         pipeline=domain,
         window=windows.calendar_for(ctx, scope).gate_state(scope, at),
