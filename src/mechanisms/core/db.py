@@ -137,9 +137,10 @@ RECYCLE_SECONDS = 30 * 60
 def _ping_when_idle(engine: Engine) -> None:
     """Check a connection that sat idle before a transaction uses it, and only then.
 
-    ``pool_pre_ping`` pings on every checkout: one more round trip per transaction, which
-    for a short read (the deploys gate) is a sixth of its time. Connections die while they
-    sit idle (a server restart or failover, an idle timeout), so that is when one is checked.
+    ``pool_pre_ping`` pings on every checkout: one more round trip per transaction (three
+    per API request: the token check, its touch, the request), which a short read such as
+    the deploys gate feels. Connections die while they sit idle (a server restart or
+    failover, an idle timeout), so that is when one is checked.
     A dead one found here is dropped and another checked out, as with ``pool_pre_ping``.
     One that dies within seconds of its last use fails the transaction that gets it; the
     engine then sees the disconnect and replaces every connection opened before it."""
