@@ -87,6 +87,7 @@ def to_domain(ctx: Ctx, row: BreakGlassRequest) -> approvals.Request:
         invalidated_by_digest=row.invalidated_by_digest,
         used_at=row.used_at,
         last_event_at=row.updated_at,
+        granted_at=row.granted_at,
     )
 
 
