@@ -124,6 +124,7 @@ class BreakGlassMachine(RuleBasedStateMachine):
         self.clock = ManualClock()
         self.model = Model()
         self.versions = 0
+        self.worker: Worker | None = None
         wipe(self.db)
         seed_org(self.db, self.clock)
         self.call(self._setup)
@@ -294,11 +295,13 @@ class BreakGlassMachine(RuleBasedStateMachine):
 
     @rule()
     def run_worker(self):
-        worker = Worker(self.db, clock=self.clock)
-        try:
-            worker.run_until_idle()
-        finally:
-            worker.close()
+        if self.worker is None:  # built once per history: building one takes a while
+            self.worker = Worker(self.db, clock=self.clock)
+        self.worker.run_until_idle()
+
+    def teardown(self):
+        if self.worker is not None:
+            self.worker.close()
 
     @rule(author=st.sampled_from(AUTHORS))
     def new_version(self, author):
