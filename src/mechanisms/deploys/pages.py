@@ -58,21 +58,21 @@ def _when(value: datetime | str | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M")
 
 
+def service_url(service: str) -> str:
+    """A service's pages live under /deploys/services/, so that no service name can take
+    the place of another deploys page (a service called "reviews", say)."""
+    return f"/deploys/services/{quote(service, safe='')}"
+
+
 H = SimpleNamespace(
     when=_when,
     short=lambda digest: (digest or "—").split(":")[-1][:12],
-    service_url=lambda service: service_url(service),
+    service_url=service_url,
 )
 
 
 def _invalid(field: str, message: str) -> InvalidInput:
     return InvalidInput(f"{field}: {message}", details={"field": field})
-
-
-def service_url(service: str) -> str:
-    """A service's pages live under /deploys/services/, so that no service name can take
-    the place of another deploys page (a service called "reviews", say)."""
-    return f"/deploys/services/{quote(service, safe='')}"
 
 
 def render(request: Request, template: str, status_code: int = 200, **values: Any) -> Response:
