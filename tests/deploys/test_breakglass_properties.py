@@ -105,6 +105,17 @@ def model_holds(model: Model, row: BreakGlassRequest, rows, now: datetime) -> bo
     return now < model.first_met.get(row.id, now) + GRANT_TTL
 
 
+def model_open(model: Model, row: BreakGlassRequest, rows, now: datetime) -> bool:
+    """Pending or granted as the model reads it: a version change ends only such requests
+    (one that expired unapproved, or whose grant expired, stays as it was)."""
+    if row.id in model.ended:
+        return False
+    found = eligible_approvers(model, row, rows)
+    if len(found) >= 2 and found & model.leaders:
+        return now < model.first_met.get(row.id, now) + GRANT_TTL
+    return now < row.requested_at + REQUEST_TTL
+
+
 def principal_of(session, username: str) -> Principal:
     user = accounts.find_user(session, username)
     return Principal(
@@ -171,17 +182,27 @@ class BreakGlassMachine(RuleBasedStateMachine):
     def _register(self, ctx: Ctx, artifact: str, author: str | None) -> str:
         self.versions += 1
         digest = f"sha256:{self.versions:04x}"
+        # The artifact's digest changes under its open requests: they end.
+        ending = self._open_requests(lambda row: self.model.artifacts.get(row.digest) == artifact)
         pipelines.register_version(ctx, SERVICE, artifact, digest, author)
         pipelines.upload_tests(ctx, SERVICE, digest, "integration", PASSING)
-        for row in self._open_requests(ctx):
-            if self.model.artifacts.get(row.digest) == artifact:
-                self.model.ended.add(row.id)  # its digest changed under it
+        self.model.ended |= ending
         self.model.authors[digest] = author
         self.model.artifacts[digest] = artifact
         return digest
 
-    def _open_requests(self, ctx: Ctx) -> list[BreakGlassRequest]:
-        return list(ctx.session.execute(select(BreakGlassRequest)).scalars())
+    def _open_requests(self, which) -> set[int]:
+        """Ids of the requests the model holds open, among those ``which`` picks (read
+        from a transaction of its own, before the step changes anything)."""
+        if not self.model.requesters:
+            return set()
+        requests, by_request, *_ = self.read()
+        now = self.clock.now()
+        return {
+            r.id
+            for r in requests
+            if which(r) and model_open(self.model, r, by_request.get(r.id, []), now)
+        }
 
     def digest(self, index: int) -> str:
         digests = list(self.model.authors)
@@ -347,6 +368,7 @@ class BreakGlassMachine(RuleBasedStateMachine):
             and model_holds(self.model, r, by_request.get(r.id, []), now)
         }
         blocked = self.model.blocked(stage, now)
+        was_open = self._open_requests(lambda row: True)
         result = self.attempt(pipelines.promote, SERVICE, stage, digest, as_=who)
         if result is None or result[1] is None:
             return
@@ -360,7 +382,11 @@ class BreakGlassMachine(RuleBasedStateMachine):
         if stage == "beta":
             self.beta = digest
             # prod's candidate changed: open requests for another digest into prod end.
-            self.model.ended |= {r.id for r in requests if r.stage == "prod" and r.digest != digest}
+            self.model.ended |= {
+                r.id
+                for r in requests
+                if r.stage == "prod" and r.digest != digest and r.id in was_open
+            }
 
     @rule(stage=st.sampled_from(["beta", "prod"]), i=st.integers(0, 9))
     def gate(self, stage, i):
