@@ -4,6 +4,7 @@ grant by two approvers (one a leader), with a viewer who cannot act. On a phone.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,14 +12,22 @@ import pytest
 
 from mechanisms.core import accounts
 from mechanisms.core.context import Ctx
+from mechanisms.core.db import Database
 from mechanisms.core.identity import Principal, system_principal
 from mechanisms.deploys import breakglass, pipelines, windows
 from mechanisms.ops import alarms, tickets
-from tests.browser.conftest import PHONE, LiveServer
+from tests.browser.conftest import PHONE, LiveServer, serve
 from tests.browser.test_flags_support import no_sideways_scroll
 from tests.deploys.conftest import PASSING
 
 pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def live(db: Database) -> Iterator[LiveServer]:
+    """These pages on both backends: break-glass and promotions are where they differ."""
+    yield from serve(db)
+
 
 STAGES = [
     {"name": "beta", "required_suites": ["integration"], "bake_minutes": 30},
