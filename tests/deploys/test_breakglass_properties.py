@@ -314,6 +314,12 @@ class BreakGlassMachine(RuleBasedStateMachine):
     def move_clock(self, minutes):
         self.clock.advance(minutes=minutes)
 
+    @rule(minutes=st.sampled_from([61, 4 * 60 + 1]))
+    def move_clock_across_an_expiry(self, minutes):
+        """Just past a request's 1 h or a grant's 4 h: drawn often, as expiries are where
+        approvals must stop counting."""
+        self.clock.advance(minutes=minutes)
+
     @rule()
     def run_worker(self):
         if self.worker is None:  # built once per history: building one takes a while
