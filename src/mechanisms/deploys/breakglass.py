@@ -31,6 +31,13 @@ from mechanisms.ops import tickets as ops_tickets
 
 _TICKET_REF = re.compile(r"^(?:#|T-?)?(\d{1,12})$", re.IGNORECASE)
 OPEN_STATUSES = (Status.PENDING.value, Status.GRANTED.value)
+# The timeline and event kind of each decision, named like every other deploys kind: what
+# happened, in the past tense.
+DECISION_KINDS = {
+    "approve": "breakglass_approved",
+    "revoke": "breakglass_approval_revoked",
+    "deny": "breakglass_denied",
+}
 
 
 def _invalid(field: str, message: str, code: str = "invalid_input") -> InvalidInput:
@@ -87,6 +94,7 @@ def to_domain(ctx: Ctx, row: BreakGlassRequest) -> approvals.Request:
         invalidated_by_digest=row.invalidated_by_digest,
         used_at=row.used_at,
         last_event_at=row.updated_at,
+        granted_at=row.granted_at,
     )
 
 
@@ -112,8 +120,11 @@ def _sync(
     request: approvals.Request,
     leaders: frozenset[str],
     extra: dict[str, Any] | None = None,
+    *,
+    told: str | None = None,
 ) -> str:
-    """Store what the domain derives now; write the history of a change of status."""
+    """Store what the domain derives now; write the history of a change of status, unless
+    the decision that caused it already told it (``told``: a denial is one entry, not two)."""
     before = row.status
     now_status = approvals.status(request, ctx.now, leaders)
     held = approvals.grant(request, ctx.now, leaders)
@@ -137,6 +148,8 @@ def _sync(
             Status.GRANTED.value: "breakglass_granted",
             Status.PENDING.value: "breakglass_grant_withdrawn",
         }.get(row.status, f"breakglass_{row.status}")
+        if kind == told:
+            return row.status
         _history(
             ctx,
             row,
@@ -346,13 +359,9 @@ def _decide(ctx: Ctx, request_id: int, kind: str, comment: str, apply: Any) -> B
             "the break-glass request changed while this decision was made; try again",
             code="stale_request",
         ) from None
-    _history(
-        ctx,
-        row,
-        f"breakglass_{'approval' if kind == 'approve' else kind}",
-        {"by": who.id, "comment": comment.strip()},
-    )
-    _sync(ctx, row, updated, leaders)
+    told = DECISION_KINDS[kind]
+    _history(ctx, row, told, {"by": who.id, "comment": comment.strip()})
+    _sync(ctx, row, updated, leaders, told=told)
     return row
 
 
