@@ -428,10 +428,9 @@ class BreakGlassMachine(RuleBasedStateMachine):
                 self.model.first_met.setdefault(row.id, now)
 
     def no_promotion_passes_a_window_without_a_valid_grant(self, *found):
-        """Caught: ``pipelines.promote`` not spending the grant (``breakglass.use`` call
-        removed), so a second promotion went through on the same grant; and
-        ``gates._window`` accepting an expired grant (its ``< grant.expires_at`` dropped
-        together with ``approvals.status``'s GRANT_EXPIRED)."""
+        """Caught: ``pipelines.promote`` not spending the grant (its ``breakglass.use``
+        call replaced by ``None``): the promotion went through the window with no grant
+        recorded as spent."""
         *_, deployments, _ = found
         for deployment in deployments:
             assert self.model.promotions.get(deployment.id) is True, (
@@ -442,8 +441,8 @@ class BreakGlassMachine(RuleBasedStateMachine):
     def a_grant_has_two_eligible_approvers_and_a_leader(
         self, requests, by_request, decisions, deployments, held
     ):
-        """Caught: ``approvals._counting`` no longer excluding the version's author; and
-        ``approvals._rule_met_at`` no longer asking for a leader."""
+        """Caught: the version's author counting as an approver (``_counting``'s
+        exclusion and ``approve``'s ``author_approval`` refusal removed)."""
         for row in requests:
             grant = held[row.id]
             if grant is None:

@@ -63,11 +63,15 @@ def decisions(ctx: Ctx, request_id: int) -> list[BreakGlassDecision]:
     return _decisions(ctx, request_id)
 
 
+def to_target(row: BreakGlassRequest) -> Target:
+    return Target(row.service_key, row.stage, row.digest)
+
+
 def to_domain(ctx: Ctx, row: BreakGlassRequest) -> approvals.Request:
     decisions = _decisions(ctx, row.id)
     return approvals.Request(
         id=str(row.id),
-        target=Target(row.service_key, row.stage, row.digest),
+        target=to_target(row),
         requester=approvals.Principal(row.requester),
         version_author=row.version_author,
         org=row.org,
@@ -328,15 +332,19 @@ def _decide(ctx: Ctx, request_id: int, kind: str, comment: str, apply: Any) -> B
     updated = apply(domain, leaders)
     who = access.actor(ctx)
     if kind in ("approve", "deny"):
+        # An approval is stored with the promotion the domain recorded it for (what the
+        # approver was shown), not copied from the request: the record says what was
+        # approved, and a check of the two against each other means something.
+        shown = updated.approvals[-1].target if kind == "approve" else to_target(row)
         ctx.session.add(
             BreakGlassDecision(
                 request_id=row.id,
                 kind=kind,
                 actor=who.id,
                 human=who.human,
-                service_key=row.service_key,
-                stage=row.stage,
-                digest=row.digest,
+                service_key=shown.service,
+                stage=shown.stage,
+                digest=shown.digest,
                 comment=comment.strip(),
                 at=ctx.now,
             )
