@@ -60,6 +60,7 @@ class Prose:
     paragraphs: int
     counts: readability.Counts
     sentence_starts: list[int]
+    lowered: str  # the masked text in lower case, for the word-list rules
 
 
 def _is_abbreviation(text: str, at: int) -> bool:
@@ -119,6 +120,7 @@ def analyse(doc: ParsedDoc) -> Prose:
         paragraphs=paragraphs,
         counts=_counts(tally, len(sentences)),
         sentence_starts=[s.start for s in sentences],
+        lowered=lowered,
     )
 
 

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
+from typing import Any
 
 from mechanisms.docs.passive import find_passive
 from mechanisms.docs.prose import Prose, Sentence
+from mechanisms.docs.spans import Span
 from mechanisms.docs.weasel import WEASEL_WORDS, find_weasels
 
 
@@ -152,17 +154,67 @@ def word_list(name: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(e for e in entries if e))
 
 
-@lru_cache(maxsize=64)
-def phrase_pattern(phrases: tuple[str, ...]) -> re.Pattern[str] | None:
-    """One expression for a list of words and phrases; spaces match hyphens and line
-    breaks too, longer phrases win over their prefixes."""
-    if not phrases:
-        return None
-    parts = [
-        r"[\s\-]+".join(re.escape(w) for w in p.split())
-        for p in sorted(set(phrases), key=len, reverse=True)
-    ]
-    return re.compile(r"(?<![\w'’-])(?:" + "|".join(parts) + r")(?![\w'’-])", re.IGNORECASE)
+def _phrase_regex(phrase: str) -> str:
+    # Spaces in a listed phrase also match hyphens and line breaks ("low-hanging fruit").
+    return r"[\s\-]+".join(re.escape(w) for w in phrase.split())
+
+
+def _first_word(phrase: str) -> str:
+    return re.split(r"[\s\-]+", phrase.strip().lower(), maxsplit=1)[0]
+
+
+def trie_regex(words: Iterable[str]) -> str:
+    """An expression matching any of ``words``, shaped as a trie ("ab(?:c|d)") so the
+    engine reads each character once instead of trying every word in turn."""
+    tree: dict[str, Any] = {}
+    for word in words:
+        node = tree
+        for ch in word:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def emit(node: dict[str, Any]) -> str:
+        branches = [re.escape(ch) + emit(sub) for ch, sub in sorted(node.items()) if ch]
+        if not branches:
+            return ""
+        body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+        return f"(?:{body})?" if "" in node else body
+
+    return emit(tree)
+
+
+@dataclass(frozen=True)
+class Lexicon:
+    """Listed words and phrases by their first word: the rules look each word of the
+    text up once, and try a phrase's expression only where its first word stands."""
+
+    entries: dict[str, tuple[tuple[str, re.Pattern[str]], ...]]
+
+    def starts(self) -> re.Pattern[str]:
+        """Where any listed word or phrase may start."""
+        return re.compile(rf"(?<![\w'’-]){trie_regex(self.entries)}(?![\w'’])")
+
+    @classmethod
+    def build(cls, lists: dict[str, tuple[str, ...]]) -> Lexicon:
+        grouped: dict[str, dict[str, list[str]]] = {}
+        for rule, phrases in lists.items():
+            for phrase in phrases:
+                if phrase.strip():
+                    grouped.setdefault(_first_word(phrase), {}).setdefault(rule, []).append(phrase)
+        entries = {
+            first: tuple(
+                (rule, _anchored(tuple(sorted(set(ps), key=len, reverse=True))))
+                for rule, ps in by_rule.items()
+            )
+            for first, by_rule in grouped.items()
+        }
+        return cls(entries)
+
+
+@lru_cache(maxsize=4096)
+def _anchored(phrases: tuple[str, ...]) -> re.Pattern[str]:
+    alternatives = "|".join(_phrase_regex(p) for p in phrases)
+    return re.compile(rf"(?:{alternatives})(?![\w'’-])", re.IGNORECASE)
 
 
 @lru_cache(maxsize=1)
@@ -177,24 +229,24 @@ def default_lists() -> dict[str, tuple[str, ...]]:
 
 @lru_cache(maxsize=1)
 def _unquantified() -> re.Pattern[str]:
-    intensifiers = r"|".join(
-        r"\s+".join(re.escape(w) for w in p.split())
-        for p in sorted(word_list("intensifiers"), key=len, reverse=True)
+    """An intensifier and a word of measured change, matched where the intensifier
+    starts ("much faster", "significantly more reliable", "greatly reduced")."""
+    changes = "|".join(
+        _phrase_regex(p) for p in sorted(word_list("comparatives"), key=len, reverse=True)
     )
-    changes = r"|".join(
-        r"\s+".join(re.escape(w) for w in p.split())
-        for p in sorted(word_list("comparatives"), key=len, reverse=True)
+    intensifiers = "|".join(
+        _phrase_regex(p) for p in sorted(word_list("intensifiers"), key=len, reverse=True)
     )
     return re.compile(
-        rf"(?<![\w'’-])(?:{intensifiers})\s+"
-        rf"(?:(?:more|less|fewer)\s+\w+|{changes}|[a-z]{{3,}}er)(?![\w'’-])",
+        rf"(?:{intensifiers})\s+(?:(?:more|less|fewer)\s+\w+|{changes}|[a-z]{{3,}}er)"
+        r"(?![\w'’-])",
         re.IGNORECASE,
     )
 
 
 _THERE = re.compile(r"there\s+(?:is|are|was|were|'s|’s|has\s+been|have\s+been)\b", re.IGNORECASE)
 _DIGIT = re.compile(r"\d")
-# Comparatives in -er that are no comparison ("much power", "far longer" is one).
+# Words in -er that compare nothing ("much power"); "far longer" does compare.
 _NOT_COMPARATIVE = frozenset(
     [
         "other",
@@ -236,50 +288,24 @@ class Hit:
     start: int
     end: int
     text: str
-    detail: str = ""
 
 
-def _block_ends(prose: Prose) -> tuple[list[int], list[int]]:
-    blocks = prose.doc.blocks
-    return [b.start for b in blocks], [b.end for b in blocks]
-
-
-def _within_one_block(starts: list[int], ends: list[int], start: int, end: int) -> bool:
-    i = bisect_right(starts, start) - 1
-    return i >= 0 and end <= ends[i]
-
-
-def _matches(pattern: re.Pattern[str] | None, text: str) -> Iterable[tuple[int, int, str]]:
-    if pattern is None:
-        return ()
-    return ((m.start(), m.end(), m.group(0)) for m in pattern.finditer(text))
-
-
-def _list_rule_matches(
-    prose: Prose, rule: str, settings: Settings
-) -> Iterable[tuple[int, int, str]]:
-    extra = settings.extra_words.get(rule, ())
-    if rule == "weasel":
-        builtin: Iterable[tuple[int, int, str]] = (
-            (s.start, s.end, s.text) for s in find_weasels(prose.doc.masked)
-        )
-        return [*builtin, *_matches(phrase_pattern(extra), prose.doc.masked)]
-    return _matches(phrase_pattern(default_lists()[rule] + extra), prose.doc.masked)
-
-
-def _passive(prose: Prose, _settings: Settings) -> Iterable[tuple[int, int, str]]:
-    return ((s.start, s.end, s.text) for s in find_passive(prose.doc.masked))
-
-
-def _unquantified_matches(prose: Prose, _settings: Settings) -> Iterable[tuple[int, int, str]]:
-    masked = prose.doc.masked
-    for start, end, text in _matches(_unquantified(), masked):
-        if text.split()[-1].lower() in _NOT_COMPARATIVE:
-            continue
-        sentence = _sentence_at(prose, start)
-        if sentence is not None and _DIGIT.search(masked, sentence.start, sentence.end):
-            continue
-        yield start, end, text
+@lru_cache(maxsize=32)
+def _lexicon(
+    extra: tuple[tuple[str, tuple[str, ...]], ...],
+) -> tuple[Lexicon, re.Pattern[str]]:
+    added = dict(extra)
+    lists = {rule: words + added.get(rule, ()) for rule, words in default_lists().items()}
+    # The weasel list itself belongs to find_weasels; only a project's additions go here.
+    lists["weasel"] = added.get("weasel", ())
+    lexicon = Lexicon.build(lists)
+    pattern = _unquantified()
+    for intensifier in word_list("intensifiers"):
+        first = _first_word(intensifier)
+        current = lexicon.entries.get(first, ())
+        if all(rule != "unquantified" for rule, _ in current):
+            lexicon.entries[first] = (*current, ("unquantified", pattern))
+    return lexicon, lexicon.starts()
 
 
 def _sentence_at(prose: Prose, offset: int) -> Sentence | None:
@@ -290,47 +316,90 @@ def _sentence_at(prose: Prose, offset: int) -> Sentence | None:
     return sentence if offset < sentence.end else None
 
 
-def _there_is(prose: Prose, _settings: Settings) -> Iterable[tuple[int, int, str]]:
+def _listed(prose: Prose, settings: Settings) -> Iterator[Hit]:
+    """One pass over every paragraph for all the word-list rules: a trie of the lists'
+    first words finds where a listed phrase may start, then that phrase is tried there."""
+    masked = prose.doc.masked
+    lowered = prose.lowered
+    lexicon, starts = _lexicon(tuple(sorted(settings.extra_words.items())))
+    entries = lexicon.entries
+    enabled = settings.enabled
+    for block in prose.doc.blocks:
+        for word in starts.finditer(lowered, block.start, block.end):
+            for rule, pattern in entries[word.group()]:
+                if rule not in enabled:
+                    continue
+                found = pattern.match(lowered, word.start(), block.end)
+                if found is None:
+                    continue
+                if rule == "unquantified" and not _unquantified_ok(prose, found):
+                    continue
+                yield Hit(rule, found.start(), found.end(), masked[found.start() : found.end()])
+
+
+def _unquantified_ok(prose: Prose, found: re.Match[str]) -> bool:
+    """Reported only when the last word compares and the sentence has no number."""
+    if found.group().split()[-1] in _NOT_COMPARATIVE:
+        return False
+    sentence = _sentence_at(prose, found.start())
+    return sentence is None or not _DIGIT.search(prose.doc.masked, sentence.start, sentence.end)
+
+
+def _finder_hits(rule: str, spans: Iterable[Span]) -> Iterator[Hit]:
+    return (Hit(rule, s.start, s.end, s.text) for s in spans)
+
+
+def _there_is(prose: Prose) -> Iterator[Hit]:
     masked = prose.doc.masked
     for sentence in prose.sentences:
         match = _THERE.match(masked, sentence.start, sentence.end)
         if match:
-            yield match.start(), match.end(), match.group(0)
+            yield Hit("there-is", match.start(), match.end(), match.group(0))
 
 
-def _long_sentences(prose: Prose, settings: Settings) -> Iterable[tuple[int, int, str]]:
+def _long_sentences(prose: Prose, settings: Settings) -> Iterator[Hit]:
     masked = prose.doc.masked
     for sentence in prose.sentences:
         if sentence.words > settings.long_sentence_words:
-            yield sentence.start, sentence.end, masked[sentence.start : sentence.end]
-
-
-Finder = Callable[[Prose, Settings], Iterable[tuple[int, int, str]]]
-FINDERS: dict[str, Finder] = {
-    "passive": _passive,
-    "weasel": lambda prose, settings: _list_rule_matches(prose, "weasel", settings),
-    "hedge": lambda prose, settings: _list_rule_matches(prose, "hedge", settings),
-    "adverb": lambda prose, settings: _list_rule_matches(prose, "adverb", settings),
-    "there-is": _there_is,
-    "cliche": lambda prose, settings: _list_rule_matches(prose, "cliche", settings),
-    "long-sentence": _long_sentences,
-    "unquantified": _unquantified_matches,
-}
+            yield Hit(
+                "long-sentence", sentence.start, sentence.end, masked[sentence.start : sentence.end]
+            )
 
 
 def run(prose: Prose, settings: Settings) -> list[Hit]:
-    """Every prose rule's hits, in document order."""
+    """Every enabled prose rule's hits, in document order."""
+    masked = prose.doc.masked
+    enabled = settings.enabled
+    found: list[Iterable[Hit]] = [_listed(prose, settings)]
+    # The passive and weasel finders take plain text: one call on the whole masked
+    # document, then hits that run from one paragraph into the next are dropped.
+    whole: list[Hit] = []
+    if "passive" in enabled:
+        whole.extend(_finder_hits("passive", find_passive(masked)))
+    if "weasel" in enabled:
+        whole.extend(_finder_hits("weasel", find_weasels(masked)))
     starts, ends = _block_ends(prose)
+    found.append(h for h in whole if _within_one_block(starts, ends, h.start, h.end))
+    if "there-is" in enabled:
+        found.append(_there_is(prose))
+    if "long-sentence" in enabled:
+        found.append(_long_sentences(prose, settings))
     accepted = settings.accepted
-    hits = []
-    for rule, finder in FINDERS.items():
-        if rule not in settings.enabled:
-            continue
-        for start, end, text in finder(prose, settings):
-            if not _within_one_block(starts, ends, start, end):
-                continue
-            if accepted and " ".join(text.lower().split()) in accepted:
-                continue
-            hits.append(Hit(rule, start, end, text))
-    hits.sort(key=lambda h: (h.start, h.end))
+    hits = [
+        h
+        for hits in found
+        for h in hits
+        if not accepted or " ".join(h.text.lower().split()) not in accepted
+    ]
+    hits.sort(key=lambda h: (h.start, h.end, h.rule))
     return hits
+
+
+def _block_ends(prose: Prose) -> tuple[list[int], list[int]]:
+    blocks = prose.doc.blocks
+    return [b.start for b in blocks], [b.end for b in blocks]
+
+
+def _within_one_block(starts: list[int], ends: list[int], start: int, end: int) -> bool:
+    i = bisect_right(starts, start) - 1
+    return i >= 0 and end <= ends[i]
