@@ -229,7 +229,7 @@ def _message(hit: rules.Hit, analysed: prose.Prose, config: CheckConfig) -> str:
         i = bisect_right(analysed.sentence_starts, hit.start) - 1
         words = analysed.sentences[i].words
         return f"{words} words (limit {config.max_sentence_words}). {spec.why}"
-    return f"“{' '.join(hit.text.split())}”: {spec.why}"
+    return spec.why
 
 
 def _structure_message(hit: templates.StructureHit) -> str:
