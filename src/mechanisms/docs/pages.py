@@ -65,8 +65,8 @@ def editor_page(request: Request, ctx: PageCtx) -> Response:
         "docs/editor.html",
         section="docs",
         text=SAMPLE,
-        template="decision",
-        templates=TEMPLATE_CHOICES,
+        chosen="decision",
+        choices=TEMPLATE_CHOICES,
         max_bytes=MAX_BYTES,
         **_result(SAMPLE, "decision"),
     )
