@@ -24,6 +24,7 @@ from mechanisms.core.cli import EXIT_CHECK_FAILED, EXIT_USAGE, console, errors, 
 from mechanisms.core.errors import MechanismsError
 from mechanisms.docs import config as doc_config
 from mechanisms.docs import rules
+from mechanisms.docs.areas import join_commands
 from mechanisms.docs.check import Report, check_document
 from mechanisms.docs.sarif import to_sarif
 from mechanisms.docs.source import MAX_BYTES, DocumentError, decode
@@ -244,3 +245,6 @@ def list_rules(
     for r in listed:
         table.add_row(r["id"], r["severity"], r["title"])
     console.print(table)
+
+
+join_commands(app, "mechanisms.docs.cli_registry")
