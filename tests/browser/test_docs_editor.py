@@ -18,7 +18,9 @@ def test_typing_marks_findings_and_updates_the_statistics(signed_in: Any) -> Non
 
     text = page.get_by_test_id("doc-text")
     text.fill("")
-    text.press_sequentially("The plan was approved by many people. I think it is much faster.", delay=5)
+    text.press_sequentially(
+        "The plan was approved by many people. I think it is much faster.", delay=5
+    )
     page.wait_for_function(
         "document.querySelector('[data-testid=stat-words]').textContent.trim() === '13'"
     )

@@ -60,6 +60,14 @@ def test_a_failed_threshold_exits_1(project: Path) -> None:
     assert "sections" in result.output and "Missing section" in result.output
 
 
+def test_several_files_end_with_a_summary(project: Path) -> None:
+    (project / "a.md").write_text(GOOD)
+    (project / "b.md").write_text("# Plan\n\nIt is very good.\n")
+    result = mech("check", "a.md", "b.md")
+    assert result.exit_code == 1
+    assert "2 checked: 1 passed, 1 failed" in result.output
+
+
 def test_json_output_for_several_files(project: Path) -> None:
     (project / "a.md").write_text(GOOD)
     (project / "b.md").write_text("# Plan\n\nIt is very good.\n")

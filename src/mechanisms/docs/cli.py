@@ -163,6 +163,13 @@ def _print(fmt: Format, checked: list[tuple[str, Report]], problems: list[str]) 
     else:
         for name, report in checked:
             _print_report(name, report)
+        if len(checked) + len(problems) > 1:
+            failed = sum(not r.passed for _, r in checked)
+            console.print(
+                f"\n{len(checked)} checked: [green]{len(checked) - failed} passed[/], "
+                f"[red]{failed} failed[/]"
+                + (f", [bold red]{len(problems)} not readable[/]" if problems else "")
+            )
 
 
 def _print_report(name: str, report: Report) -> None:
