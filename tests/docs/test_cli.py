@@ -97,6 +97,17 @@ def test_sarif_output_is_valid_sarif_2_1_0(project: Path) -> None:
     assert run["columnKind"] == "unicodeCodePoints"
 
 
+def test_github_annotations(project: Path) -> None:
+    (project / "a, b.md").write_text("# Plan\n\nIt is very good: 100% so.\n")
+    result = mech("check", "a, b.md", "--format", "github", "--template", "none")
+    lines = result.stdout.splitlines()
+    assert lines[0] == (
+        "::warning file=a%2C b.md,line=3,col=7,endLine=3,endColumn=11,title=weasel::"
+        "“very”: Weasel words sound precise and commit to nothing a reader can check. "
+        "→ Replace it with a number or a fact, or delete it."
+    )
+
+
 def test_standard_input(project: Path) -> None:
     result = mech("check", "-", "--template", "none", "--json", input="It is very good.\n")
     assert result.exit_code == 0

@@ -53,6 +53,29 @@ class Format(StrEnum):
     text = "text"
     json = "json"
     sarif = "sarif"
+    github = "github"
+
+
+# GitHub Actions workflow commands: annotations on the pull request's lines.
+GITHUB_LEVELS = {"error": "error", "warning": "warning", "suggestion": "notice"}
+
+
+def _github_escape(value: str, *, property: bool = False) -> str:
+    value = value.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    return value.replace(":", "%3A").replace(",", "%2C") if property else value
+
+
+def _github(name: str, report: Report) -> list[str]:
+    file = _github_escape(name, property=True)
+    lines = []
+    for f in report.findings:
+        where = f"file={file},line={f.line},col={f.column},endLine={f.end_line},endColumn={f.end_column}"
+        quoted = f"“{f.text[:120]}”: " if f.text else ""
+        message = _github_escape(f"{quoted}{f.message} → {f.suggestion}")
+        lines.append(f"::{GITHUB_LEVELS[f.severity]} {where},title={f.rule}::{message}")
+    for failure in report.failures:
+        lines.append(f"::error file={file},title=threshold::{_github_escape(failure.message)}")
+    return lines
 
 
 def _config_for(
@@ -95,7 +118,13 @@ def check(
         list[str], typer.Argument(help="Markdown files to check ('-' reads standard input).")
     ],
     output: Annotated[
-        Format, typer.Option("--format", "-f", help="text for people, json or sarif for tools.")
+        Format,
+        typer.Option(
+            "--format",
+            "-f",
+            help="text for people; json or sarif for tools; github for annotations in "
+            "GitHub Actions.",
+        ),
     ] = Format.text,
     as_json: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
     config_file: Annotated[
@@ -160,6 +189,9 @@ def _print(fmt: Format, checked: list[tuple[str, Report]], problems: list[str]) 
         sys.stdout.write(
             json.dumps(to_sarif(uris, __version__), indent=2, ensure_ascii=False) + "\n"
         )
+    elif fmt is Format.github:
+        for name, report in checked:
+            sys.stdout.write("".join(line + "\n" for line in _github(name, report)))
     else:
         for name, report in checked:
             _print_report(name, report)
