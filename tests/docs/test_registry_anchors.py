@@ -76,7 +76,9 @@ def edited_documents(draw):
                 if how == "append" or not words:
                     words.append(f"p{pid}new{draw(st.integers(0, 99))}")
                 elif how == "replace":
-                    words[draw(st.integers(0, len(words) - 1))] = f"p{pid}x{draw(st.integers(0, 99))}"
+                    words[draw(st.integers(0, len(words) - 1))] = (
+                        f"p{pid}x{draw(st.integers(0, 99))}"
+                    )
                 elif len(words) > 1:
                     words.pop(draw(st.integers(0, len(words) - 1)))
             doc[at] = (pid, words)

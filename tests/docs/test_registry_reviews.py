@@ -15,7 +15,9 @@ from tests.docs.conftest import BODY
 
 @pytest.fixture
 def doc(run, team, as_user):
-    slug = run(registry.create, NewDoc(title="Cache", body=BODY, reviewers=["rex"]), as_=as_user("eve")).slug
+    slug = run(
+        registry.create, NewDoc(title="Cache", body=BODY, reviewers=["rex"]), as_=as_user("eve")
+    ).slug
     run(registry.submit, slug, as_=as_user("eve"))
     return slug
 
@@ -33,7 +35,9 @@ def test_comments_follow_their_paragraph_through_versions(run, as_user, doc):
     # A paragraph inserted above, the commented one edited, another one deleted.
     body = BODY.replace("## Why now\n", "## Why now\n\nA new opening paragraph.\n")
     body = body.replace("Pages load in half the time.", "Pages load in half the time on phones.")
-    body = body.replace("A bigger database was discarded because it costs four times as much.\n\n", "")
+    body = body.replace(
+        "A bigger database was discarded because it costs four times as much.\n\n", ""
+    )
     run(registry.revise, doc, body, as_=as_user("eve"))
     assert _state(run, note.id) == (impact, "changed")  # +1 inserted, -1 deleted
     assert _state(run, gone.id) == (None, "orphaned")
@@ -53,7 +57,11 @@ def test_threads_answers_and_resolution(run, as_user, doc):
     run(reviews.resolve, q.id, as_=as_user("rex"))
     [thread] = run(lambda ctx: reviews.threads(reviews.comments(ctx, doc)))
     assert [r.kind for r in thread.replies] == ["reply", "answer"]
-    assert (thread.root.state, thread.root.answered_by, thread.root.resolved_by) == ("resolved", "eve", "rex")
+    assert (thread.root.state, thread.root.answered_by, thread.root.resolved_by) == (
+        "resolved",
+        "eve",
+        "rex",
+    )
     concern = run(reviews.comment, doc, "concern", "Stale prices?", as_=as_user("rex"))
     with pytest.raises(InvalidInput, match="only questions are answered"):
         run(reviews.answer, concern.id, "no", as_=as_user("eve"))
@@ -79,24 +87,33 @@ def test_a_meeting_reads_silently_for_the_docs_reading_time(run, as_user, doc, c
         run(reading.start_meeting, doc, as_=as_user("rex"))
     run(reading.join, meeting.id, as_=as_user("rex"))
     snap = run(lambda ctx: reading.meeting_snapshot(ctx, reading.get_meeting(ctx, meeting.id)))
-    assert snap["phase"] == "reading" and snap["reading_remaining_seconds"] == meeting.reading_seconds
+    assert (
+        snap["phase"] == "reading" and snap["reading_remaining_seconds"] == meeting.reading_seconds
+    )
     run(reading.finish_reading, meeting.id, as_=as_user("rex"))
     clock.advance(timedelta(seconds=meeting.reading_seconds))
     snap = run(lambda ctx: reading.meeting_snapshot(ctx, reading.get_meeting(ctx, meeting.id)))
     assert snap["phase"] == "discussion"
-    assert [(a["username"], bool(a["finished_reading_at"])) for a in snap["attendees"]] == [("eve", False), ("rex", True)]
+    assert [(a["username"], bool(a["finished_reading_at"])) for a in snap["attendees"]] == [
+        ("eve", False),
+        ("rex", True),
+    ]
     with pytest.raises(Forbidden):
         run(reading.end_meeting, meeting.id, as_=as_user("rex"))
     run(reading.end_meeting, meeting.id, as_=as_user("eve"))
     assert run(reading.load, "rex").read == [doc]
 
 
-def test_reading_load_counts_each_doc_once_in_the_iso_week_of_the_persons_zone(run, as_user, team, clock):
+def test_reading_load_counts_each_doc_once_in_the_iso_week_of_the_persons_zone(
+    run, as_user, team, clock
+):
     # Monday 2030-01-07 00:30 in Berlin is Sunday 23:30 UTC: a different ISO week in UTC.
     clock.set(datetime(2030, 1, 6, 23, 30, tzinfo=UTC))
     slugs = []
     for i in range(8):
-        slugs.append(run(registry.create, NewDoc(title=f"Doc {i}", body="# x\n\ny"), as_=as_user("eve")).slug)
+        slugs.append(
+            run(registry.create, NewDoc(title=f"Doc {i}", body="# x\n\ny"), as_=as_user("eve")).slug
+        )
     for slug in slugs:
         run(reading.record_read, slug, as_=as_user("rex"))
     run(reading.record_read, slugs[0], as_=as_user("rex"))

@@ -409,7 +409,9 @@ def review_queue(
 def reading_load(
     ctx: CtxDep,
     username: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
-    day: Annotated[date | None, Query(description="Any day of the ISO week; today by default.")] = None,
+    day: Annotated[
+        date | None, Query(description="Any day of the ISO week; today by default.")
+    ] = None,
     tz: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
 ) -> LoadOut:
     """Docs read and reviewed in an ISO week, against the 7–9 docs norm."""

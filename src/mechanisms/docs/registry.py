@@ -364,12 +364,17 @@ def update(ctx: Ctx, ref: str | int, changes: Changes) -> Document:
         _index(ctx, doc, doc.title, version(ctx, doc).body)
     if slug is not None:
         doc.slug = slug
-    doc.updated_at = ctx.now
     ctx.session.flush()
-    after = snapshot(ctx, doc)
-    if after != before:
-        access.record(ctx, "updated", doc, before=before, after=after)
+    if _differs(before, snapshot(ctx, doc)):
+        doc.updated_at = ctx.now
+        ctx.session.flush()
+        access.record(ctx, "updated", doc, before=before, after=snapshot(ctx, doc))
     return doc
+
+
+def _differs(before: dict[str, Any], after: dict[str, Any]) -> bool:
+    """Whether a doc changed, not counting the stamp of its last change."""
+    return {**before, "updated_at": None} != {**after, "updated_at": None}
 
 
 def link(ctx: Ctx, ref: str | int, kind: str, target: str) -> DocLink:
@@ -565,7 +570,7 @@ def upsert_markdown(ctx: Ctx, text: str, path: str | None = None) -> Upserted:
         access.record(
             ctx, "linked", existing, details={"links": [f"{k}:{r}" for k, r in new_links]}
         )
-    changed = changed or snapshot(ctx, existing) != before
+    changed = changed or _differs(before, snapshot(ctx, existing))
     return Upserted(existing, "updated" if changed else "unchanged")
 
 
