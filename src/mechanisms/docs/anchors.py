@@ -25,10 +25,10 @@ _SPACE = re.compile(r"\s+")
 _WORD = re.compile(r"\w+")
 
 
-def paragraphs(body: str) -> list[str]:
-    """The body's blocks (separated by blank lines), whitespace-normalised; what a reader
-    comments on. Fenced code keeps its blank lines inside one block."""
-    blocks: list[str] = []
+def blocks(body: str) -> list[str]:
+    """The body's blocks as written (separated by blank lines): what a reader comments on.
+    Fenced code keeps its blank lines inside one block."""
+    found: list[str] = []
     fenced = False
     current: list[str] = []
     for line in body.replace("\r\n", "\n").split("\n"):
@@ -36,13 +36,18 @@ def paragraphs(body: str) -> list[str]:
             fenced = not fenced
         if not line.strip() and not fenced:
             if current:
-                blocks.append("\n".join(current))
+                found.append("\n".join(current))
                 current = []
             continue
         current.append(line)
     if current:
-        blocks.append("\n".join(current))
-    return [normalise(b) for b in blocks if b.strip()]
+        found.append("\n".join(current))
+    return [b for b in found if b.strip()]
+
+
+def paragraphs(body: str) -> list[str]:
+    """The blocks, whitespace-normalised: what anchors compare."""
+    return [normalise(b) for b in blocks(body)]
 
 
 def normalise(text: str) -> str:

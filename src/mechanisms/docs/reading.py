@@ -9,10 +9,11 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from mechanisms.core import accounts
 from mechanisms.core.context import Ctx
-from mechanisms.core.errors import Conflict, InvalidInput, NotFound
+from mechanisms.core.errors import Conflict, InvalidInput, NotFound, StaleState
 from mechanisms.docs import access, markdown, reviews
 from mechanisms.docs.tables import Attendee, Document, Meeting, Read, Review
 
@@ -210,6 +211,31 @@ def end_meeting(ctx: Ctx, meeting_id: int) -> Meeting:
         details={"meeting": meeting.id, "attended": names, "read": read},
     )
     return meeting
+
+
+# A meeting nobody ended is closed this long after its reading time is over.
+STALE_AFTER = timedelta(hours=8)
+
+
+def stale_meetings(session: Session, now: datetime, limit: int) -> list[int]:
+    return list(
+        session.execute(
+            select(Meeting.id)
+            .where(Meeting.ended_at.is_(None), Meeting.reading_ends_at <= now - STALE_AFTER)
+            .order_by(Meeting.id)
+            .limit(limit)
+        ).scalars()
+    )
+
+
+def close_stale(ctx: Ctx, meeting_id: int) -> None:
+    """The worker ends a forgotten meeting; a meeting someone ended meanwhile is left as is."""
+    meeting = ctx.session.get(Meeting, meeting_id)
+    if meeting is None or meeting.ended_at is not None:
+        raise StaleState(f"meeting {meeting_id} was ended meanwhile")
+    if meeting.reading_ends_at > ctx.now - STALE_AFTER:
+        raise StaleState(f"meeting {meeting_id} is not stale")
+    end_meeting(ctx, meeting_id)
 
 
 def meetings(ctx: Ctx, ref: str | int) -> list[Meeting]:

@@ -33,6 +33,10 @@ from mechanisms.docs.tables import (
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}$")
 TAG_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 MAX_TITLE = 300
+# Words the pages and the API use after /docs/: no doc may be called by them.
+RESERVED_SLUGS = frozenset(
+    {"new", "queue", "load", "loads", "meetings", "comments", "upload", "sync"}
+)
 MAX_PEOPLE = 50
 MAX_TAGS = 30
 MAX_LINKS = 50
@@ -141,6 +145,17 @@ def _slug(ctx: Ctx, value: str, doc: Document | None = None) -> str:
             details={"field": "slug"},
         )
     return value
+
+
+def _free_slug(ctx: Ctx, base: str) -> str:
+    """A slug made from a title: the title's, or with -2, -3 … when another doc has it (a
+    slug the author chose is never changed: a taken one is refused)."""
+    base = base if base not in RESERVED_SLUGS and not base.isdigit() else f"{base}-doc"
+    candidate, n = base, 1
+    while access.find(ctx, candidate) is not None:
+        n += 1
+        candidate = f"{base[:95]}-{n}"
+    return candidate
 
 
 def _usernames(ctx: Ctx, names: Iterable[str], field_name: str) -> list[str]:
@@ -261,7 +276,7 @@ def create(ctx: Ctx, new: NewDoc) -> Document:
     if new.template is not None:
         markdown.check_text(new.template, "template")
     body = _body(new.body) if new.body is not None else markdown.from_template(new.template, title)
-    slug = _slug(ctx, new.slug or markdown.slugify(title) or "doc")
+    slug = _slug(ctx, new.slug or _free_slug(ctx, markdown.slugify(title) or "doc"))
     team = _team(ctx, new.team)
     owners = _usernames(ctx, new.owners, "owners")
     reviewers = _usernames(ctx, new.reviewers, "reviewers")
