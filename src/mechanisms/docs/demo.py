@@ -15,6 +15,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+# The docs link flags and deploys of those demos: importing them first registers their
+# demo data first, so it exists when the docs' is written.
+# isort: off
+import mechanisms.flags.demo  # noqa: F401
+import mechanisms.ops.demo  # noqa: F401
+import mechanisms.deploys.demo  # noqa: F401
+
+# isort: on
 from mechanisms.core.context import Ctx
 from mechanisms.demo import acting_as, extend
 from mechanisms.docs import reading, registry, reviews
