@@ -302,6 +302,7 @@ def transition_form(
     ctx: FormCtx,
     action: Annotated[str, Form(max_length=16)] = "",
 ) -> Response:
+    access.require_writer(ctx)
     moves = {"submit": registry.submit, "withdraw": registry.withdraw}
     if action not in moves:
         lifecycle.target(registry.get(ctx, slug).status, action)  # names what is allowed
