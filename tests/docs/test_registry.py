@@ -268,3 +268,8 @@ def test_links_are_checked_against_their_mechanism(run, team, as_user):
     assert snap["tags"] == ["checkout", "perf"] and snap["links"] == [
         {"kind": "roadmap", "ref": "RM-12"}
     ]
+
+
+def test_a_file_without_a_title_is_refused(run, team, as_user):
+    with pytest.raises(InvalidInput, match="no title"):
+        run(registry.upload, b"{}", "notes.md", as_=as_user("eve"))

@@ -123,3 +123,17 @@ def test_reading_load_counts_each_doc_once_in_the_iso_week_of_the_persons_zone(
     assert (utc.week, len(utc.docs), utc.as_dict()["band"]) == ("2030-W02", 0, "below")
     with pytest.raises(InvalidInput, match="time zone"):
         run(reading.load, "rex", None, "Mars/Olympus")
+
+
+def test_the_worker_closes_a_meeting_nobody_ended(db, run, as_user, doc, clock):
+    from mechanisms.core.worker import Worker
+
+    meeting = run(reading.start_meeting, doc, as_=as_user("eve"))
+    worker = Worker(db, clock=clock)
+    clock.advance(timedelta(seconds=meeting.reading_seconds) + timedelta(hours=7))
+    worker.tick()
+    assert run(reading.get_meeting, meeting.id).ended_at is None
+    clock.advance(timedelta(hours=1, seconds=1))
+    worker.tick()
+    assert run(reading.get_meeting, meeting.id).ended_at == clock.now()
+    worker.close()

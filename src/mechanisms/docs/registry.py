@@ -527,9 +527,14 @@ def upsert_markdown(ctx: Ctx, text: str, path: str | None = None) -> Upserted:
     access.require_writer(ctx)
     parsed = markdown.parse(markdown.check_text(text, "file"))
     key = parsed.key or path
-    title = (
-        parsed.title or markdown.title_of(parsed.body) or (path or "untitled").rsplit("/", 1)[-1]
-    )
+    title = parsed.title or markdown.title_of(parsed.body)
+    if not title:
+        raise InvalidInput(
+            f"{path or 'the file'} has no title: start it with a '# ' heading or give "
+            "'title' in its front matter",
+            code="no_title",
+            details={"field": "file"},
+        )
     existing = (
         ctx.session.execute(select(Document).where(Document.source_key == key)).scalar_one_or_none()
         if key
