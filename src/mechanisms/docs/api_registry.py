@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field, StrictBool
 from starlette.concurrency import run_in_threadpool
 
 from mechanisms.core.context import Ctx
+from mechanisms.core.errors import InvalidInput
 from mechanisms.docs import access, lifecycle, reading, registry, reviews
 from mechanisms.docs.markdown import MAX_BODY_CHARS
 from mechanisms.docs.tables import Comment, DocVersion, Meeting
@@ -30,6 +31,23 @@ DocRef = Annotated[str, Path(min_length=1, max_length=100, description="A doc's 
 Name = Annotated[Text, Field(min_length=1, max_length=64)]
 Body = Annotated[Text, Field(max_length=MAX_BODY_CHARS)]
 Note = Annotated[Text, Field(max_length=4000)]
+# A calendar day as YYYY-MM-DD only (lax parsing would read "0" as 1970-01-01).
+DayQ = Annotated[
+    str | None,
+    Query(
+        pattern=r"^\d{4}-\d{2}-\d{2}$",
+        description="Any day of the ISO week, YYYY-MM-DD; today by default.",
+    ),
+]
+
+
+def _day(value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput(f"{value!r} is no calendar day", details={"field": "day"}) from None
 
 
 # --- models ---------------------------------------------------------------------------
@@ -421,10 +439,10 @@ def reading_load(
 @router.get("/loads", response_model=list[LoadOut])
 def reading_loads(
     ctx: CtxDep,
-    day: Annotated[date | None, Query()] = None,
+    day: DayQ = None,
     tz: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
 ) -> list[LoadOut]:
-    return [LoadOut(**x.as_dict()) for x in reading.loads(ctx, day, tz)]
+    return [LoadOut(**x.as_dict()) for x in reading.loads(ctx, _day(day), tz)]
 
 
 @router.get("/meetings/{meeting_id}", response_model=MeetingOut)
