@@ -23,7 +23,7 @@ from mechanisms.core.cli import (
     fail,
     table,
 )
-from mechanisms.docs import lifecycle, reading, registry, reviews
+from mechanisms.docs import anchors, lifecycle, reading, registry, reviews
 from mechanisms.docs.api_registry import comment_out
 
 # The commands are gathered here and added to `mech doc` by ``register``.
@@ -106,7 +106,8 @@ def show(
         console.print(
             f"author {data['author']} · owners {', '.join(data['owners'])} · reviewers {', '.join(data['reviewers']) or '—'}"
         )
-        console.print(data["body"], markup=False, highlight=False)
+        for number, block in enumerate(anchors.blocks(data["body"]), start=1):
+            console.print(f"[{number}] {block}\n", markup=False, highlight=False)
         for c in data["comments"]:
             console.print(
                 f"#{c['id']} {c['kind']} by {c['author']} [{c['state'] or c['anchor_state']}]: {c['body']}",
