@@ -427,13 +427,12 @@ def review_queue(
 def reading_load(
     ctx: CtxDep,
     username: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
-    day: Annotated[
-        date | None, Query(description="Any day of the ISO week; today by default.")
-    ] = None,
+    day: DayQ = None,
     tz: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
 ) -> LoadOut:
     """Docs read and reviewed in an ISO week, against the 7–9 docs norm."""
-    return LoadOut(**reading.load(ctx, username or ctx.principal.username, day, tz).as_dict())
+    who = username or ctx.principal.username
+    return LoadOut(**reading.load(ctx, who, _day(day), tz).as_dict())
 
 
 @router.get("/loads", response_model=list[LoadOut])
