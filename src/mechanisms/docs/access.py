@@ -31,15 +31,26 @@ def require_writer(ctx: Ctx) -> None:
     require_site_role(ctx, Role.ENGINEER)
 
 
-def find(ctx: Ctx, ref: str | int) -> Document | None:
+def find(ctx: Ctx, ref: str | int, *, lock: bool = False) -> Document | None:
     text = str(ref).strip()
     if text.isdigit() and len(text) < 10:
-        return ctx.session.get(Document, int(text))
-    return ctx.session.execute(select(Document).where(Document.slug == text)).scalar_one_or_none()
+        return ctx.session.get(Document, int(text), with_for_update=lock or None)
+    query = select(Document).where(Document.slug == text)
+    return ctx.session.execute(query.with_for_update() if lock else query).scalar_one_or_none()
 
 
 def get(ctx: Ctx, ref: str | int) -> Document:
     doc = find(ctx, ref)
+    if doc is None:
+        raise NotFound(f"no doc {ref!r}", details={"field": "doc"})
+    return doc
+
+
+def lock(ctx: Ctx, ref: str | int) -> Document:
+    """The doc, row-locked until the transaction ends: every change to a doc or its review
+    takes this lock, so a question asked while the doc is being decided waits for the
+    decision and then finds the doc decided (PostgreSQL; SQLite runs one writer at a time)."""
+    doc = find(ctx, ref, lock=True)
     if doc is None:
         raise NotFound(f"no doc {ref!r}", details={"field": "doc"})
     return doc

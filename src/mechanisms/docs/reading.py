@@ -24,7 +24,7 @@ NORM = (7, 9)
 def record_read(ctx: Ctx, ref: str | int, meeting_id: int | None = None) -> Read:
     """The signed-in person read the doc's current version."""
     access.require_writer(ctx)
-    doc = access.get(ctx, ref)
+    doc = access.lock(ctx, ref)
     row = Read(
         doc_id=doc.id,
         reader=ctx.principal.username,
@@ -94,7 +94,7 @@ def start_meeting(ctx: Ctx, ref: str | int) -> Meeting:
     """A review meeting: silent reading for the doc's reading time (1,700 words per 15
     minutes, rounded up to the minute), then comments. The starter attends."""
     access.require_writer(ctx)
-    doc = access.get(ctx, ref)
+    doc = access.lock(ctx, ref)
     reviews._require_open_for_review(doc)
     if open_meeting(ctx, doc) is not None:
         raise Conflict(f"{doc.slug} already has a meeting going on", code="meeting_running")

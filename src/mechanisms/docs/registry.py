@@ -323,7 +323,7 @@ def revise(
     """A new version when the text changed (None when it did not); anchored comments are
     re-located on it."""
     access.require_writer(ctx)
-    doc = access.get(ctx, ref)
+    doc = access.lock(ctx, ref)
     access.require_editor(ctx, doc)
     lifecycle.require_editable(doc.status)
     body = _body(body)
@@ -360,7 +360,7 @@ class Changes:
 
 def update(ctx: Ctx, ref: str | int, changes: Changes) -> Document:
     access.require_writer(ctx)
-    doc = access.get(ctx, ref)
+    doc = access.lock(ctx, ref)
     access.require_editor(ctx, doc)
     before = snapshot(ctx, doc)
     owners = _usernames(ctx, changes.owners, "owners") if changes.owners is not None else None
@@ -394,7 +394,7 @@ def _differs(before: dict[str, Any], after: dict[str, Any]) -> bool:
 
 def link(ctx: Ctx, ref: str | int, kind: str, target: str) -> DocLink:
     access.require_writer(ctx)
-    doc = access.get(ctx, ref)
+    doc = access.lock(ctx, ref)
     access.require_editor(ctx, doc)
     pair = links.check(ctx, kind, target)
     if not _add_links(ctx, doc, [pair]):
@@ -405,7 +405,7 @@ def link(ctx: Ctx, ref: str | int, kind: str, target: str) -> DocLink:
 
 def unlink(ctx: Ctx, ref: str | int, kind: str, target: str) -> None:
     access.require_writer(ctx)
-    doc = access.get(ctx, ref)
+    doc = access.lock(ctx, ref)
     access.require_editor(ctx, doc)
     removed = ctx.session.execute(
         delete(DocLink).where(DocLink.doc_id == doc.id, DocLink.kind == kind, DocLink.ref == target)
@@ -429,7 +429,7 @@ def _move(ctx: Ctx, doc: Document, action: str, kind: str, **details: Any) -> Do
 
 def submit(ctx: Ctx, ref: str | int) -> Document:
     access.require_writer(ctx)
-    doc = access.get(ctx, ref)
+    doc = access.lock(ctx, ref)
     access.require_editor(ctx, doc)
     lifecycle.target(doc.status, "submit")
     doc.submitted_at = ctx.now
@@ -440,7 +440,7 @@ def submit(ctx: Ctx, ref: str | int) -> Document:
 
 def withdraw(ctx: Ctx, ref: str | int) -> Document:
     access.require_writer(ctx)
-    doc = access.get(ctx, ref)
+    doc = access.lock(ctx, ref)
     access.require_editor(ctx, doc)
     return _move(ctx, doc, "withdraw", "withdrawn")
 
@@ -455,7 +455,7 @@ def decide(
     """Accept or reject a doc in review; refused with every reason when any question is
     unanswered or any required reviewer has not recorded a review."""
     access.require_writer(ctx)
-    doc = access.get(ctx, ref)
+    doc = access.lock(ctx, ref)
     access.require_decider(ctx, doc)
     if outcome not in lifecycle.OUTCOMES:
         raise InvalidInput(
@@ -489,8 +489,8 @@ def decide(
 def supersede(ctx: Ctx, ref: str | int, successor_ref: str | int, note: str = "") -> Document:
     """An accepted doc is superseded by its successor; both point at each other."""
     access.require_writer(ctx)
-    doc = access.get(ctx, ref)
-    successor = access.get(ctx, successor_ref)
+    doc = access.lock(ctx, ref)
+    successor = access.lock(ctx, successor_ref)
     access.require_editor(ctx, successor)
     if successor.id == doc.id:
         raise InvalidInput("a doc cannot supersede itself", details={"field": "successor"})

@@ -56,7 +56,7 @@ def comment(
     """A question, concern or note on paragraph ``paragraph`` (0-based) of the current
     version, or on the doc as a whole when no paragraph is given."""
     access.require_writer(ctx)
-    doc = access.get(ctx, ref)
+    doc = access.lock(ctx, ref)
     _require_open_for_review(doc)
     if kind not in KINDS:
         raise InvalidInput(
@@ -115,8 +115,7 @@ def get_comment(ctx: Ctx, comment_id: int) -> tuple[Document, Comment]:
     row = ctx.session.get(Comment, comment_id)
     if row is None:
         raise NotFound(f"no comment {comment_id}", details={"field": "comment"})
-    doc = ctx.session.get(Document, row.doc_id)
-    assert doc is not None
+    doc = access.lock(ctx, row.doc_id)
     return doc, row
 
 
@@ -268,7 +267,7 @@ def review(ctx: Ctx, ref: str | int, *, no_questions: bool, note: str = "") -> R
     """A reviewer records their review: with questions (asked as comments first) or an
     explicit "no questions". Either way it counts towards the required reviews."""
     access.require_writer(ctx)
-    doc = access.get(ctx, ref)
+    doc = access.lock(ctx, ref)
     _require_open_for_review(doc)
     note = check_text(note, "note", 4000).strip()
     asked = _questions_by(ctx, doc, ctx.principal.username)
