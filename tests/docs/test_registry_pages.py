@@ -114,6 +114,7 @@ def test_registry_filters_queue_and_load_pages(client, team, run, as_user):
         ("/docs/meetings/1/join", {}),
         ("/docs/meetings/1/read", {}),
         ("/docs/meetings/1/end", {}),
+        ("/docs/load/zone", {"tz": "Europe/Berlin"}),
     ],
 )
 def test_a_viewer_is_refused_every_form(client, team, run, as_user, path, form):

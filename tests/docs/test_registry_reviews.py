@@ -137,3 +137,15 @@ def test_the_worker_closes_a_meeting_nobody_ended(db, run, as_user, doc, clock):
     worker.tick()
     assert run(reading.get_meeting, meeting.id).ended_at == clock.now()
     worker.close()
+
+
+def test_a_persons_week_is_counted_in_the_zone_they_chose(run, as_user, team, clock):
+    clock.set(datetime(2030, 1, 6, 23, 30, tzinfo=UTC))  # Monday 00:30 in Berlin
+    slug = run(registry.create, NewDoc(title="Doc", body="# x\n\ny"), as_=as_user("eve")).slug
+    run(reading.record_read, slug, as_=as_user("rex"))
+    assert run(reading.load, "rex").week == "2030-W01"
+    assert run(reading.set_zone, "Europe/Berlin", as_=as_user("rex")) == "Europe/Berlin"
+    berlin = run(reading.load, "rex")
+    assert (berlin.week, berlin.tz, berlin.read) == ("2030-W02", "Europe/Berlin", [slug])
+    with pytest.raises(InvalidInput, match="time zone"):
+        run(reading.set_zone, "Moon/Base", as_=as_user("rex"))

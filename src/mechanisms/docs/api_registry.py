@@ -435,6 +435,21 @@ def reading_load(
     return LoadOut(**reading.load(ctx, who, _day(day), tz).as_dict())
 
 
+class ZoneIn(Input):
+    tz: Annotated[Text, Field(min_length=1, max_length=64, description="IANA, e.g. Europe/Berlin")]
+
+
+class ZoneOut(BaseModel):
+    username: str
+    tz: str
+
+
+@router.put("/load/zone", response_model=ZoneOut)
+def set_reading_zone(body: ZoneIn, ctx: CtxDep) -> ZoneOut:
+    """The time zone the caller's reading week is counted in."""
+    return ZoneOut(username=ctx.principal.username, tz=reading.set_zone(ctx, body.tz))
+
+
 @router.get("/loads", response_model=list[LoadOut])
 def reading_loads(
     ctx: CtxDep,

@@ -411,6 +411,18 @@ def load(
     )
 
 
+@app.command("zone")
+def zone(
+    tz: Annotated[str, typer.Argument(help="IANA time zone, e.g. Europe/Berlin.")],
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Count your reading week in this time zone (as MECH_TOKEN's user)."""
+    with acting(token) as ctx:
+        data = {"username": ctx.principal.username, "tz": reading.set_zone(ctx, tz)}
+    emit(data, as_json, lambda: console.print(f"{data['username']} reads in {data['tz']}"))
+
+
 def register(doc_app: typer.Typer) -> None:
     """Add these commands to the `mech doc` app."""
     doc_app.registered_commands.extend(app.registered_commands)

@@ -140,9 +140,18 @@ def load_page(
         tab="load",
         loads=loads,
         norm=reading.NORM,
-        tz=tz or "UTC",
+        tz=tz or "",
+        my_zone=reading.zone_of(ctx, ctx.principal.username),
         day=day or "",
     )
+
+
+@router.post("/docs/load/zone")
+def zone_form(
+    request: Request, ctx: FormCtx, tz: Annotated[Text, Form(max_length=64)] = ""
+) -> Response:
+    reading.set_zone(ctx, tz)
+    return done(request, "/docs/load")
 
 
 # --- meetings -------------------------------------------------------------------------

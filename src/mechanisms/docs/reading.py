@@ -11,11 +11,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mechanisms.core import accounts
+from mechanisms.core import accounts, audit
 from mechanisms.core.context import Ctx
 from mechanisms.core.errors import Conflict, InvalidInput, NotFound, StaleState
 from mechanisms.docs import access, markdown, reviews
-from mechanisms.docs.tables import Attendee, Document, Meeting, Read, Review
+from mechanisms.docs.tables import Attendee, Document, Meeting, Read, ReaderZone, Review
 
 # The norm: a person reads and reviews 7 to 9 docs a week.
 NORM = (7, 9)
@@ -261,6 +261,33 @@ def zone(name: str | None) -> ZoneInfo:
         ) from None
 
 
+def zone_of(ctx: Ctx, username: str) -> str:
+    row = ctx.session.execute(
+        select(ReaderZone.tz).where(ReaderZone.username == username)
+    ).scalar_one_or_none()
+    return row or "UTC"
+
+
+def set_zone(ctx: Ctx, tz: str) -> str:
+    """The signed-in person's reading week is counted in ``tz`` from now on."""
+    access.require_writer(ctx)
+    name = zone(tz).key
+    username = ctx.principal.username
+    row = ctx.session.execute(
+        select(ReaderZone).where(ReaderZone.username == username)
+    ).scalar_one_or_none()
+    before = {"tz": row.tz} if row else None
+    if row is None:
+        ctx.session.add(ReaderZone(username=username, tz=name, updated_at=ctx.now))
+    else:
+        row.tz, row.updated_at = name, ctx.now
+    ctx.session.flush()
+    audit.record(
+        ctx, "docs.reading_zone_set", "docs_reader", username, before=before, after={"tz": name}
+    )
+    return name
+
+
 def iso_week_bounds(day: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
     """Monday 00:00 to the next Monday 00:00 of ``day``'s ISO week, in ``tz``."""
     monday = day - timedelta(days=day.isoweekday() - 1)
@@ -299,12 +326,13 @@ class Load:
 
 
 def load(ctx: Ctx, username: str, day: date | None = None, tz: str | None = None) -> Load:
-    """The docs ``username`` read or reviewed in the ISO week of ``day`` (today, in ``tz``,
-    by default): counted once each, against the 7–9 docs norm."""
+    """The docs ``username`` read or reviewed in the ISO week of ``day`` (today by default),
+    counted once each against the 7–9 docs norm. The week is the person's: in ``tz`` when
+    given, else in the zone they chose, else UTC."""
     access.require_reader(ctx)
     if accounts.find_user(ctx.session, username) is None:
         raise NotFound(f"no user {username!r}", details={"field": "username"})
-    zone_info = zone(tz)
+    zone_info = zone(tz or zone_of(ctx, username))
     day = day or ctx.now.astimezone(zone_info).date()
     start, end = iso_week_bounds(day, zone_info)
     year, week, _ = day.isocalendar()

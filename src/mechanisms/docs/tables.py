@@ -223,3 +223,14 @@ class Attendee(Base):
     username: Mapped[str] = mapped_column(String(64))
     joined_at: Mapped[datetime] = mapped_column(UTCDateTime)
     finished_reading_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ReaderZone(Base):
+    """The time zone a person's reading week is counted in (UTC when they set none)."""
+
+    __tablename__ = "docs_reader_zones"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    tz: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
