@@ -8,7 +8,7 @@
   on-call*, which its review meeting read together.
 - *Shard the search index* (sam) is a draft; *Drop the legacy payments API* was rejected.
 - A shelf of older accepted decisions, so that this week's reading loads differ: lena
-  above the 7–9 norm, oliver within it, the others below.
+  (reading in Berlin time) above the 7–9 norm, oliver within it, the others below.
 """
 
 from __future__ import annotations
@@ -210,7 +210,10 @@ def seed_docs(ctx: Ctx) -> None:
         as_("lena", days_ago(28)), legacy.slug, "rejected", None, "Three merchants still call it."
     )
 
-    # This week's reading: lena above the norm, oliver within it, the others below.
+    # Reading weeks in people's own zones; this week's reading: lena above the norm,
+    # oliver within it, the others below.
+    reading.set_zone(as_("lena"), "Europe/Berlin")
+    reading.set_zone(as_("sam"), "America/New_York")
     everything = [*shelf, pg.slug, weekly.slug, sun.slug, cache.slug]
     plan = {"lena": 11, "oliver": 8, "sam": 5, "evan": 3, "erin": 2, "alice": 1}
     for who, count in plan.items():
