@@ -23,7 +23,9 @@ from mechanisms.docs.sarif import to_sarif
 from mechanisms.docs.source import MAX_BYTES, check_text
 from mechanisms.web.http import Input, Text, UnitOfWorkRoute, request_ctx
 
-router = APIRouter(prefix="/api/v1/docs", route_class=UnitOfWorkRoute, tags=["docs"])
+# No prefix here: the registry's router carries /api/v1/docs itself and is joined below.
+PREFIX = "/api/v1/docs"
+router = APIRouter(route_class=UnitOfWorkRoute, tags=["docs"])
 CtxDep = Annotated[Ctx, Depends(request_ctx)]
 # A POST by necessity (the document travels in the body) that changes nothing.
 READ_ONLY = {"x-mech-read-only": True}
@@ -136,13 +138,13 @@ def _run(ctx: Ctx, body: CheckIn) -> Report:
     return check_document(check_text(body.text, "text"), cfg)
 
 
-@router.post("/check", response_model=ReportOut, openapi_extra=READ_ONLY)
+@router.post(f"{PREFIX}/check", response_model=ReportOut, openapi_extra=READ_ONLY)
 def check(body: CheckIn, ctx: CtxDep) -> dict[str, Any]:
     """Check a Markdown document: statistics, findings, sections and thresholds."""
     return _run(ctx, body).to_dict()
 
 
-@router.post("/check/sarif", openapi_extra=READ_ONLY)
+@router.post(f"{PREFIX}/check/sarif", openapi_extra=READ_ONLY)
 def check_sarif(body: CheckIn, ctx: CtxDep) -> dict[str, Any]:
     """The same check, answered as a SARIF 2.1.0 log."""
     return to_sarif([(body.name, _run(ctx, body))], __version__)
