@@ -9,7 +9,7 @@ between ("was quickly fixed", "wasn't ever reviewed", "was, in the end, rolled b
 follows a chain of auxiliaries ("is being deployed"), or, in a question, steps over the
 subject ("Was the bug fixed?"). The word it lands on must be a past participle (the
 irregular list, or a regular -ed form that is not a noun or an adjective, see
-``participles.py``), and the context decides between a passive and an adjective: a
+``lexicon.py``), and the context decides between a passive and an adjective: a
 degree adverb ("very tired"), a feeling or a state with no agent ("is interested in",
 "the door is locked"), an idiom ("got started", "are used to deploying", "is supposed
 to"). See docs/decisions/0017-passive-voice-and-weasel-words.md.
@@ -21,7 +21,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from mechanisms.docs import participles as lex
+from mechanisms.docs import lexicon as lex
 from mechanisms.docs.spans import Span
 
 _PRONOUNS_WITH_IS = (
@@ -174,15 +174,15 @@ def _is_inserted(word: str) -> bool:
 
 
 def _is_participle(tok: _Token) -> bool:
-    return not tok.capital and _participle(tok.word)
+    return not tok.capital and is_participle(tok.word)
 
 
-def _participle(word: str) -> bool:
+def is_participle(word: str) -> bool:
     if word in lex.IRREGULAR_PARTICIPLES:
         return True
     if "-" in word:
         prefix, _, rest = word.partition("-")
-        return prefix in lex.VERB_PREFIXES and _participle(rest)
+        return prefix in lex.VERB_PREFIXES and is_participle(rest)
     if len(word) < 4 or not word.endswith("ed"):
         return False
     if word in lex.NOT_PARTICIPLES or word in lex.INTRANSITIVE:

@@ -1,7 +1,7 @@
-"""The word lists behind passive-voice detection (``passive.py``).
+"""The word lists behind the prose finders (``passive.py``, ``weasel.py``).
 
 Plain data, all lower case. Each list says which question it answers; the rules that use
-them are in ``passive.py``. Kept by hand: a list is easier to read, test and extend than a
+them are in the finders. Kept by hand: a list is easier to read, test and extend than a
 statistical model, and nothing has to be downloaded to use it.
 """
 
@@ -148,3 +148,12 @@ AFTER_QUESTION_PARTICIPLE = _words(
     """
 )
 QUESTION_WORDS = _words("who whom whose what which when where why how")
+
+# After "clearly" or "fairly": words that show it is a manner adverb ending its phrase
+# ("share fairly between", "state clearly what"), not a weasel ("clearly better").
+MANNER_FOLLOW = _words(
+    """
+    between among across to and or so when if for with in on at by what that how why where
+    whether
+    """
+)
