@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 
+from mechanisms.docs import lexicon as lex
 from mechanisms.docs.lexicon import DETERMINERS, MANNER_FOLLOW
 from mechanisms.docs.passive import is_participle
 from mechanisms.docs.spans import Span
@@ -88,34 +89,60 @@ _SAY = (
     r"(?:say|said|think|thought|believe|believed|argue|argued|feel|felt|claim|claimed|"
     r"agree|agreed|suggest|suggests|know|knew)"
 )
+# Unattributed sources: (the words one may start with, the whole pattern).
 _AUTHORITY = (
-    r"it\s+is\s+(?:widely\s+|generally\s+|commonly\s+|often\s+|well\s+)?"
-    r"(?:believed|known|said|thought|accepted|agreed|argued|assumed|understood|claimed)"
-    r"(?=\s+(?:that|to)\b)",
-    r"(?:widely|generally|commonly|universally)\s+(?:believed|known|accepted|regarded|"
-    r"considered|agreed|thought|acknowledged|recogni[sz]ed)",
-    rf"(?:some|many|most)\s+(?:people|users|engineers|experts|developers|critics|observers|"
-    rf"teams|customers|folks)\s+{_SAY}",
-    r"(?:experts|studies|research|researchers|analysts|scientists|sources)\s+"
-    r"(?:say|show|shows|suggest|suggests|agree|believe|indicate|indicates|claim|"
-    r"ha(?:ve|s)\s+shown)",
-    r"everyone\s+knows",
-    r"as\s+we\s+all\s+know",
+    (
+        ("it is",),
+        r"it\s+is\s+(?:widely\s+|generally\s+|commonly\s+|often\s+|well\s+)?"
+        r"(?:believed|known|said|thought|accepted|agreed|argued|assumed|understood|claimed)"
+        r"(?=\s+(?:that|to)\b)",
+    ),
+    (
+        ("widely", "generally", "commonly", "universally"),
+        r"(?:widely|generally|commonly|universally)\s+(?:believed|known|accepted|regarded|"
+        r"considered|agreed|thought|acknowledged|recogni[sz]ed)\b",
+    ),
+    (
+        ("some", "many", "most"),
+        rf"(?:some|many|most)\s+(?:people|users|engineers|experts|developers|critics|"
+        rf"observers|teams|customers|folks)\s+{_SAY}\b",
+    ),
+    (
+        ("experts", "studies", "research", "researchers", "analysts", "scientists", "sources"),
+        r"(?:experts|studies|research|researchers|analysts|scientists|sources)\s+"
+        r"(?:say|show|shows|suggest|suggests|agree|believe|indicate|indicates|claim|"
+        r"ha(?:ve|s)\s+shown)\b",
+    ),
+    (("everyone",), r"everyone\s+knows\b"),
+    (("as we",), r"as\s+we\s+all\s+know\b"),
 )
 
 
 def _phrase(words: str) -> str:
-    return r"\s+".join(re.escape(w) for w in words.split())
+    return r"\s+".join(re.escape(w) for w in words.split()) + r"\b"
 
 
-# Unattributed sources first, then the longest phrases: at one position the first
-# alternative that matches wins ("many engineers think" over "many", "a few" over "few").
-_WEASEL = re.compile(
-    r"\b(?:"
-    + "|".join([*_AUTHORITY, *(_phrase(w) for w in sorted(WEASEL_WORDS, key=len, reverse=True))])
-    + r")\b",
-    re.IGNORECASE,
-)
+def _entries() -> dict[str, tuple[re.Pattern[str], ...]]:
+    """What a weasel may start with (a listed word or phrase, or an unattributed source's
+    first words), and the patterns to try there in order: the source first ("many
+    engineers think" before "many")."""
+    entries: dict[str, list[str]] = {}
+    for starts, pattern in _AUTHORITY:
+        for start in starts:
+            entries.setdefault(start, []).append(pattern)
+    for phrase in WEASEL_WORDS:
+        entries.setdefault(phrase, []).append(_phrase(phrase))
+    return {
+        start: tuple(re.compile(p, re.IGNORECASE) for p in patterns)
+        for start, patterns in entries.items()
+    }
+
+
+_ENTRIES = _entries()
+# Where a weasel may start: one pass of a trie of the entries, as written and
+# capitalised (much faster than re.IGNORECASE over the whole text); the entry's patterns
+# are then tried at that position only.
+_STARTS = re.compile(r"\b" + lex.trie_pattern(lex.cased(_ENTRIES)) + r"(?![A-Za-z])")
 
 _QUOTES_OPEN = "\"'“‘"
 _QUOTES_CLOSE = "\"'”’"
@@ -142,9 +169,20 @@ _TERMS = {"huge": ("page", "pages"), "tiny": ("page", "pages"), "highly": ("avai
 
 
 def find_weasels(text: str) -> list[Span]:
-    return [
-        Span(m.start(), m.end(), m.group(0)) for m in _WEASEL.finditer(text) if _counts(text, m)
-    ]
+    spans: list[Span] = []
+    consumed = 0
+    for start in _STARTS.finditer(text):
+        at = start.start()
+        if at < consumed:
+            continue
+        for pattern in _ENTRIES[" ".join(start.group().lower().split())]:
+            m = pattern.match(text, at)
+            if m is not None:
+                if _counts(text, m):
+                    spans.append(Span(m.start(), m.end(), m.group()))
+                    consumed = m.end()
+                break
+    return spans
 
 
 def _counts(text: str, m: re.Match[str]) -> bool:
