@@ -114,7 +114,7 @@ STATIVE = _words(
 # Participles that after a present tense of "be" describe the result, a state ("the door
 # is locked", "the build is broken", "two tasks are left"), while the past tense or a
 # perfect usually reports the action ("was locked by", "has been broken").
-RESULTATIVE = _words("closed locked broken finished done left lost stuck filled packed worn")
+RESULTATIVE = _words("closed locked broken finished done left stuck filled packed worn")
 
 # After "get": the subject is not acted on ("get started", "got lost", "got married").
 GET_IDIOMS = _words(

@@ -204,8 +204,8 @@ def _counts(text: str, m: re.Match[str]) -> bool:
     following = _next_word(text, end)
     if word in _AMOUNTS:
         return previous not in _NOT_AMOUNT_AFTER and not _ANCHOR.match(text, end)
-    if word == "very":
-        return previous not in DETERMINERS  # "the very first": an adjective
+    if word == "very":  # "the very first" is an adjective; "that very few" is not
+        return previous not in DETERMINERS or following in _AMOUNTS or following == "much"
     if word == "rather":
         return following != "than" and previous not in ("would", "or", "'d")
     if word == "pretty":
