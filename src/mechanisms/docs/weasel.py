@@ -29,6 +29,7 @@ QUANTITIES = (
     "a lot of",
     "lots of",
     "plenty of",
+    "a handful of",
     "a few",
     "many",
     "few",
@@ -36,6 +37,7 @@ QUANTITIES = (
     "various",
     "numerous",
     "countless",
+    "much",
 )
 INTENSIFIERS = (
     "very",
@@ -62,6 +64,8 @@ INTENSIFIERS = (
     "highly",
     "massively",
     "enormously",
+    "vastly",
+    "hugely",
     "largely",
     "mostly",
     "surprisingly",
@@ -161,8 +165,8 @@ _STATISTIC = re.compile(r"[^.;]{0,40}?\(?\bp\s*[<=≤]", re.IGNORECASE)
 _NEXT_WORD = re.compile(r"\s*([A-Za-z]+|\S)?")
 _WORD_BEFORE = re.compile(r"([A-Za-z']+)\s*$")
 
-_AMOUNTS = frozenset(("many", "few", "several", "various", "numerous"))
-_NOT_AMOUNT_AFTER = frozenset(("too", "how"))
+_AMOUNTS = frozenset(("many", "few", "several", "various", "numerous", "much"))
+_NOT_AMOUNT_AFTER = frozenset(("too", "how", "as"))  # "as many workers as you like"
 _MANNER = frozenset(("clearly", "fairly"))
 # Technical terms built on an intensifier: "huge pages", "highly available".
 _TERMS = {"huge": ("page", "pages"), "tiny": ("page", "pages"), "highly": ("available",)}
@@ -205,7 +209,7 @@ def _counts(text: str, m: re.Match[str]) -> bool:
     if word in _AMOUNTS:
         return previous not in _NOT_AMOUNT_AFTER and not _ANCHOR.match(text, end)
     if word == "very":  # "the very first" is an adjective; "that very few" is not
-        return previous not in DETERMINERS or following in _AMOUNTS or following == "much"
+        return previous not in DETERMINERS or following in _AMOUNTS
     if word == "rather":
         return following != "than" and previous not in ("would", "or", "'d")
     if word == "pretty":
