@@ -7,6 +7,7 @@ benchmarks/node_modules is missing, ``npm ci --prefix benchmarks`` installs exac
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -52,3 +53,11 @@ def time(path: Path, check: str, rounds: int) -> dict:
         check=True,
     )
     return json.loads(done.stdout)
+
+
+def weasel_words_pattern() -> re.Pattern[str]:
+    """write-good's weasel words (the weasel-words package's list), as one pattern."""
+    source = (HERE / "node_modules" / "weasel-words" / "weasel.js").read_text()
+    listing = source[source.index("[") : source.index("]")]
+    words = re.findall(r"'([^']+)'", listing)
+    return re.compile(r"\b(?:" + "|".join(map(re.escape, words)) + r")\b", re.IGNORECASE)

@@ -67,13 +67,25 @@ def passive_figures(show_errors: bool) -> dict:
         )
 
     out = {tool: scores(tool) for tool in flagged}
+    categories = {}
+    for passive, category in sorted({(not s.passive, s.category) for s in items}):
+        idx = [i for i, s in enumerate(items) if (not s.passive, s.category) == (passive, category)]
+        categories[f"{category} ({int(not passive)})"] = {
+            "sentences": len(idx),
+            **{tool: sum(flagged[tool][i] == items[i].passive for i in idx) for tool in flagged},
+        }
     if show_errors:
         for item, ours, theirs in zip(items, flagged["ours"], flagged["write-good"], strict=True):
             if ours != item.passive:
                 kind = "missed" if item.passive else "false alarm"
                 peer = "write-good right" if theirs == item.passive else "write-good too"
                 print(f"  passive {kind} [{item.category}, {item.split}; {peer}]: {item.text}")
-    return {"sentences": len(items), "positives": sum(s.passive for s in items), **out}
+    return {
+        "sentences": len(items),
+        "positives": sum(s.passive for s in items),
+        **out,
+        "right_by_category": categories,
+    }
 
 
 def weasel_figures(show_errors: bool) -> dict:
@@ -91,6 +103,13 @@ def weasel_figures(show_errors: bool) -> dict:
         )
 
     out = {tool: scores(tool) for tool in found}
+    # The same, counting only the words on write-good's own list: the difference that
+    # comes from context (figures, quotes, idioms) and not from a longer list.
+    listed = docs_peer.weasel_words_pattern()
+    gold = [_listed(s.text, s.weasels, listed) for s in items]
+    for tool in found:
+        spans = [_listed(s.text, f, listed) for s, f in zip(items, found[tool], strict=True)]
+        out[tool]["wg-list"] = score_spans(gold, spans)
     if show_errors:
         for item, ours in zip(items, found["ours"], strict=True):
             if score_spans([item.weasels], [ours]) != score_spans([item.weasels], [item.weasels]):
@@ -106,6 +125,16 @@ def weasel_figures(show_errors: bool) -> dict:
     }
 
 
+def _categories(categories: dict) -> None:
+    print(f"  {'category (label)':<22} {'n':>4} {'ours right':>11} {'write-good right':>17}")
+    for name, row in categories.items():
+        print(f"  {name:<22} {row['sentences']:>4} {row['ours']:>11} {row['write-good']:>17}")
+
+
+def _listed(text: str, spans, pattern) -> list[tuple[int, int]]:
+    return [(a, b) for a, b in spans if pattern.search(text, a, b)]
+
+
 def _table(title: str, figures: dict, columns: tuple[str, ...]) -> None:
     print(f"\n{title}")
     print(f"  {'tool':<11} {'part':<8} " + " ".join(f"{c:>9}" for c in columns))
@@ -118,6 +147,9 @@ def _table(title: str, figures: dict, columns: tuple[str, ...]) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--errors", action="store_true", help="print what ours gets wrong")
+    parser.add_argument(
+        "--categories", action="store_true", help="passive: sentences right per category"
+    )
     parser.add_argument("--json", nargs="?", const="-", metavar="PATH")
     args = parser.parse_args()
     quiet = args.json == "-"
@@ -142,9 +174,11 @@ def main() -> int:
             passive,
             ("precision", "recall", "f1"),
         )
+        if args.categories:
+            _categories(passive["right_by_category"])
         _table(
             f"Weasel words: {weasel['sentences']} sentences, {weasel['marked']} marked"
-            " (precision, recall over spans)",
+            " (precision, recall over spans; wg-list: only the words on write-good's list)",
             weasel,
             ("precision", "recall", "f1"),
         )
@@ -176,7 +210,7 @@ def main() -> int:
 
 def _as_json(figures: dict) -> dict:
     return {
-        key: {part: score.as_dict() for part, score in value.items()}
+        key: {part: s.as_dict() if isinstance(s, Score) else s for part, s in value.items()}
         if isinstance(value, dict)
         else value
         for key, value in figures.items()
