@@ -160,8 +160,11 @@ def _print(rows: list[dict], words: int, version: str) -> None:
         if "ours_words_per_s" in row:
             ours, ratio = f"{row['ours_words_per_s']:,}", f"{row['ratio']:.2f}x"
         else:
-            ours, ratio = row["ours"], "-"
+            ours, ratio = "-", "-"
         print(f"  {row['check']:<9} {ours:>14} {row['write_good_words_per_s']:>20,} {ratio:>10}")
+    for row in rows:
+        if "ours" in row:
+            print(f"  {row['check']}: ours {row['ours']}")
 
 
 if __name__ == "__main__":

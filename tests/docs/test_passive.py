@@ -67,6 +67,8 @@ def found(text: str) -> list[str]:
         ("The team was surprised by the size of the bill.", ["was surprised"]),
         ("The door is locked by the last person out.", ["is locked"]),
         ("That old library is used to gate the rollout.", ["is used"]),
+        # After a closed quote, the author's own words again.
+        ('It says "done". The key was revoked.', ["was revoked"]),
         # Two in one text.
         ("The key was stolen. It was revoked.", ["was stolen", "was revoked"]),
     ],
@@ -125,6 +127,9 @@ def test_passives_are_found(text: str, spans: list[str]) -> None:
         "https://example.com/was/fixed/is-deployed?id=42",
         "--was-merged --is-enabled",
         "El servicio fue reiniciado anoche.",
+        # Quoted: mentioned or cited, not the author's own words.
+        'write-good misses "was quickly fixed" and "got fired".',
+        "The customer wrote: “the data was lost”.",
         "",
     ],
 )

@@ -44,6 +44,8 @@ RECALL_FLOOR = 0.95
         "Latency dropped significantly (p < 0.01).",
         "The difference is statistically significantly larger.",
         'The style guide bans the word "very" in headings.',
+        'A degree adverb makes it an adjective ("very tired").',
+        "He wrote “many users say so” in the draft, and {many} readers believed it.",
         "The worker fails with too many open files.",
         "How many replicas does the service need?",
         "The link table models a many-to-many relation.",

@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass
 
 from mechanisms.docs import lexicon as lex
+from mechanisms.docs.quotes import quoted
 from mechanisms.docs.spans import Span
 
 _BE_FORMS = ("am", "is", "are", "was", "were", "be", "being", "been")
@@ -86,7 +87,7 @@ def find_passive(text: str) -> list[Span]:
             continue
         start, form = _auxiliary(aux)
         end = _passive_end(text, aux, form)
-        if end is not None:
+        if end is not None and not quoted(text, start, end):
             spans.append(Span(start, end, text[start:end]))
             consumed = end
     return spans

@@ -21,6 +21,7 @@ import re
 from mechanisms.docs import lexicon as lex
 from mechanisms.docs.lexicon import DETERMINERS, MANNER_FOLLOW
 from mechanisms.docs.passive import is_participle
+from mechanisms.docs.quotes import quoted
 from mechanisms.docs.spans import Span
 
 QUANTITIES = (
@@ -148,8 +149,6 @@ _ENTRIES = _entries()
 # are then tried at that position only.
 _STARTS = re.compile(r"\b" + lex.trie_pattern(lex.cased(_ENTRIES)) + r"(?![A-Za-z])")
 
-_QUOTES_OPEN = "\"'“‘"
-_QUOTES_CLOSE = "\"'”’"
 _NUMBER = (
     r"(?:\d[\d,.]*|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|"
     r"fifteen|twenty|thirty|forty|fifty|hundred|thousand|dozen)\b"
@@ -196,11 +195,8 @@ def _counts(text: str, m: re.Match[str]) -> bool:
     before = text[max(0, start - 40) : start]
     prev_char = text[start - 1 : start]
     next_char = text[end : end + 1]
-    if (prev_char and prev_char in _QUOTES_OPEN and next_char in _QUOTES_CLOSE) or "-" in (
-        prev_char,
-        next_char,
-    ):
-        return False  # mentioned, not used; or part of "many-to-many"
+    if "-" in (prev_char, next_char) or quoted(text, start, end):
+        return False  # part of "many-to-many"; or mentioned, not used
     sentence_start = before.rstrip()[-1:] in ("", ".", "!", "?", "\n", ":")
     if m.group(0)[0].isupper() and not sentence_start:
         return False  # a name: "Vast Data"
