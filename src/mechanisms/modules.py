@@ -43,7 +43,14 @@ MECHANISMS: list[Mechanism] = [
         code=True,
         command="deploy",
     ),
-    Mechanism("docs", "Docs", "Decision docs, checked and reviewed"),
+    Mechanism(
+        "docs",
+        "Docs",
+        "Decision docs, checked and reviewed",
+        built=True,
+        code=True,
+        command="doc",
+    ),
     Mechanism("roadmap", "Roadmap", "Feedback and findings become the plan"),
     Mechanism("stickers", "Stickers", "Recognition for using the mechanisms well"),
 ]
