@@ -31,6 +31,8 @@ RECALL_FLOOR = 0.95
         "This is {arguably} the simplest option.",
         "{Clearly}, the second option is better.",
         "The new design is {clearly} better.",
+        "It is a {very} good plan, and the bug is {clearly} caused by the cache.",
+        "The first item is {clearly} done.",
         "{Of course}, the cache must be invalidated.",
         # Unattributed sources: the whole phrase, not only its first word.
         "{It is widely believed} that Fridays are risky.",

@@ -197,3 +197,23 @@ MANNER_FOLLOW = _words(
     whether
     """
 )
+# Participles that "clearly" describes the manner of: how a thing is set out for a reader
+# ("clearly labelled"). Before any other ("is clearly done", "is clearly caused by") it
+# claims the thing is evident: a weasel.
+SET_OUT = _words(
+    """
+    labelled labeled marked written stated defined explained described documented shown
+    displayed separated worded printed structured named identified indicated signposted
+    expressed formatted presented laid spelled spelt
+    """
+)
+
+# "very" is an adjective, not a degree word, after "the"/"this"... and before one of
+# these ("the very first deploy", "that very page").
+VERY_AS_ADJECTIVE_BEFORE = _words(
+    """
+    first last same best least end beginning start moment thing idea top bottom heart edge
+    core page day reason point fact word nature essence definition centre center middle
+    """
+)
+POINTING = _words("the this that these those its their his her our my your")

@@ -20,7 +20,6 @@ import re
 
 from mechanisms.docs import lexicon as lex
 from mechanisms.docs.lexicon import DETERMINERS, MANNER_FOLLOW
-from mechanisms.docs.passive import is_participle
 from mechanisms.docs.quotes import quoted
 from mechanisms.docs.spans import Span
 
@@ -204,8 +203,8 @@ def _counts(text: str, m: re.Match[str]) -> bool:
     following = _next_word(text, end)
     if word in _AMOUNTS:
         return previous not in _NOT_AMOUNT_AFTER and not _ANCHOR.match(text, end)
-    if word == "very":  # "the very first" is an adjective; "that very few" is not
-        return previous not in DETERMINERS or following in _AMOUNTS
+    if word == "very":  # "the very first" is an adjective; "a very good plan" is not
+        return not (previous in lex.POINTING and following in lex.VERY_AS_ADJECTIVE_BEFORE)
     if word == "rather":
         return following != "than" and previous not in ("would", "or", "'d")
     if word == "pretty":
@@ -216,7 +215,7 @@ def _counts(text: str, m: re.Match[str]) -> bool:
         return previous != "statistically" and not _STATISTIC.match(text, end)
     if word in _MANNER and not sentence_start:
         return not (
-            following in MANNER_FOLLOW or not following.isalpha() or is_participle(following)
+            following in MANNER_FOLLOW or not following.isalpha() or following in lex.SET_OUT
         )
     return True
 
