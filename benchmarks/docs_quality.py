@@ -137,11 +137,11 @@ def _listed(text: str, spans, pattern) -> list[tuple[int, int]]:
 
 def _table(title: str, figures: dict, columns: tuple[str, ...]) -> None:
     print(f"\n{title}")
-    print(f"  {'tool':<11} {'part':<8} " + " ".join(f"{c:>9}" for c in columns))
+    print(f"  {'tool':<11} {'part':<10} " + " ".join(f"{c:>9}" for c in columns))
     for tool in ("ours", "write-good"):
         for part, score in figures[tool].items():
             values = " ".join(f"{getattr(score, c):>9.3f}" for c in columns)
-            print(f"  {tool:<11} {part:<8} {values}")
+            print(f"  {tool:<11} {part:<10} {values}")
 
 
 def main() -> int:

@@ -12,7 +12,8 @@ from benchmarks.docs_sets import passive_sentences, score_sentences
 
 from mechanisms.docs.passive import find_passive, is_participle
 
-# Reached: F1 0.986 on all 498 sentences, 0.982 on the 110 held-out ones.
+# Reached: F1 0.983 on all 558 sentences, 0.982 on the 110 held-out ones (0.966 on the
+# 60 of the second held-out part).
 F1_FLOOR = 0.97
 HELDOUT_F1_FLOOR = 0.96
 
