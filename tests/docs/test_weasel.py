@@ -60,6 +60,8 @@ RECALL_FLOOR = 0.95
         "The axes must be clearly labelled.",
         "She drew a pretty chart for the review.",
         "We store the logs on Vast Data appliances.",
+        # At the start of a paragraph or a list item a capital is not a name.
+        "# Plan\n\n{Many} teams asked.\n\n- {Several} regions failed.",
         # Plain "some" and "most" state a proportion.
         "Most requests hit the cache, and some of the config is YAML.",
         "",

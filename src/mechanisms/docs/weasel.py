@@ -196,7 +196,7 @@ def _counts(text: str, m: re.Match[str]) -> bool:
     next_char = text[end : end + 1]
     if "-" in (prev_char, next_char) or quoted(text, start, end):
         return False  # part of "many-to-many"; or mentioned, not used
-    sentence_start = before.rstrip()[-1:] in ("", ".", "!", "?", "\n", ":")
+    sentence_start = not _mid_sentence(before)
     if m.group(0)[0].isupper() and not sentence_start:
         return False  # a name: "Vast Data"
     previous = _previous_word(before)
@@ -218,6 +218,14 @@ def _counts(text: str, m: re.Match[str]) -> bool:
             following in MANNER_FOLLOW or not following.isalpha() or following in lex.SET_OUT
         )
     return True
+
+
+def _mid_sentence(before: str) -> bool:
+    """After a word or a comma in the same paragraph: not where a sentence, a list item
+    or a heading starts."""
+    text = before.rstrip()
+    last = text[-1:]
+    return bool(last) and (last.isalnum() or last in ",;") and "\n\n" not in before[len(text) :]
 
 
 def _previous_word(before: str) -> str:
