@@ -11,6 +11,8 @@ import re
 _LOOKBACK = 600  # how far back to look for the start of the paragraph or list item
 # A blank line, or the start of a list item: quotes are paired within one of these.
 _BLOCK_START = re.compile(r"\n[ \t]*\n|\n[ \t]*(?:[-*+]|\d+[.)])[ \t]")
+# Failing that (a long list, or Markdown whose markers are blanked out), a sentence's end.
+_SENTENCE_END = re.compile(r"[.!?][)\]]?\s")
 
 
 def quoted(text: str, start: int, end: int) -> bool:
@@ -24,9 +26,10 @@ def quoted(text: str, start: int, end: int) -> bool:
 
 def _block_start(text: str, start: int) -> int:
     """Where the paragraph or list item holding ``start`` begins; failing that within
-    the look-back, its line."""
+    the look-back, its sentence; failing that, its line."""
     low = max(0, start - _LOOKBACK)
-    starts = list(_BLOCK_START.finditer(text, low, start))
-    if starts:
-        return starts[-1].end()
+    for pattern in (_BLOCK_START, _SENTENCE_END):
+        found = list(pattern.finditer(text, low, start))
+        if found:
+            return found[-1].end()
     return 0 if low == 0 else text.rfind("\n", low, start) + 1
