@@ -141,6 +141,15 @@ UN_PARTICIPLES = _words("unified united undone unbound unwound")
 # verb's participle. Other hyphenated words in -ed are compound adjectives ("one-sided").
 VERB_PREFIXES = _words("re pre auto co de mis over under self cross double hand")
 
+# Words after which "'s" is "is" or "has" ("it's deployed"): after a noun it is nearly
+# always the possessive ("the team's tired engineers").
+PRONOUNS_WITH_IS = _words(
+    """
+    it that what who he she there here where this everything nothing something someone
+    everyone nobody
+    """
+)
+
 # Words that may stand between the auxiliary and the participle: adverbs (with any word in
 # -ly), negation and floating quantifiers ("were all deployed").
 INSERTED = _words(

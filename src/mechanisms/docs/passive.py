@@ -27,28 +27,6 @@ from mechanisms.docs.spans import Span
 _BE_FORMS = ("am", "is", "are", "was", "were", "be", "being", "been")
 _NEGATED = tuple(f"{v}n{q}t" for v in ("is", "are", "was", "were", "ai") for q in "'’")
 _GET_FORMS = frozenset(("get", "gets", "got", "gotten", "getting"))
-# "'s" counts only after a pronoun: after a noun it is nearly always the possessive ("the
-# team's tired engineers"). "'re" and "'m" are always "be".
-_PRONOUNS_WITH_IS = frozenset(
-    [
-        "it",
-        "that",
-        "what",
-        "who",
-        "he",
-        "she",
-        "there",
-        "here",
-        "where",
-        "this",
-        "everything",
-        "nothing",
-        "something",
-        "someone",
-        "everyone",
-        "nobody",
-    ]
-)
 _CONTRACTED = tuple(q + suffix for q in "'’" for suffix in ("s", "re", "m"))
 # A form of "be" or "get" standing as its own word, or a contracted one. What stands
 # before it is checked in ``_standalone``: a look-behind here would stop the engine from
@@ -85,7 +63,7 @@ def find_passive(text: str) -> list[Span]:
     for aux in _AUX.finditer(text):
         if aux.start() < consumed or not _standalone(text, aux.start()):
             continue
-        start, form = _auxiliary(aux)
+        start, form = aux.start(), aux.group().lower().replace("’", "'")
         end = _passive_end(text, aux, form)
         if end is not None and not quoted(text, start, end):
             spans.append(Span(start, end, text[start:end]))
@@ -94,19 +72,15 @@ def find_passive(text: str) -> list[Span]:
 
 
 def _standalone(text: str, start: int) -> bool:
-    """A whole word, or a contraction after a pronoun ("it's") or any word ("they're")."""
+    """A whole word, or a contraction: "'s" after a pronoun ("it's", not "the team's"),
+    "'re" and "'m" after any word."""
     before = text[start - 1 : start]
     if text[start] not in "'’":
         return not (before.isalnum() or before in ("_", "'", "’", "-"))
     if text[start + 1] != "s":
         return before.isalpha()
     word = _WORD_BEFORE.search(text, max(0, start - 12), start)
-    return word is not None and word.group().lower() in _PRONOUNS_WITH_IS
-
-
-def _auxiliary(aux: re.Match[str]) -> tuple[int, str]:
-    """Where the auxiliary starts and its form, with a plain apostrophe."""
-    return aux.start(), aux.group().lower().replace("’", "'")
+    return word is not None and word.group().lower() in lex.PRONOUNS_WITH_IS
 
 
 def _passive_end(text: str, aux: re.Match[str], form: str) -> int | None:
@@ -233,6 +207,7 @@ def _is_participle(tok: _Token) -> bool:
 
 
 def is_participle(word: str) -> bool:
+    """Whether a lower-case word can be a past participle that takes an object."""
     if word in lex.IRREGULAR_PARTICIPLES:
         return True
     if "-" in word:
