@@ -184,11 +184,13 @@ def main() -> int:
         )
         print(
             f"\nPassive F1: ours {ours_p.f1:.3f}, write-good {theirs_p.f1:.3f}, "
-            f"gain {verdict['passive_f1_gain']:+.3f} (target +{PASSIVE_F1_MARGIN:.2f}): "
+            f"gain {verdict['passive_f1_gain']:+.3f}, ratio {ours_p.f1 / theirs_p.f1:.2f}x "
+            f"(target +{PASSIVE_F1_MARGIN:.2f}): "
             f"{'met' if verdict['passive_target_met'] else 'NOT met'}"
         )
         print(
-            f"Weasel recall: ours {ours_w.recall:.3f}, write-good {theirs_w.recall:.3f} at "
+            f"Weasel recall: ours {ours_w.recall:.3f}, write-good {theirs_w.recall:.3f} "
+            f"(ratio {ours_w.recall / theirs_w.recall:.2f}x) at "
             f"precision {ours_w.precision:.3f} vs {theirs_w.precision:.3f}: "
             f"{'met' if verdict['weasel_target_met'] else 'NOT met'}"
         )
