@@ -12,8 +12,8 @@ from benchmarks.docs_sets import score_spans, unmark, weasel_sentences
 
 from mechanisms.docs.weasel import WEASEL_WORDS, find_weasels
 
-# Reached on all 205 sentences: precision 1.000, recall 1.000 (0.978 before the three
-# words the held-out part showed missing were added).
+# Reached on all 265 sentences: precision 1.000, recall 1.000 (0.978 on the first 205
+# before the three words the held-out part showed missing were added).
 PRECISION_FLOOR = 0.97
 RECALL_FLOOR = 0.95
 
