@@ -17,6 +17,7 @@ from mechanisms import __version__
 from mechanisms.core.context import Ctx
 from mechanisms.core.errors import NotAuthenticated
 from mechanisms.docs import config as doc_config
+from mechanisms.docs.areas import join_routers
 from mechanisms.docs.check import Report, check_document
 from mechanisms.docs.sarif import to_sarif
 from mechanisms.docs.source import MAX_BYTES, check_text
@@ -145,3 +146,6 @@ def check(body: CheckIn, ctx: CtxDep) -> dict[str, Any]:
 def check_sarif(body: CheckIn, ctx: CtxDep) -> dict[str, Any]:
     """The same check, answered as a SARIF 2.1.0 log."""
     return to_sarif([(body.name, _run(ctx, body))], __version__)
+
+
+join_routers(router, "mechanisms.docs.api_registry")

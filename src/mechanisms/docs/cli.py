@@ -24,6 +24,7 @@ from mechanisms.core.cli import EXIT_CHECK_FAILED, EXIT_USAGE, console, errors, 
 from mechanisms.core.errors import MechanismsError
 from mechanisms.docs import config as doc_config
 from mechanisms.docs import rules
+from mechanisms.docs.areas import join_commands
 from mechanisms.docs.check import Report, check_document
 from mechanisms.docs.sarif import to_sarif
 from mechanisms.docs.source import MAX_BYTES, DocumentError, decode
@@ -52,6 +53,29 @@ class Format(StrEnum):
     text = "text"
     json = "json"
     sarif = "sarif"
+    github = "github"
+
+
+# GitHub Actions workflow commands: annotations on the pull request's lines.
+GITHUB_LEVELS = {"error": "error", "warning": "warning", "suggestion": "notice"}
+
+
+def _github_escape(value: str, *, property: bool = False) -> str:
+    value = value.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    return value.replace(":", "%3A").replace(",", "%2C") if property else value
+
+
+def _github(name: str, report: Report) -> list[str]:
+    file = _github_escape(name, property=True)
+    lines = []
+    for f in report.findings:
+        where = f"file={file},line={f.line},col={f.column},endLine={f.end_line},endColumn={f.end_column}"
+        quoted = f"“{f.text[:120]}”: " if f.text else ""
+        message = _github_escape(f"{quoted}{f.message} → {f.suggestion}")
+        lines.append(f"::{GITHUB_LEVELS[f.severity]} {where},title={f.rule}::{message}")
+    for failure in report.failures:
+        lines.append(f"::error file={file},title=threshold::{_github_escape(failure.message)}")
+    return lines
 
 
 def _config_for(
@@ -94,7 +118,13 @@ def check(
         list[str], typer.Argument(help="Markdown files to check ('-' reads standard input).")
     ],
     output: Annotated[
-        Format, typer.Option("--format", "-f", help="text for people, json or sarif for tools.")
+        Format,
+        typer.Option(
+            "--format",
+            "-f",
+            help="text for people; json or sarif for tools; github for annotations in "
+            "GitHub Actions.",
+        ),
     ] = Format.text,
     as_json: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
     config_file: Annotated[
@@ -159,9 +189,19 @@ def _print(fmt: Format, checked: list[tuple[str, Report]], problems: list[str]) 
         sys.stdout.write(
             json.dumps(to_sarif(uris, __version__), indent=2, ensure_ascii=False) + "\n"
         )
+    elif fmt is Format.github:
+        for name, report in checked:
+            sys.stdout.write("".join(line + "\n" for line in _github(name, report)))
     else:
         for name, report in checked:
             _print_report(name, report)
+        if len(checked) + len(problems) > 1:
+            failed = sum(not r.passed for _, r in checked)
+            console.print(
+                f"\n{len(checked)} checked: [green]{len(checked) - failed} passed[/], "
+                f"[red]{failed} failed[/]"
+                + (f", [bold red]{len(problems)} not readable[/]" if problems else "")
+            )
 
 
 def _print_report(name: str, report: Report) -> None:
@@ -244,3 +284,6 @@ def list_rules(
     for r in listed:
         table.add_row(r["id"], r["severity"], r["title"])
     console.print(table)
+
+
+join_commands(app, "mechanisms.docs.cli_registry")

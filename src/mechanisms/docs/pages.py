@@ -15,6 +15,7 @@ from fastapi.responses import Response
 
 from mechanisms.docs import config as doc_config
 from mechanisms.docs import rules
+from mechanisms.docs.areas import join_routers
 from mechanisms.docs.check import STRUCTURE_KIND, check_document
 from mechanisms.docs.highlight import highlight
 from mechanisms.docs.source import MAX_BYTES
@@ -65,8 +66,8 @@ def editor_page(request: Request, ctx: PageCtx) -> Response:
         "docs/editor.html",
         section="docs",
         text=SAMPLE,
-        template="decision",
-        templates=TEMPLATE_CHOICES,
+        chosen="decision",
+        choices=TEMPLATE_CHOICES,
         max_bytes=MAX_BYTES,
         **_result(SAMPLE, "decision"),
     )
@@ -82,3 +83,6 @@ def editor_check(
     # NUL would never reach a database here, but the page refuses what the API refuses.
     text = text.replace("\x00", "")
     return web.render(request, "docs/editor_result.html", **_result(text, template))
+
+
+join_routers(router, "mechanisms.docs.pages_registry")
