@@ -138,3 +138,21 @@ def test_html_only_gives_an_empty_report() -> None:
     report = check_document("<div>\n<p>It was very many.</p>\n</div>\n", NO_TEMPLATE)
     assert report.stats.words == 0
     assert not report.findings
+
+
+def test_code_spans_close_on_the_same_number_of_backticks() -> None:
+    text = "It is `very` and ``many ` very`` but ```very stays and `` is literal, very."
+    masked = markdown.parse(text).masked
+    assert "`very`" not in masked and "many" not in masked
+    assert masked.count("very") == 2, "an opener with no closer is literal text"
+
+
+def test_comments_close_at_the_first_end_and_an_unclosed_one_is_text() -> None:
+    text = "Many <!-- very --> words <!-- many --> here <!-- very"
+    masked = markdown.parse(text).masked
+    assert masked.split() == ["Many", "words", "here", "<!--", "very"]
+
+
+def test_link_targets_with_titles_and_parentheses_are_not_prose() -> None:
+    text = 'See [a](https://x.example/Foo_(bar) "very many") and [b](<a very b>) now.'
+    assert markdown.parse(text).masked.split() == ["See", "a", "and", "b", "now."]

@@ -1,9 +1,10 @@
 """Where the prose is in a Markdown file, character for character.
 
 markdown-it-py (CommonMark, tables, front matter) finds the blocks: paragraphs, list
-items, quotes and headings are prose; code blocks, HTML blocks, tables and front matter
-are not. Inside a prose block, inline code, link and image targets, autolinks, bare
-URLs, inline HTML, entities and emphasis markers are blanked out.
+items and quotes are prose; headings are kept apart (they name the sections); code
+blocks, HTML blocks, tables and front matter are not prose. Inside a prose block, inline
+code, comments, link and image targets, autolinks, bare URLs, inline HTML, entities and
+emphasis markers are blanked out.
 
 The result is a *masked* copy of the source: the same length, every non-prose character
 replaced by a space and every line break kept. An offset in the masked text is therefore
@@ -25,17 +26,20 @@ from mdit_py_plugins.front_matter import front_matter_plugin
 _LINE_BREAK = re.compile(r"\r\n?|\n")
 _NOT_BREAK = re.compile(r"[^\r\n]")
 
-# Inline stretches that are not prose, tried in this order. The lookahead names every
-# character one can start with, so the engine skips plain prose quickly.
+# A link's destination and optional title: "(url)", "(<url with spaces>)", '(url "t")'.
+_DESTINATION = (
+    r"\(\s*+(?:<[^<>\n]{0,2000}+>|(?:[^\s()<>]|\([^\s()<>]{0,200}+\)){0,2000}+)"
+    r"(?:\s++(?:\"[^\"\n]{0,500}+\"|'[^'\n]{0,500}+'|\([^()\n]{0,500}+\)))?\s*+\)"
+)
+# Inline stretches that are not prose (after comments and code spans, which
+# _comments_and_code finds), tried in this order. The lookahead names every character one
+# can start with, so the engine skips plain prose quickly.
 _INLINE_NOISE = re.compile(
-    r"(?=[<`!\]\[&*_~\\hwHW])(?:"
-    # Comments and code spans are bounded so that unclosed ones cannot make the scan
-    # quadratic on a large file.
-    r"<!--[\s\S]{0,4000}?-->"  # HTML comment
-    r"|(?<!`)(?P<ticks>`+)(?!`)[\s\S]{0,4000}?(?<!`)(?P=ticks)(?!`)"  # code span
-    r"|!\[[^\]\n]*\]\([^)\n]*\)"  # image, alt text included
-    r"|\]\([^)\n]*\)"  # a link's destination and title
-    r"|\]\[[^\]\n]*\]"  # a reference link's label
+    r"(?=[<!\]\[&*_~\\hwHW])(?:"
+    # Lengths are bounded, quantifiers possessive (no backtracking) and destinations hold
+    # no spaces (as in CommonMark), so text full of unclosed brackets stays linear.
+    r"!\[[^\]\n]{0,500}+\]" + _DESTINATION + r"?"  # image, alt text included
+    r"|\]" + _DESTINATION + r"|\]\[[^\]\n]{0,999}+\]"  # a link's target or label
     r"|<(?:[A-Za-z][A-Za-z0-9+.\-]{1,31}:[^\s<>]*|[^\s<>@]+@[^\s<>]+)>"  # autolink
     r"|</?[A-Za-z][A-Za-z0-9\-]*(?:\s[^<>]*)?/?>"  # inline HTML tag
     r"|\b(?:https?://|www\.)[^\s<>()\[\]]+"  # bare URL
@@ -183,7 +187,7 @@ def parse(source: str) -> ParsedDoc:
         pieces.extend(spans)
         start, end = spans[0][0], spans[-1][1]
         if parent == "heading_open":
-            text = _INLINE_NOISE.sub(_blank_match, source[start:end])
+            text = _clean(source[start:end])
             headings.append(Heading(level, " ".join(text.split()), token.map[0] + 1, start, end))
         else:
             blocks.append(Block(start, end))
@@ -199,6 +203,64 @@ def parse(source: str) -> ParsedDoc:
     )
 
 
+_BACKTICKS = re.compile(r"`+")
+_COMMENT_OPEN = "<!--"
+_COMMENT_CLOSE = "-->"
+
+
+def _comments_and_code(text: str) -> list[tuple[int, int]]:
+    """Inline HTML comments and code spans, in one linear pass: whichever opens first
+    wins (as in CommonMark); a code span closes at the next run of exactly as many
+    backticks, and an opener with no closer is literal text."""
+    runs = [(m.start(), m.end()) for m in _BACKTICKS.finditer(text)]
+    by_length: dict[int, list[int]] = {}
+    for i, (start, end) in enumerate(runs):
+        by_length.setdefault(end - start, []).append(i)
+    spans = []
+    at = 0
+    run = 0
+    comment = text.find(_COMMENT_OPEN)
+    while True:
+        while run < len(runs) and runs[run][0] < at:
+            run += 1
+        while comment != -1 and comment < at:
+            comment = text.find(_COMMENT_OPEN, at)
+        tick = runs[run][0] if run < len(runs) else -1
+        if comment == -1 and tick == -1:
+            return spans
+        if comment != -1 and (tick == -1 or comment < tick):
+            close = text.find(_COMMENT_CLOSE, comment + len(_COMMENT_OPEN))
+            if close == -1:
+                comment = -1  # no comment after this one can close either
+                continue
+            spans.append((comment, close + len(_COMMENT_CLOSE)))
+            at = close + len(_COMMENT_CLOSE)
+            continue
+        start, end = runs[run]
+        same = by_length[end - start]
+        k = bisect_right(same, run)
+        if k < len(same):
+            closer = runs[same[k]]
+            spans.append((start, closer[1]))
+            at = closer[1]
+        else:
+            at = end
+        run += 1
+
+
+def _blank_spans(text: str, spans: list[tuple[int, int]]) -> str:
+    if not spans:
+        return text
+    out = []
+    at = 0
+    for start, end in spans:
+        out.append(text[at:start])
+        out.append(_blank(text[start:end]))
+        at = end
+    out.append(text[at:])
+    return "".join(out)
+
+
 def _mask(source: str, pieces: list[tuple[int, int]]) -> str:
     """The source with everything outside ``pieces`` and all inline noise blanked."""
     out = []
@@ -210,9 +272,14 @@ def _mask(source: str, pieces: list[tuple[int, int]]) -> str:
         out.append(source[start:end])
         at = end
     out.append(_blank(source[at:]))
-    copied = "".join(out)
-    # Inline noise may span the line breaks inside a block (a long code span).
-    return _INLINE_NOISE.sub(_blank_match, copied)
+    # Comments and code spans may span the line breaks inside a block.
+    return _clean("".join(out))
+
+
+def _clean(text: str) -> str:
+    """``text`` with inline comments, code spans and other inline noise blanked."""
+    text = _blank_spans(text, _comments_and_code(text))
+    return _INLINE_NOISE.sub(_blank_match, text)
 
 
 def _directives(source: str, starts: list[int], code_lines: set[int]) -> list[Directive]:

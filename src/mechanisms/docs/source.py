@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from mechanisms.core.errors import InvalidInput
 
-# 2 MiB: about 330,000 words or 660 pages, far past any document people read (a decision
+# 1 MiB: about 160,000 words or 330 pages, far past any document people read (a decision
 # doc is 2-3 pages), and checked in a few seconds. A larger file is refused at once.
-MAX_BYTES = 2 * 1024 * 1024
+MAX_BYTES = 1024 * 1024
 # Like git and grep: a NUL byte in the first 8 KiB means binary.
 BINARY_SNIFF = 8192
 
