@@ -53,7 +53,8 @@ def test_typed_markup_stays_text(signed_in: Any) -> None:
     page.evaluate("window.__pwned = false")
     text = page.get_by_test_id("doc-text")
     text.fill("")
-    text.press_sequentially('It is "very" <img src=x onerror="window.__pwned=true"> good.', delay=2)
+    # Unquoted: a quoted word is a mention, which the weasel finder leaves alone.
+    text.press_sequentially('It is very <img src=x onerror="window.__pwned=true"> good.', delay=2)
     page.wait_for_function(
         "document.querySelector('[data-testid=doc-preview]').textContent.includes('<img src=x')"
     )

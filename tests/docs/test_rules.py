@@ -96,3 +96,14 @@ def test_disabled_rules_report_nothing_but_passive_still_counts() -> None:
 def test_a_match_never_joins_two_paragraphs() -> None:
     assert not _rules("We found it was\n\nwritten by them.")
     assert not _rules("- one thing was\n- written down")
+
+
+def test_a_weasel_word_inside_an_unquantified_claim_is_reported_once():
+    text = "# T\n\nThe cache is significantly faster than many others.\n"
+    found = [(f.rule, f.text) for f in check_document(text).findings]
+    assert ("unquantified", "significantly faster") in found
+    assert ("weasel", "significantly") not in found
+    assert ("weasel", "many") in found
+    claims_off = CheckConfig().with_disabled(["unquantified"])
+    found = [(f.rule, f.text) for f in check_document(text, claims_off).findings]
+    assert ("weasel", "significantly") in found

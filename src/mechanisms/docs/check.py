@@ -136,7 +136,7 @@ def check_document(text: str, config: CheckConfig | None = None) -> Report:
     suppressed = _Suppression(doc.directives)
     findings = [
         _finding(doc, h.rule, h.start, h.end, h.text, _message(h, analysed, config))
-        for h in hits
+        for h in _without_shadowed(hits, settings.enabled)
         if h.rule in settings.enabled and not suppressed(h.rule, doc.line_of(h.start))
     ]
     sections: list[SectionResult] = []
@@ -160,6 +160,22 @@ def check_document(text: str, config: CheckConfig | None = None) -> Report:
         template=config.template.name if config.template else None,
         notes=notes,
     )
+
+
+def _without_shadowed(hits: list[rules.Hit], enabled: frozenset[str] | set[str]) -> list[rules.Hit]:
+    """Drop a weasel word that sits inside an unquantified claim ("significantly faster"):
+    both rules match it, and the more specific finding, give the number, is the one a
+    writer can act on. With ``unquantified`` switched off the weasel word is reported."""
+    if "unquantified" not in enabled:
+        return hits
+    claims = sorted((h.start, h.end) for h in hits if h.rule == "unquantified")
+    starts = [start for start, _ in claims]
+
+    def inside_claim(hit: rules.Hit) -> bool:
+        i = bisect_right(starts, hit.start) - 1
+        return i >= 0 and claims[i][1] >= hit.end
+
+    return [h for h in hits if h.rule != "weasel" or not inside_claim(h)]
 
 
 def _with_passive(settings: rules.Settings) -> rules.Settings:
