@@ -15,8 +15,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
-from typing import Any
 
+from mechanisms.docs.lexicon import trie_pattern
 from mechanisms.docs.passive import find_passive
 from mechanisms.docs.prose import Prose, Sentence
 from mechanisms.docs.spans import Span
@@ -163,26 +163,6 @@ def _first_word(phrase: str) -> str:
     return re.split(r"[\s\-]+", phrase.strip().lower(), maxsplit=1)[0]
 
 
-def trie_regex(words: Iterable[str]) -> str:
-    """An expression matching any of ``words``, shaped as a trie ("ab(?:c|d)") so the
-    engine reads each character once instead of trying every word in turn."""
-    tree: dict[str, Any] = {}
-    for word in words:
-        node = tree
-        for ch in word:
-            node = node.setdefault(ch, {})
-        node[""] = {}
-
-    def emit(node: dict[str, Any]) -> str:
-        branches = [re.escape(ch) + emit(sub) for ch, sub in sorted(node.items()) if ch]
-        if not branches:
-            return ""
-        body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
-        return f"(?:{body})?" if "" in node else body
-
-    return emit(tree)
-
-
 @dataclass(frozen=True)
 class Lexicon:
     """Listed words and phrases by their first word: the rules look each word of the
@@ -192,7 +172,7 @@ class Lexicon:
 
     def starts(self) -> re.Pattern[str]:
         """Where any listed word or phrase may start."""
-        return re.compile(rf"(?<![\w'’-]){trie_regex(self.entries)}(?![\w'’])")
+        return re.compile(rf"(?<![\w'’-]){trie_pattern(self.entries)}(?![\w'’])")
 
     @classmethod
     def build(cls, lists: dict[str, tuple[str, ...]]) -> Lexicon:
