@@ -69,6 +69,18 @@ def test_two_approvers_without_a_leader_are_not_enough():
     assert approvals.grant(request, at(3), LEADERS).granted_at == at(3)
 
 
+def test_a_request_that_expired_ungranted_stays_expired_when_a_leader_appears_later():
+    request = approvals.approve(new(), ERIN, TARGET, at(1), LEADERS)
+    request = approvals.approve(request, Principal("frank"), TARGET, at(2), LEADERS)
+    promoted = LEADERS | {"frank"}
+    # Frank becomes a leader after the hour is up: the approvals came in time, but the rule
+    # was not met in time, so no grant may appear.
+    assert approvals.status(request, at(61), promoted) is Status.EXPIRED
+    assert approvals.grant(request, at(61), promoted) is None
+    # Before the hour is up the same roster change does grant it.
+    assert approvals.status(request, at(59), promoted) is Status.GRANTED
+
+
 @pytest.mark.parametrize(
     ("approver", "code", "error"),
     [

@@ -171,7 +171,10 @@ def status(request: Request, at: datetime, leaders: Iterable[str]) -> Status:
     if request.invalidated_at is not None:
         return Status.INVALIDATED
     met = _rule_met_at(request, frozenset(leaders))
-    if met is None:
+    # A grant comes into being only before the request expires: approvals given in time
+    # must not turn into a grant later because someone gained the leader role since.
+    never_granted_in_time = request.granted_at is None and at >= request.request_expires_at
+    if met is None or never_granted_in_time:
         return Status.EXPIRED if at >= request.request_expires_at else Status.PENDING
     started = _grant_started(request, met[0])
     return Status.GRANT_EXPIRED if at >= started + request.grant_ttl else Status.GRANTED
