@@ -334,6 +334,12 @@ class BreakGlassMachine(RuleBasedStateMachine):
     def new_version(self, author):
         self.call(self._register, f"v{self.versions}", author)
 
+    @rule(author=st.sampled_from(AUTHORS), who=st.sampled_from(REQUESTERS))
+    def new_version_into_beta(self, author, who):
+        """A new build reaches beta: prod's candidate changes under its open requests."""
+        digest = self.call(self._register, f"v{self.versions}", author)
+        self._promote("beta", digest, who)
+
     @rule(i=st.integers(0, 9), author=st.sampled_from(AUTHORS))
     def rebuild(self, i, author):
         """The same artifact again with another digest: requests for the old one end."""
