@@ -504,7 +504,7 @@ class BreakGlassMachine(RuleBasedStateMachine):
 
 # Small enough to run in well under a minute per backend; CI derandomises (tests/conftest.py).
 BUDGET = settings(
-    max_examples=25,
+    max_examples=18,
     stateful_step_count=40,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
