@@ -76,14 +76,13 @@ class LiveServer:
     org: Org
 
 
-@pytest.fixture
-def live(sqlite_db: Database) -> Iterator[LiveServer]:
+def serve(database: Database) -> Iterator[LiveServer]:
     """The real app served by uvicorn on a free local port, over a wiped database seeded
     with the small organisation (ada admin, leo leader, eve engineer, vic viewer).
     The clock is the real one: sessions and tokens expire by wall-clock time."""
     clock = SystemClock()
-    org = seed_org(sqlite_db, clock)
-    app = create_app(sqlite_db, clock=clock, settings=Settings())
+    org = seed_org(database, clock)
+    app = create_app(database, clock=clock, settings=Settings())
     config = uvicorn.Config(
         app, host="127.0.0.1", port=_free_port(), log_level="warning", access_log=False
     )
@@ -95,9 +94,16 @@ def live(sqlite_db: Database) -> Iterator[LiveServer]:
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError("the test server did not start")
         time.sleep(0.01)
-    yield LiveServer(f"http://127.0.0.1:{config.port}", sqlite_db, org)
+    yield LiveServer(f"http://127.0.0.1:{config.port}", database, org)
     server.should_exit = True
     thread.join(timeout=10)
+
+
+@pytest.fixture
+def live(sqlite_db: Database) -> Iterator[LiveServer]:
+    """The app over SQLite (a module that wants both backends overrides this with
+    ``serve(db)``)."""
+    yield from serve(sqlite_db)
 
 
 # --- the browser --------------------------------------------------------------------

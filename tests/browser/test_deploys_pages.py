@@ -4,20 +4,30 @@ grant by two approvers (one a leader), with a viewer who cannot act. On a phone.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from mechanisms.core import accounts
 from mechanisms.core.context import Ctx
-from mechanisms.core.identity import system_principal
-from mechanisms.deploys import pipelines, windows
+from mechanisms.core.db import Database
+from mechanisms.core.identity import Principal, system_principal
+from mechanisms.deploys import breakglass, pipelines, windows
 from mechanisms.ops import alarms, tickets
-from tests.browser.conftest import PHONE, LiveServer
+from tests.browser.conftest import PHONE, LiveServer, serve
 from tests.browser.test_flags_support import no_sideways_scroll
 from tests.deploys.conftest import PASSING
 
 pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def live(db: Database) -> Iterator[LiveServer]:
+    """These pages on both backends: break-glass and promotions are where they differ."""
+    yield from serve(db)
+
 
 STAGES = [
     {"name": "beta", "required_suites": ["integration"], "bake_minutes": 30},
@@ -56,7 +66,7 @@ def test_pipeline_view_shows_the_blocked_gate_and_break_glass_is_granted_by_two(
     live: LiveServer, signed_in: Any
 ) -> None:
     ticket = seed_blocked(live)
-    page = signed_in("eve", viewport=PHONE, path="/deploys/checkout")
+    page = signed_in("eve", viewport=PHONE, path="/deploys/services/checkout")
     gate = page.get_by_test_id("gate-prod")
     assert "BLOCKED" in gate.inner_text()
     assert "year-end" in gate.locator("[data-gate=windows]").inner_text()
@@ -102,7 +112,9 @@ def test_pipeline_view_shows_the_blocked_gate_and_break_glass_is_granted_by_two(
 
 def test_the_calendar_shows_the_weekend_window(live: LiveServer, signed_in: Any) -> None:
     seed_blocked(live)
-    page = signed_in("vic", viewport=PHONE, path="/deploys/checkout/calendar?month=2027-01")
+    page = signed_in(
+        "vic", viewport=PHONE, path="/deploys/services/checkout/calendar?month=2027-01"
+    )
     page.get_by_label("Time zone").fill("Europe/Berlin")
     page.get_by_role("button", name="Show").click()
     page.wait_for_url("**tz=Europe%2FBerlin*")
@@ -125,9 +137,80 @@ def test_every_deploys_page_fits_a_phone(live: LiveServer, signed_in: Any) -> No
     for path in (
         "/deploys",
         "/deploys/reviews",
-        "/deploys/checkout/calendar",
-        "/deploys/checkout/breakglass/new?stage=prod&version=v1",
+        "/deploys/services/checkout/calendar",
+        "/deploys/services/checkout/breakglass/new?stage=prod&version=v1",
     ):
         page.goto(path)
         no_sideways_scroll(page)
     assert page.console_errors.unexpected() == []
+
+
+def _as(live: LiveServer, username: str) -> Principal:
+    with live.db.transaction(write=False) as session:
+        user = accounts.find_user(session, username)
+        return Principal(user_id=user.id, username=user.username, via="session")
+
+
+def _granted(live: LiveServer, ticket: int) -> int:
+    """eve asks break-glass for checkout v1 into prod; leo (leader) and ada approve."""
+    now = datetime.now(UTC)
+    with live.db.transaction() as session:
+        ctx = Ctx(session, _as(live, "eve"), now)
+        request_id = breakglass.request(ctx, "checkout", "prod", "v1", "EU fix", str(ticket)).id
+    for approver in ("leo", "ada"):
+        with live.db.transaction() as session:
+            breakglass.approve(
+                Ctx(session, _as(live, approver), now),
+                request_id,
+                service="checkout",
+                stage="prod",
+                digest="sha256:aaa",
+            )
+    return request_id
+
+
+def test_the_promote_button_promotes_an_open_gate(live: LiveServer, signed_in: Any) -> None:
+    hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    _at(live, hour_ago, alarms.create_service, "checkout", "Checkout", "payments")
+    _at(live, hour_ago, pipelines.set_pipeline, "checkout", STAGES)
+    _at(live, hour_ago, pipelines.register_version, "checkout", "v1", "sha256:aaa", "sam")
+    _at(live, hour_ago, pipelines.upload_tests, "checkout", "v1", "integration", PASSING)
+
+    viewer = signed_in("vic", viewport=PHONE, path="/deploys/services/checkout")
+    assert "OPEN" in viewer.get_by_test_id("gate-beta").inner_text()
+    assert viewer.get_by_test_id("promote-beta").count() == 0
+
+    page = signed_in("eve", viewport=PHONE, path="/deploys/services/checkout")
+    page.get_by_test_id("promote-beta").click()
+    beta = page.locator("[data-stage=beta]")
+    beta.locator(".deploy-state").wait_for()
+    assert "baking" in beta.inner_text() and "v1" in beta.inner_text()
+    assert page.get_by_test_id("gate-beta").count() == 0  # v1 runs there now
+    assert "promoted" in page.get_by_test_id("timeline").inner_text()
+    no_sideways_scroll(page)
+
+
+def test_a_blocked_stage_offers_break_glass_and_the_button_spends_the_grant(
+    live: LiveServer, signed_in: Any
+) -> None:
+    ticket = seed_blocked(live)
+    page = signed_in("eve", viewport=PHONE, path="/deploys/services/checkout")
+    gate = page.get_by_test_id("gate-prod")
+    assert "BLOCKED" in gate.inner_text()
+    assert "year-end" in gate.locator("[data-gate=windows]").inner_text()
+    assert gate.get_by_test_id("promote-prod").count() == 0
+    assert gate.get_by_test_id("request-breakglass").is_visible()
+
+    request_id = _granted(live, ticket)
+    page.reload()
+    gate = page.get_by_test_id("gate-prod")
+    assert "OPEN" in gate.inner_text()
+    assert gate.get_by_test_id("spends-grant").is_visible()
+    gate.get_by_test_id("promote-prod").click()
+    prod = page.locator("[data-stage=prod]")
+    prod.locator(".deploy-state").wait_for()
+    assert "v1" in prod.inner_text()
+    timeline = page.get_by_test_id("timeline").inner_text()
+    assert "breakglass used" in timeline and "promoted" in timeline
+    page.goto(f"/deploys/breakglass/{request_id}")
+    assert page.get_by_test_id("status").inner_text() == "used"

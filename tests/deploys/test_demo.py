@@ -37,7 +37,7 @@ def test_the_demo_tells_the_deploy_story(db, clock, run):
     [review] = run(breakglass.list_reviews, False)
     assert review.closed_at is not None and review.why
     kinds = {e.kind for e in run(pipelines.timeline, "checkout")}
-    assert {"promotion_blocked", "breakglass_requested", "breakglass_approval"} <= kinds
+    assert {"promotion_blocked", "breakglass_requested", "breakglass_approved"} <= kinds
 
     # The worker's first ticks change none of it (the request waits a day).
     worker = Worker(db, clock=clock)

@@ -287,7 +287,7 @@ def test_break_glass_end_to_end(db, run, clock, blocked_prod, as_user):
     assert run(breakglass.list_reviews) == []
     kinds = [e.kind for e in reversed(run(pipelines.timeline, "checkout"))]
     assert kinds[-6:] == [
-        "breakglass_approval",
+        "breakglass_approved",
         "breakglass_granted",
         "breakglass_used",
         "breakglass_review_opened",
@@ -414,3 +414,53 @@ def test_an_unused_grant_expires(db, run, clock, blocked_prod, as_user):
     work(db, clock)
     assert run(breakglass.get, request.id).status == "grant_expired"
     assert codes(run(pipelines.gate, "checkout", "prod", "v1", as_=eve)) == ["block_window"]
+
+
+def test_revoking_an_approval_never_moves_the_grant_expiry_later(
+    db, run, clock, blocked_prod, as_user
+):
+    from mechanisms.core import accounts
+
+    for name in ("lea", "max"):
+        run(accounts.create_user, name)
+        run(accounts.set_membership, "payments", name, "engineer")
+    eve, leo, lea, mx = (as_user(u) for u in ("eve", "leo", "lea", "max"))
+    request = run(
+        breakglass.request, "checkout", "prod", "v1", "fix", str(blocked_prod.id), as_=eve
+    )
+    target = {"service": "checkout", "stage": "prod", "digest": "sha256:aaa"}
+    run(breakglass.approve, request.id, **target, as_=leo)
+    clock.advance(minutes=1)
+    granted = run(breakglass.approve, request.id, **target, as_=lea)
+    expires = granted.grant_expires_at
+    assert expires == clock.now() + timedelta(hours=4)
+    clock.advance(minutes=10)
+    run(breakglass.approve, request.id, **target, as_=mx)
+    clock.advance(minutes=10)
+    # Leo and max still meet the rule, but the grant was made when lea approved.
+    assert run(breakglass.revoke, request.id, as_=lea).grant_expires_at == expires
+    run(breakglass.approve, request.id, **target, as_=lea)
+    assert run(breakglass.get, request.id).grant_expires_at == expires
+    clock.advance(minutes=4 * 60 - 20)
+    work(db, clock)
+    assert run(breakglass.get, request.id).status == "grant_expired"
+    assert codes(run(pipelines.gate, "checkout", "prod", "v1", as_=eve)) == ["block_window"]
+
+
+def test_decisions_read_like_every_other_timeline_kind(run, blocked_prod, as_user):
+    eve, leo, ada = as_user("eve"), as_user("leo"), as_user("ada")
+    request = run(
+        breakglass.request, "checkout", "prod", "v1", "fix", str(blocked_prod.id), as_=eve
+    )
+    target = {"service": "checkout", "stage": "prod", "digest": "sha256:aaa"}
+    run(breakglass.approve, request.id, **target, as_=ada)
+    run(breakglass.revoke, request.id, as_=ada)
+    run(breakglass.deny, request.id, "wait for Monday", as_=leo)
+    kinds = [e.kind for e in reversed(run(pipelines.timeline, "checkout"))]
+    # One entry per decision, each in the past tense; the denial is not told twice.
+    assert kinds[-4:] == [
+        "breakglass_requested",
+        "breakglass_approved",
+        "breakglass_approval_revoked",
+        "breakglass_denied",
+    ]

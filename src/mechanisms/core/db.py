@@ -8,12 +8,13 @@ wrapper for everything that is not an HTTP request.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, MetaData, Table, create_engine, event, insert, text
+from sqlalchemy import JSON, DateTime, MetaData, Table, create_engine, event, exc, insert, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -124,6 +125,42 @@ def _configure_sqlite(engine: Engine) -> None:
             conn.exec_driver_sql("BEGIN")
 
 
+# A server connection idle in the pool for longer than this is pinged before it is handed
+# out; one back from its last transaction sooner is used as it is (decision 0018). Keep it
+# well under any idle timeout between here and the server (PostgreSQL's
+# idle_session_timeout, a proxy's, a firewall's).
+PING_AFTER_IDLE_SECONDS = 10.0
+# A server connection older than this is replaced at its next checkout, whatever its use.
+RECYCLE_SECONDS = 30 * 60
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Check a connection that sat idle before a transaction uses it, and only then.
+
+    ``pool_pre_ping`` pings on every checkout: one more round trip per transaction (three
+    per API request: the token check, its touch, the request), which a short read such as
+    the deploys gate feels. Connections die while they sit idle (a server restart or
+    failover, an idle timeout), so that is when one is checked.
+    A dead one found here is dropped and another checked out, as with ``pool_pre_ping``.
+    One that dies within seconds of its last use fails the transaction that gets it; the
+    engine then sees the disconnect and replaces every connection opened before it."""
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["mech_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.pop("mech_idle_since", None)
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as error:
+            # The pool invalidates this connection and checks out another (three tries).
+            raise exc.DisconnectionError(f"connection lost while idle: {error}") from error
+
+
 class Database:
     """One database: its engine and sessions for reading and for writing."""
 
@@ -141,8 +178,9 @@ class Database:
             _configure_sqlite(self.engine)
         else:
             self.engine = create_engine(
-                url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=10
+                url, echo=echo, pool_size=10, max_overflow=10, pool_recycle=RECYCLE_SECONDS
             )
+            _ping_when_idle(self.engine)
         self._writer = sessionmaker(
             bind=self.engine.execution_options(mech_write=True), expire_on_commit=False
         )

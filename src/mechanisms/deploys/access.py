@@ -14,12 +14,13 @@ from sqlalchemy import select
 from mechanisms.core import audit, events
 from mechanisms.core.context import Ctx
 from mechanisms.core.identity import Role
-from mechanisms.core.permissions import require_team_role, team_lineage, team_role
-from mechanisms.core.tables import Membership, Team, User
+from mechanisms.core.permissions import require_team_role, team_chain, team_lineage, team_role
+from mechanisms.core.tables import Membership, User
 from mechanisms.deploys import approvals
 from mechanisms.deploys.calendar import Scope
 from mechanisms.deploys.tables import TimelineEntry
 from mechanisms.ops import alarms as ops_alarms
+from mechanisms.ops.tables import OpsService
 
 
 @dataclass(frozen=True)
@@ -37,11 +38,13 @@ class Owner:
 
 
 def owner(ctx: Ctx, service_key: str) -> Owner:
-    service = ops_alarms.get_service(ctx, service_key)
-    lineage = team_lineage(ctx, service.owner_team_id)
-    team = ctx.session.get(Team, service.owner_team_id)
-    org = ctx.session.get(Team, lineage[-1])
-    assert team is not None and org is not None
+    return owner_of(ctx, ops_alarms.get_service(ctx, service_key))
+
+
+def owner_of(ctx: Ctx, service: OpsService) -> Owner:
+    """The owner of a service row already loaded: its team and organisation in one query."""
+    chain = team_chain(ctx, service.owner_team_id)
+    team, org = chain[0], chain[-1]
     return Owner(service.key, team.id, team.slug, org.id, org.slug)
 
 

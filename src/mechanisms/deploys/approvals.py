@@ -114,6 +114,10 @@ class Request:
     invalidated_by_digest: str | None = None
     used_at: datetime | None = None
     last_event_at: datetime | None = None
+    # When the rule was first met, as recorded then: the grant's clock starts there and never
+    # moves, so revoking one approval while a later one still meets the rule cannot push the
+    # expiry later, nor can revoking and approving again.
+    granted_at: datetime | None = None
 
     @property
     def request_expires_at(self) -> datetime:
@@ -152,6 +156,12 @@ def _rule_met_at(
     return None
 
 
+def _grant_started(request: Request, met_at: datetime) -> datetime:
+    """The grant's clock: the first instant the rule was met, whichever came first of the
+    recorded one and the one the approvals counting now give."""
+    return met_at if request.granted_at is None else min(request.granted_at, met_at)
+
+
 def status(request: Request, at: datetime, leaders: Iterable[str]) -> Status:
     """Where the request stands at ``at`` with ``leaders`` as the owning org's leaders now."""
     if request.used_at is not None:
@@ -163,7 +173,8 @@ def status(request: Request, at: datetime, leaders: Iterable[str]) -> Status:
     met = _rule_met_at(request, frozenset(leaders))
     if met is None:
         return Status.EXPIRED if at >= request.request_expires_at else Status.PENDING
-    return Status.GRANT_EXPIRED if at >= met[0] + request.grant_ttl else Status.GRANTED
+    started = _grant_started(request, met[0])
+    return Status.GRANT_EXPIRED if at >= started + request.grant_ttl else Status.GRANTED
 
 
 def grant(request: Request, at: datetime, leaders: Iterable[str]) -> Grant | None:
@@ -173,7 +184,7 @@ def grant(request: Request, at: datetime, leaders: Iterable[str]) -> Grant | Non
         return None
     met = _rule_met_at(request, roster)
     assert met is not None
-    granted_at, approvals = met
+    granted_at, approvals = _grant_started(request, met[0]), met[1]
     return Grant(
         request.id,
         request.target,
@@ -327,9 +338,18 @@ def approve(
         )
     if any(a.live and a.approver.id == approver.id for a in request.approvals):
         raise Conflict(f"{approver.id} has already approved", code="already_approved")
-    return dataclasses.replace(
+    approved = dataclasses.replace(
         request, approvals=(*request.approvals, Approval(approver, target, at)), last_event_at=at
     )
+    return _record_grant(approved, roster)
+
+
+def _record_grant(request: Request, leaders: frozenset[str]) -> Request:
+    """Note when the rule is first met, so that the grant's clock never restarts."""
+    met = _rule_met_at(request, leaders)
+    if met is None or request.granted_at is not None:
+        return request
+    return dataclasses.replace(request, granted_at=met[0])
 
 
 def revoke(request: Request, approver: Principal, at: datetime, leaders: Iterable[str]) -> Request:

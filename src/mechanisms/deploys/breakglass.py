@@ -16,7 +16,7 @@ import re
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm.attributes import flag_modified
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -31,6 +31,13 @@ from mechanisms.ops import tickets as ops_tickets
 
 _TICKET_REF = re.compile(r"^(?:#|T-?)?(\d{1,12})$", re.IGNORECASE)
 OPEN_STATUSES = (Status.PENDING.value, Status.GRANTED.value)
+# The timeline and event kind of each decision, named like every other deploys kind: what
+# happened, in the past tense.
+DECISION_KINDS = {
+    "approve": "breakglass_approved",
+    "revoke": "breakglass_approval_revoked",
+    "deny": "breakglass_denied",
+}
 
 
 def _invalid(field: str, message: str, code: str = "invalid_input") -> InvalidInput:
@@ -56,11 +63,15 @@ def decisions(ctx: Ctx, request_id: int) -> list[BreakGlassDecision]:
     return _decisions(ctx, request_id)
 
 
+def to_target(row: BreakGlassRequest) -> Target:
+    return Target(row.service_key, row.stage, row.digest)
+
+
 def to_domain(ctx: Ctx, row: BreakGlassRequest) -> approvals.Request:
     decisions = _decisions(ctx, row.id)
     return approvals.Request(
         id=str(row.id),
-        target=Target(row.service_key, row.stage, row.digest),
+        target=to_target(row),
         requester=approvals.Principal(row.requester),
         version_author=row.version_author,
         org=row.org,
@@ -87,6 +98,7 @@ def to_domain(ctx: Ctx, row: BreakGlassRequest) -> approvals.Request:
         invalidated_by_digest=row.invalidated_by_digest,
         used_at=row.used_at,
         last_event_at=row.updated_at,
+        granted_at=row.granted_at,
     )
 
 
@@ -112,8 +124,11 @@ def _sync(
     request: approvals.Request,
     leaders: frozenset[str],
     extra: dict[str, Any] | None = None,
+    *,
+    told: str | None = None,
 ) -> str:
-    """Store what the domain derives now; write the history of a change of status."""
+    """Store what the domain derives now; write the history of a change of status, unless
+    the decision that caused it already told it (``told``: a denial is one entry, not two)."""
     before = row.status
     now_status = approvals.status(request, ctx.now, leaders)
     held = approvals.grant(request, ctx.now, leaders)
@@ -137,6 +152,8 @@ def _sync(
             Status.GRANTED.value: "breakglass_granted",
             Status.PENDING.value: "breakglass_grant_withdrawn",
         }.get(row.status, f"breakglass_{row.status}")
+        if kind == told:
+            return row.status
         _history(
             ctx,
             row,
@@ -315,15 +332,19 @@ def _decide(ctx: Ctx, request_id: int, kind: str, comment: str, apply: Any) -> B
     updated = apply(domain, leaders)
     who = access.actor(ctx)
     if kind in ("approve", "deny"):
+        # An approval is stored with the promotion the domain recorded it for (what the
+        # approver was shown), not copied from the request: the record says what was
+        # approved, and a check of the two against each other means something.
+        shown = updated.approvals[-1].target if kind == "approve" else to_target(row)
         ctx.session.add(
             BreakGlassDecision(
                 request_id=row.id,
                 kind=kind,
                 actor=who.id,
                 human=who.human,
-                service_key=row.service_key,
-                stage=row.stage,
-                digest=row.digest,
+                service_key=shown.service,
+                stage=shown.stage,
+                digest=shown.digest,
                 comment=comment.strip(),
                 at=ctx.now,
             )
@@ -346,13 +367,9 @@ def _decide(ctx: Ctx, request_id: int, kind: str, comment: str, apply: Any) -> B
             "the break-glass request changed while this decision was made; try again",
             code="stale_request",
         ) from None
-    _history(
-        ctx,
-        row,
-        f"breakglass_{'approval' if kind == 'approve' else kind}",
-        {"by": who.id, "comment": comment.strip()},
-    )
-    _sync(ctx, row, updated, leaders)
+    told = DECISION_KINDS[kind]
+    _history(ctx, row, told, {"by": who.id, "comment": comment.strip()})
+    _sync(ctx, row, updated, leaders, told=told)
     return row
 
 
@@ -396,28 +413,44 @@ def revoke(ctx: Ctx, request_id: int) -> BreakGlassRequest:
 # --- the grant at promotion ---------------------------------------------------------
 
 
-def _open_for(ctx: Ctx, target: Target, drill: bool) -> list[BreakGlassRequest]:
-    return list(
-        ctx.session.execute(
-            select(BreakGlassRequest)
-            .where(
-                BreakGlassRequest.service_key == target.service,
-                BreakGlassRequest.stage == target.stage,
-                BreakGlassRequest.digest == target.digest,
-                BreakGlassRequest.drill.is_(drill),
-                BreakGlassRequest.status.in_(OPEN_STATUSES),
-            )
-            .order_by(BreakGlassRequest.id)
-        ).scalars()
+# The requests still open for one exact promotion, built once: the gate asks on every
+# call (together with its other usually-empty reads). Parameters: ``target_params``.
+OPEN_REQUESTS = (
+    select(BreakGlassRequest)
+    .where(
+        BreakGlassRequest.service_key == bindparam("service"),
+        BreakGlassRequest.stage == bindparam("stage"),
+        BreakGlassRequest.digest == bindparam("digest"),
+        BreakGlassRequest.drill == bindparam("drill"),
+        BreakGlassRequest.status.in_(OPEN_STATUSES),
     )
+    .order_by(BreakGlassRequest.id)
+)
+
+
+def target_params(target: Target, drill: bool) -> dict[str, Any]:
+    return {
+        "service": target.service,
+        "stage": target.stage,
+        "digest": target.digest,
+        "drill": drill,
+    }
 
 
 def grant_for(ctx: Ctx, target: Target, at: datetime, *, drill: bool) -> approvals.Grant | None:
     """The grant that covers this exact promotion at ``at``, derived from live approvals."""
-    rows = _open_for(ctx, target, drill)
+    rows = list(ctx.session.execute(OPEN_REQUESTS, target_params(target, drill)).scalars())
+    return grant_among(ctx, rows, at, target.service)
+
+
+def grant_among(
+    ctx: Ctx, rows: list[BreakGlassRequest], at: datetime, service: str
+) -> approvals.Grant | None:
+    """The first of these open requests that grants at ``at``, judged with the leaders of
+    the service's owning team now."""
     if not rows:
         return None
-    leaders = access.leaders(ctx, access.owner(ctx, target.service).team_id)
+    leaders = access.leaders(ctx, access.owner(ctx, service).team_id)
     for row in rows:
         held = approvals.grant(to_domain(ctx, row), at, leaders)
         if held is not None:

@@ -17,13 +17,14 @@ from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Form, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import RedirectResponse, Response
 
 from mechanisms.core.context import Ctx
 from mechanisms.core.errors import InvalidInput, NotFound
 from mechanisms.core.identity import Role
 from mechanisms.core.permissions import site_role
 from mechanisms.deploys import breakglass, pipelines, windows
+from mechanisms.deploys import calendar as block_calendar
 from mechanisms.ops import tickets as ops_tickets
 from mechanisms.web import pages as web
 from mechanisms.web.http import RowId, Text, UnitOfWorkRoute
@@ -57,7 +58,17 @@ def _when(value: datetime | str | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M")
 
 
-H = SimpleNamespace(when=_when, short=lambda digest: (digest or "—").split(":")[-1][:12])
+def service_url(service: str) -> str:
+    """A service's pages live under /deploys/services/, so that no service name can take
+    the place of another deploys page (a service called "reviews", say)."""
+    return f"/deploys/services/{quote(service, safe='')}"
+
+
+H = SimpleNamespace(
+    when=_when,
+    short=lambda digest: (digest or "—").split(":")[-1][:12],
+    service_url=service_url,
+)
 
 
 def _invalid(field: str, message: str) -> InvalidInput:
@@ -97,7 +108,6 @@ def pipelines_page(request: Request, ctx: PageCtx) -> Response:
     )
 
 
-# Before /deploys/{service}: "reviews" is no service's page.
 @router.get("/deploys/reviews")
 def reviews_page(request: Request, ctx: PageCtx) -> Response:
     return render(
@@ -153,7 +163,7 @@ def _gates(ctx: Ctx, service: str, stage: str, digest: str) -> dict[str, Any]:
     }
 
 
-@router.get("/deploys/{service}")
+@router.get("/deploys/services/{service}")
 def pipeline_page(request: Request, service: str, ctx: PageCtx) -> Response:
     if len(service) > 100:
         raise _invalid("service", "at most 100 characters")
@@ -178,7 +188,24 @@ def pipeline_page(request: Request, service: str, ctx: PageCtx) -> Response:
         versions=list(versions.values())[:20],
         timeline=pipelines.timeline(ctx, service, 100),
         requests=breakglass.list_requests(ctx, service),
+        # Which forms to show only; the pipelines service decides who may promote.
+        may_promote=(site_role(ctx) or Role.VIEWER) >= Role.ENGINEER,
     )
+
+
+@router.post("/deploys/services/{service}/promote")
+def promote_form(
+    request: Request,
+    service: str,
+    ctx: FormCtx,
+    stage: Annotated[Text, Form(max_length=100)] = "",
+    version: Annotated[Text, Form(max_length=200)] = "",
+) -> Response:
+    """Promote the version shown into the stage. The gate is asked again now: a grant for
+    exactly this promotion is spent by it, and a promotion blocked since the page was drawn
+    is recorded as blocked and the page shows why."""
+    pipelines.promote(ctx, service, stage, version)
+    return done(request, service_url(service))
 
 
 # --- the block calendar -------------------------------------------------------------
@@ -191,6 +218,13 @@ def _zone(tz: str) -> ZoneInfo:
         raise _invalid("tz", f"{tz!r} is not an IANA time zone") from None
 
 
+# Every month the calendar model evaluates: its instants run from EARLIEST up to LATEST
+# (exclusive), and a month view ends at the next month's first midnight, which must be
+# inside that range in any zone.
+FIRST_MONTH = date(block_calendar.EARLIEST.year, 1, 1)
+LAST_MONTH = date(block_calendar.LATEST.year - 1, 11, 1)
+
+
 def _month(value: str | None, today: date) -> date:
     if not value:
         return today.replace(day=1)
@@ -198,8 +232,11 @@ def _month(value: str | None, today: date) -> date:
         found = datetime.strptime(value, "%Y-%m").date()
     except ValueError:
         raise _invalid("month", "a month as YYYY-MM") from None
-    if not 2000 <= found.year <= 2100:
-        raise _invalid("month", "a year from 2000 to 2100")
+    if not FIRST_MONTH <= found <= LAST_MONTH:
+        raise _invalid(
+            "month",
+            f"a month from {FIRST_MONTH:%Y-%m} to {LAST_MONTH:%Y-%m} (the calendar's range)",
+        )
     return found
 
 
@@ -228,7 +265,7 @@ def _weeks(
     return weeks
 
 
-@router.get("/deploys/{service}/calendar")
+@router.get("/deploys/services/{service}/calendar")
 def calendar_page(
     request: Request,
     service: str,
@@ -257,8 +294,8 @@ def calendar_page(
         tz=tz,
         zone=zone,
         first=first,
-        previous=_shift(first, -1).strftime("%Y-%m"),
-        next=following.strftime("%Y-%m"),
+        previous=_shift(first, -1).strftime("%Y-%m") if first > FIRST_MONTH else None,
+        next=following.strftime("%Y-%m") if following <= LAST_MONTH else None,
         weeks=_weeks(first, zone, blocks, today),
         blocks=sorted(blocks, key=lambda b: b.starts_at),
         windows=windows.list_windows(ctx, service, stage or None),
@@ -266,7 +303,7 @@ def calendar_page(
     )
 
 
-@router.post("/deploys/{service}/freeze")
+@router.post("/deploys/services/{service}/freeze")
 def freeze_form(
     request: Request,
     service: str,
@@ -286,13 +323,13 @@ def freeze_form(
         windows.freeze(ctx, "stage", f"{service}/{stage}", ends.astimezone(UTC), reason)
     else:
         windows.freeze(ctx, "service", service, ends.astimezone(UTC), reason)
-    return done(request, f"/deploys/{quote(service)}/calendar?tz={quote(tz)}")
+    return done(request, f"{service_url(service)}/calendar?tz={quote(tz)}")
 
 
 # --- break-glass ---------------------------------------------------------------------
 
 
-@router.get("/deploys/{service}/breakglass/new")
+@router.get("/deploys/services/{service}/breakglass/new")
 def request_page(
     request: Request,
     service: str,
@@ -313,7 +350,7 @@ def request_page(
     )
 
 
-@router.post("/deploys/{service}/breakglass")
+@router.post("/deploys/services/{service}/breakglass")
 def request_form(
     request: Request,
     service: str,
@@ -401,3 +438,23 @@ def deny_form(
 def revoke_form(request: Request, request_id: RowId, ctx: FormCtx) -> Response:
     breakglass.revoke(ctx, request_id)
     return _decided(request, request_id)
+
+
+# --- addresses from before the service pages moved under /deploys/services/ ---------
+
+
+@router.get("/deploys/services")
+def services_index() -> Response:
+    return RedirectResponse("/deploys", status_code=308)
+
+
+@router.api_route("/deploys/{service}", methods=["GET"])
+@router.api_route("/deploys/{service}/{rest:path}", methods=["GET", "POST"])
+def moved_service_page(request: Request, service: str, rest: str = "") -> Response:
+    """Old links and bookmarks keep working: 308 keeps a form post a post."""
+    if service == "services":  # an unknown page under the new addresses: no loop
+        raise NotFound(f"no page {request.url.path}", details={"field": "path"})
+    target = service_url(service) + (f"/{rest}" if rest else "")
+    if request.url.query:
+        target += f"?{request.url.query}"
+    return RedirectResponse(target, status_code=308)

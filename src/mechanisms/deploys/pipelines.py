@@ -8,11 +8,12 @@ the deployment, which then bakes; the worker finishes bakes or rolls them back."
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, bindparam, func, select
 
 from mechanisms.core.context import Ctx
 from mechanisms.core.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -30,6 +31,7 @@ from mechanisms.deploys.tables import (
     Version,
 )
 from mechanisms.ops import alarms as ops_alarms
+from mechanisms.ops.tables import OpsService
 
 MAX_STAGES = 20
 MAX_SUITES = 50
@@ -278,19 +280,20 @@ def get_version(ctx: Ctx, service: str, version: str) -> Version:
 
 
 def _named_version(ctx: Ctx, service: str, version: str) -> Version:
-    found = (
-        _version(ctx, service, version)
-        or ctx.session.execute(
-            select(Version)
-            .where(Version.service_key == service, Version.artifact == version)
-            .order_by(Version.id.desc())
-            .limit(1)
-        ).scalar_one_or_none()
-    )
+    return _version(ctx, service, version) or _newest_of_artifact(ctx, service, version)
+
+
+def _newest_of_artifact(ctx: Ctx, service: str, artifact: str) -> Version:
+    found = ctx.session.execute(
+        select(Version)
+        .where(Version.service_key == service, Version.artifact == artifact)
+        .order_by(Version.id.desc())
+        .limit(1)
+    ).scalar_one_or_none()
     if found is None:
         raise NotFound(
-            f"{service} has no version {version!r}; register it first (mech deploy versions register)",
-            details={"field": "version", "value": version},
+            f"{service} has no version {artifact!r}; register it first (mech deploy versions register)",
+            details={"field": "version", "value": artifact},
         )
     return found
 
@@ -365,13 +368,7 @@ def upload_tests(ctx: Ctx, service: str, version: str, suite: str, xml: bytes | 
 
 def test_runs(ctx: Ctx, service: str, digest: str) -> list[TestRun]:
     require_site_role(ctx, Role.VIEWER)
-    return list(
-        ctx.session.execute(
-            select(TestRun)
-            .where(TestRun.service_key == service, TestRun.digest == digest)
-            .order_by(TestRun.id)
-        ).scalars()
-    )
+    return list(ctx.session.execute(_test_runs_of(service, digest)).scalars())
 
 
 # --- manual stage approvals -----------------------------------------------------------
@@ -453,21 +450,32 @@ def _domain_deployment(row: Deployment) -> gates.Deployment:
     return gates.Deployment(row.stage, row.digest, row.started_at, row.previous_good)
 
 
+def _deployments_query() -> Select[tuple[Deployment]]:
+    of_pipeline = Deployment.pipeline_id == bindparam("pipeline_id")
+    newest = select(func.max(Deployment.id)).where(of_pipeline).group_by(Deployment.stage)
+    newest_of_digest = (
+        select(func.max(Deployment.id))
+        .where(of_pipeline, Deployment.digest == bindparam("digest"))
+        .group_by(Deployment.stage)
+    )
+    return (
+        select(Deployment)
+        .where(Deployment.id.in_(newest.union(newest_of_digest)))
+        .order_by(Deployment.id)
+    )
+
+
+# Built once, as the gate's other statements below: building a statement of a few
+# subqueries costs more CPU than the database takes to answer it.
+_DEPLOYMENTS = _deployments_query()
+
+
 def _deployments(
     ctx: Ctx, pipeline: Pipeline, stages: list[Stage], digest: str
 ) -> dict[str, gates.Deployment]:
     """Each stage's current deployment, or the bake of this digest it rolled back from."""
-    of_pipeline = Deployment.pipeline_id == pipeline.id
-    newest = select(func.max(Deployment.id)).where(of_pipeline).group_by(Deployment.stage)
-    newest_of_digest = (
-        select(func.max(Deployment.id))
-        .where(of_pipeline, Deployment.digest == digest)
-        .group_by(Deployment.stage)
-    )
     rows = ctx.session.execute(
-        select(Deployment)
-        .where(Deployment.id.in_(newest.union(newest_of_digest)))
-        .order_by(Deployment.id)
+        _DEPLOYMENTS, {"pipeline_id": pipeline.id, "digest": digest}
     ).scalars()
     current: dict[str, Deployment] = {}
     rolled: dict[str, Deployment] = {}
@@ -497,34 +505,85 @@ def _alarm_transitions(ctx: Ctx, stage: Stage) -> list[gates.AlarmTransition]:
     return found
 
 
-def _approvals(ctx: Ctx, service: str, stage: str, digest: str) -> list[gates.StageApproval]:
-    rows = ctx.session.execute(
-        select(StageApproval).where(
-            StageApproval.service_key == service,
-            StageApproval.stage == stage,
-            StageApproval.digest == digest,
-        )
-    ).scalars()
-    return [
-        gates.StageApproval(
-            gates.Principal(r.approver, r.human),
-            frozenset(r.roles),
-            Target(r.service_key, r.stage, r.digest),
-            r.approved_at,
-        )
-        for r in rows
-    ]
+def _domain_approval(row: StageApproval) -> gates.StageApproval:
+    return gates.StageApproval(
+        gates.Principal(row.approver, row.human),
+        frozenset(row.roles),
+        Target(row.service_key, row.stage, row.digest),
+        row.approved_at,
+    )
 
 
-def _suite_results(ctx: Ctx, service: str, digest: str) -> list[gates.SuiteResult]:
-    rows = ctx.session.execute(
+def _test_runs_of(service: Any, digest: Any) -> Select[tuple[TestRun]]:
+    return (
         select(TestRun)
         .where(TestRun.service_key == service, TestRun.digest == digest)
         .order_by(TestRun.id)
-    ).scalars()
-    return [
-        gates.SuiteResult(r.suite, r.digest, r.tests, r.failures, r.errors, r.skipped) for r in rows
+    )
+
+
+def _suite_result(row: TestRun) -> gates.SuiteResult:
+    return gates.SuiteResult(
+        row.suite, row.digest, row.tests, row.failures, row.errors, row.skipped
+    )
+
+
+@functools.cache
+def _gate_records() -> tuple[Select[tuple[Any]], list[Select[tuple[Any]]]]:
+    """The records a decision reads besides its pipeline: the version's test runs, the
+    stage approvals and the open break-glass requests (parameters service, stage, digest,
+    drill), and one statement asking which of them has any rows. Each is often empty, and
+    an empty select costs a round trip like any other. Built once, on first use (breakglass
+    imports this module)."""
+    from mechanisms.deploys import breakglass
+
+    approvals = select(StageApproval).where(
+        StageApproval.service_key == bindparam("service"),
+        StageApproval.stage == bindparam("stage"),
+        StageApproval.digest == bindparam("digest"),
+    )
+    queries = [
+        _test_runs_of(bindparam("service"), bindparam("digest")),
+        approvals,
+        breakglass.OPEN_REQUESTS,
     ]
+    return select(*(q.exists() for q in queries)), queries
+
+
+def _records_of(ctx: Ctx, params: dict[str, Any]) -> list[list[Any]]:
+    """The test runs, approvals and break-glass requests of one promotion, fetching only
+    those that exist (one round trip, then one per kind that has rows)."""
+    any_rows, queries = _gate_records()
+    present = ctx.session.execute(any_rows, params).one()
+    return [
+        list(ctx.session.execute(q, params).scalars()) if has else []
+        for q, has in zip(queries, present, strict=True)
+    ]
+
+
+_GATE_ROWS = (
+    select(Pipeline, Stage, Version, OpsService)
+    .join(Stage, Stage.pipeline_id == Pipeline.id)
+    .outerjoin(
+        Version,
+        (Version.service_key == Pipeline.service_key) & (Version.digest == bindparam("version")),
+    )
+    .outerjoin(OpsService, OpsService.key == Pipeline.service_key)
+    .where(Pipeline.service_key == bindparam("service"))
+    .order_by(Stage.position)
+)
+
+
+def _gate_rows(
+    ctx: Ctx, service: str, version: str
+) -> tuple[Pipeline, list[Stage], Version | None, OpsService | None]:
+    """The pipeline, its stages in order, the version if ``version`` is its digest and the
+    ops service (for the owner), in one query: the first round trip of every gate call."""
+    rows = ctx.session.execute(_GATE_ROWS, {"service": service, "version": version}).all()
+    if not rows:
+        return _pipeline(ctx, service), [], None, None  # raises NotFound: no pipeline
+    pipeline, _, found, owning = rows[0]
+    return pipeline, [row.Stage for row in rows], found, owning
 
 
 def _decide(
@@ -535,22 +594,23 @@ def _decide(
     if at.tzinfo is None:
         raise _invalid("at", "the instant must carry a time zone", "naive_instant")
     # The callers authorised the principal already; the reads below check nothing again.
-    pipeline = _pipeline(ctx, service)
-    rows = stages_of(ctx, pipeline)
+    pipeline, rows, found, owning = _gate_rows(ctx, service, version)
     domain = gates.Pipeline(service, tuple(_domain_stage(s) for s in rows))
     index = domain.index(stage)
-    found = _named_version(ctx, service, version)
-    scope = access.owner(ctx, service).scope(stage)
+    found = found or _newest_of_artifact(ctx, service, version)
+    owner = access.owner_of(ctx, owning) if owning else access.owner(ctx, service)
+    scope = owner.scope(stage)
     target = Target(service, stage, found.digest)
     previous = rows[index - 1] if index else None
+    test_runs, approval_rows, requests = _records_of(ctx, breakglass.target_params(target, drill))
     snapshot = gates.Snapshot(
         pipeline=domain,
         window=windows.calendar_for(ctx, scope).gate_state(scope, at),
         deployments=_deployments(ctx, pipeline, rows, found.digest),
-        test_results=_suite_results(ctx, service, found.digest),
+        test_results=[_suite_result(r) for r in test_runs],
         alarms={previous.name: _alarm_transitions(ctx, previous)} if previous else {},
-        approvals=_approvals(ctx, service, stage, found.digest),
-        grant=breakglass.grant_for(ctx, target, at, drill=drill),
+        approvals=[_domain_approval(r) for r in approval_rows],
+        grant=breakglass.grant_among(ctx, requests, at, service),
     )
     ask = gates.Promotion(
         stage,

@@ -10,7 +10,7 @@ import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Row, bindparam, select
 
 from mechanisms.core import accounts
 from mechanisms.core.context import Ctx
@@ -156,7 +156,7 @@ def _scope_from_key(key: str) -> Scope:
     return Scope(*key.split("/"))
 
 
-def to_domain(row: WindowRow) -> BlockWindow:
+def to_domain(row: WindowRow | Row[Any]) -> BlockWindow:
     return BlockWindow(
         row.uid, _scope_from_key(row.scope_key), rule_from_json(row.definition), row.reason
     )
@@ -375,10 +375,17 @@ def _remove(ctx: Ctx, row: WindowRow, kind: str) -> None:
     )
 
 
+# Plain rows, not ORM objects, and the statement built once: the gate reads a few dozen
+# windows on every call and needs only what ``to_domain`` reads.
+_CHAIN_WINDOWS = select(
+    WindowRow.uid, WindowRow.scope_key, WindowRow.definition, WindowRow.reason
+).where(WindowRow.scope_key.in_(bindparam("keys", expanding=True)))
+
+
 def calendar_for(ctx: Ctx, scope: Scope) -> Calendar:
     """The windows on ``scope``'s chain, compiled (rules are cached per definition)."""
     keys = ["/".join(k) for k in scope.chain()]
-    rows = ctx.session.execute(select(WindowRow).where(WindowRow.scope_key.in_(keys))).scalars()
+    rows = ctx.session.execute(_CHAIN_WINDOWS, {"keys": keys})
     return Calendar([to_domain(r) for r in rows])
 
 
