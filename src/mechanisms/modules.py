@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from mechanisms.core.config import get_settings
-
 
 @dataclass(frozen=True)
 class Mechanism:
@@ -75,6 +73,7 @@ def _optional(module_name: str) -> ModuleType | None:
 
 def import_all() -> None:
     import mechanisms.core.tables  # noqa: F401
+    from mechanisms.core.config import get_settings
 
     for mechanism in importable():
         importlib.import_module(f"mechanisms.{mechanism.name}")
