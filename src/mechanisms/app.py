@@ -69,6 +69,9 @@ def create_app(
         description=DESCRIPTION,
         lifespan=lifespan,
         exception_handlers=EXCEPTION_HANDLERS,
+        # /docs is the decision docs' pages; the API's own reference lives under /api.
+        docs_url="/api/docs",
+        redoc_url="/api/redoc",
     )
     app.state.db = db
     app.state.clock = clock

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy import select
 
@@ -12,7 +13,7 @@ from mechanisms.core import accounts
 from mechanisms.core.clock import Clock, SystemClock
 from mechanisms.core.context import Ctx
 from mechanisms.core.db import Database
-from mechanisms.core.identity import system_principal
+from mechanisms.core.identity import Principal, system_principal
 from mechanisms.core.tables import ApiToken
 
 DEMO_PASSWORD = "mechanisms-demo"
@@ -53,6 +54,14 @@ def extend(extension: Extension) -> Extension:
     """Mechanisms register their demo data; it runs once, when the org is first seeded."""
     _extensions.append(extension)
     return extension
+
+
+def acting_as(ctx: Ctx, username: str, at: datetime) -> Ctx:
+    """The demo person ``username`` acting at ``at``, as through a web session (rules that
+    count people, such as break-glass's two-person rule, count them)."""
+    user = accounts.get_user(ctx, username)
+    principal = Principal(user.id, user.username, "session", is_site_admin=user.is_site_admin)
+    return Ctx(ctx.session, principal, at)
 
 
 def seed(db: Database, clock: Clock | None = None) -> DemoInfo:

@@ -53,6 +53,33 @@ def operator() -> Iterator[Ctx]:
         db.dispose()
 
 
+TokenOpt = Annotated[
+    str | None,
+    typer.Option("--token", envvar="MECH_TOKEN", help="Act as this API token's user."),
+]
+
+
+@contextmanager
+def acting(token: str | None = None) -> Iterator[Ctx]:
+    """One unit of work as the API token's user (checked as the API checks it), or as the
+    local operator without one: how a person acts as themselves from a terminal."""
+    db = database()
+    try:
+        ensure_schema(db)
+        with db.transaction() as session:
+            now = SystemClock().now()
+            principal = (
+                accounts.check_token(session, token, now).principal
+                if token
+                else system_principal("cli")
+            )
+            yield Ctx(session, principal, now)
+    except MechanismsError as exc:
+        fail(exc.message)
+    finally:
+        db.dispose()
+
+
 # --- serve, worker, db, demo --------------------------------------------------------
 
 

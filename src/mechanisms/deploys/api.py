@@ -10,12 +10,20 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
 
 from mechanisms.core.context import Ctx
 from mechanisms.core.errors import InvalidInput
 from mechanisms.deploys import breakglass, gates, pipelines, windows
-from mechanisms.web.http import Input, Instant, RowId, Text, UnitOfWorkRoute, request_ctx
+from mechanisms.web.http import (
+    Input,
+    Instant,
+    RowId,
+    Text,
+    UnitOfWorkRoute,
+    read_upload,
+    request_ctx,
+    upload_body,
+)
 
 router = APIRouter(prefix="/api/v1/deploys", route_class=UnitOfWorkRoute, tags=["deploys"])
 CtxDep = Annotated[Ctx, Depends(request_ctx)]
@@ -340,43 +348,18 @@ def list_versions(service: ServiceQ, ctx: CtxDep) -> list[VersionOut]:
     ]
 
 
-async def _upload(request: Request, field: str) -> bytes:
-    """The body itself, or the ``file`` part of a multipart form."""
-    if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        form = await request.form()
-        part = form.get("file")
-        if not isinstance(part, UploadFile):
-            raise InvalidInput(
-                f"the form needs a file part holding the {field}", details={"field": "file"}
-            )
-        return await part.read()
-    return await request.body()
-
-
 @router.post(
     "/tests",
     response_model=TestRunOut,
     status_code=201,
-    openapi_extra={
-        "requestBody": {
-            "content": {
-                "application/xml": {"schema": {"type": "string"}},
-                "multipart/form-data": {
-                    "schema": {
-                        "type": "object",
-                        "properties": {"file": {"type": "string", "format": "binary"}},
-                    }
-                },
-            }
-        }
-    },
+    openapi_extra=upload_body("application/xml"),
 )
 async def upload_tests(
     request: Request, service: ServiceQ, version: NameQ, suite: NameQ, ctx: CtxDep
 ) -> TestRunOut:
     """A JUnit XML report of ``suite`` run against ``version`` (a digest or artifact id):
     the XML as the body, or as the ``file`` part of a multipart form."""
-    data = await _upload(request, "JUnit XML")
+    data = await read_upload(request, "JUnit XML")
     row = await run_in_threadpool(pipelines.upload_tests, ctx, service, version, suite, data)
     return TestRunOut(**pipelines.test_run_snapshot(row))
 
@@ -474,7 +457,7 @@ async def import_windows(
     tz: Annotated[str, Query(min_length=1, max_length=64)] = "UTC",
 ) -> list[WindowOut]:
     """Every event of an iCalendar document (body or ``file`` part) as a window, all or none."""
-    data = await _upload(request, "iCalendar document")
+    data = await read_upload(request, "iCalendar document")
     rows = await run_in_threadpool(windows.import_ical, ctx, scope, target, data, tz)
     return [WindowOut(**windows.snapshot(r)) for r in rows]
 

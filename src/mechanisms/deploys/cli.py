@@ -13,29 +13,22 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from mechanisms.core import accounts
 from mechanisms.core.cli import (
     EXIT_CHECK_FAILED,
     JsonOpt,
+    TokenOpt,
+    acting,
     console,
-    database,
     emit,
-    ensure_schema,
     fail,
     table,
 )
-from mechanisms.core.clock import SystemClock
-from mechanisms.core.context import Ctx
-from mechanisms.core.errors import MechanismsError
-from mechanisms.core.identity import system_principal
 from mechanisms.deploys import breakglass, pipelines, windows
 
 app = typer.Typer(
@@ -59,30 +52,6 @@ app.add_typer(breakglass_app, name="breakglass")
 ServiceOpt = Annotated[str, typer.Option("--service", help="The service's key.")]
 StageOpt = Annotated[str, typer.Option("--stage", help="The stage, e.g. prod.")]
 VersionOpt = Annotated[str, typer.Option("--version", help="A digest or artifact id.")]
-TokenOpt = Annotated[
-    str | None,
-    typer.Option("--token", envvar="MECH_TOKEN", help="Act as this API token's user."),
-]
-
-
-@contextmanager
-def acting(token: str | None = None) -> Iterator[Ctx]:
-    """One unit of work as the token's user, or as the local operator."""
-    db = database()
-    try:
-        ensure_schema(db)
-        with db.transaction() as session:
-            now = SystemClock().now()
-            principal = (
-                accounts.check_token(session, token, now).principal
-                if token
-                else system_principal("cli")
-            )
-            yield Ctx(session, principal, now)
-    except MechanismsError as exc:
-        fail(exc.message)
-    finally:
-        db.dispose()
 
 
 def _instant(value: str | None, field: str) -> datetime | None:

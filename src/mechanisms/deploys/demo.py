@@ -17,10 +17,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from mechanisms.core import accounts
 from mechanisms.core.context import Ctx
-from mechanisms.core.identity import Principal
-from mechanisms.demo import extend
+from mechanisms.demo import acting_as, extend
 from mechanisms.deploys import breakglass, pipelines, windows
 from mechanisms.ops import tickets
 
@@ -66,11 +64,8 @@ def _suite(name: str, failing: bool = False) -> str:
 Act = Callable[..., Any]
 
 
-def _as(ctx: Ctx, username: str, at: datetime) -> Ctx:
-    """The demo person ``username`` acting at ``at`` (break-glass counts people only)."""
-    user = accounts.get_user(ctx, username)
-    principal = Principal(user.id, user.username, "session", is_site_admin=user.is_site_admin)
-    return Ctx(ctx.session, principal, at)
+# The demo person acting at a given time (break-glass counts people only).
+_as = acting_as
 
 
 def _at(ctx: Ctx, when: datetime) -> Ctx:

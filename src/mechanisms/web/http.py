@@ -27,6 +27,7 @@ from pydantic import (
 )
 from sqlalchemy.exc import DataError
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -38,7 +39,9 @@ from mechanisms.core.identity import ANONYMOUS, Principal
 
 log = logging.getLogger("mechanisms.http")
 
-MACHINE_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/redoc"})
+MACHINE_PATHS = frozenset(
+    {"/healthz", "/readyz", "/metrics", "/openapi.json", "/api/docs", "/api/redoc"}
+)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 SESSION_COOKIE = "mech_session"
 CSRF_HEADER = "x-csrf-token"
@@ -98,6 +101,37 @@ class Input(BaseModel):
     unknown fields, so a typo is an error rather than silently ignored."""
 
     model_config = ConfigDict(strict=True, extra="forbid")
+
+
+async def read_upload(request: Request, what: str) -> bytes:
+    """An uploaded file: the request body itself, or the ``file`` part of a multipart form."""
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        form = await request.form()
+        part = form.get("file")
+        if not isinstance(part, UploadFile):
+            raise InvalidInput(
+                f"the form needs a file part holding the {what}", details={"field": "file"}
+            )
+        return await part.read()
+    return await request.body()
+
+
+def upload_body(media_type: str) -> dict[str, Any]:
+    """The OpenAPI request body of an upload route: the file as the body, or as a form's
+    ``file`` part (``read_upload`` reads either)."""
+    return {
+        "requestBody": {
+            "content": {
+                media_type: {"schema": {"type": "string"}},
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {"file": {"type": "string", "format": "binary"}},
+                    }
+                },
+            }
+        }
+    }
 
 
 # --- errors -------------------------------------------------------------------------
