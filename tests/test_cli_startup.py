@@ -58,9 +58,7 @@ def loaded(tmp_path: Path, *args: str) -> tuple[int, set[str]]:
 
 
 def heavy(modules_loaded: set[str]) -> list[str]:
-    return sorted(
-        m for m in modules_loaded if any(m == h or m.startswith(h + ".") for h in HEAVY)
-    )
+    return sorted(m for m in modules_loaded if any(m == h or m.startswith(h + ".") for h in HEAVY))
 
 
 def test_doc_check_imports_no_database_web_or_other_mechanism(tmp_path: Path) -> None:

@@ -1,8 +1,9 @@
 """The mechanisms this build contains.
 
 Each mechanism is a package with the same files (domain, service, api, cli, pages,
-tables). Importing the package registers its tables, event subscribers and worker
-jobs; its ``api.router``, ``pages.router`` and ``cli.app`` are picked up here.
+tables). Importing the package (and its ``registration`` module, when it has one)
+registers its tables, event subscribers and worker jobs; its ``api.router``,
+``pages.router`` and ``cli.app`` are picked up here.
 """
 
 from __future__ import annotations
@@ -77,6 +78,9 @@ def import_all() -> None:
 
     for mechanism in importable():
         importlib.import_module(f"mechanisms.{mechanism.name}")
+        # A mechanism whose package must stay light to import (docs: `mech doc check`)
+        # registers its tables, jobs and demo data from this module instead.
+        _optional(f"mechanisms.{mechanism.name}.registration")
     for plugin in filter(None, (p.strip() for p in get_settings().plugins.split(","))):
         importlib.import_module(plugin)
 
