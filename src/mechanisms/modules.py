@@ -106,9 +106,3 @@ def page_routers() -> list[Any]:
 def middlewares() -> list[Any]:
     """ASGI middleware classes a mechanism's api module lists in ``middleware``."""
     return [m for _, listed in _parts("api", "middleware") for m in listed]
-
-
-def cli_apps() -> list[tuple[str, Any]]:
-    """(command name, Typer app) for each importable mechanism that has a CLI."""
-    commands = {m.name: m.command or m.name for m in importable()}
-    return [(commands[name], app) for name, app in _parts("cli", "app")]
