@@ -1,8 +1,9 @@
 """The mechanisms this build contains.
 
 Each mechanism is a package with the same files (domain, service, api, cli, pages,
-tables). Importing the package registers its tables, event subscribers and worker
-jobs; its ``api.router``, ``pages.router`` and ``cli.app`` are picked up here.
+tables). Importing the package (and its ``registration`` module, when it has one)
+registers its tables, event subscribers and worker jobs; its ``api.router``,
+``pages.router`` and ``cli.app`` are picked up here.
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ import importlib
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
-
-from mechanisms.core.config import get_settings
 
 
 @dataclass(frozen=True)
@@ -75,9 +74,13 @@ def _optional(module_name: str) -> ModuleType | None:
 
 def import_all() -> None:
     import mechanisms.core.tables  # noqa: F401
+    from mechanisms.core.config import get_settings
 
     for mechanism in importable():
         importlib.import_module(f"mechanisms.{mechanism.name}")
+        # A mechanism whose package must stay light to import (docs: `mech doc check`)
+        # registers its tables, jobs and demo data from this module instead.
+        _optional(f"mechanisms.{mechanism.name}.registration")
     for plugin in filter(None, (p.strip() for p in get_settings().plugins.split(","))):
         importlib.import_module(plugin)
 
@@ -103,9 +106,3 @@ def page_routers() -> list[Any]:
 def middlewares() -> list[Any]:
     """ASGI middleware classes a mechanism's api module lists in ``middleware``."""
     return [m for _, listed in _parts("api", "middleware") for m in listed]
-
-
-def cli_apps() -> list[tuple[str, Any]]:
-    """(command name, Typer app) for each importable mechanism that has a CLI."""
-    commands = {m.name: m.command or m.name for m in importable()}
-    return [(commands[name], app) for name, app in _parts("cli", "app")]

@@ -3,38 +3,31 @@ webhooks. Commands act directly on the database as the local operator (``system:
 
 from __future__ import annotations
 
-import json
 import logging
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Annotated, Any, NoReturn
+from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from mechanisms.core import accounts, audit, migrate, webhooks
+from mechanisms.core.cli_output import (  # noqa: F401 - re-exported for the mechanisms' CLIs
+    EXIT_CHECK_FAILED,
+    EXIT_USAGE,
+    JsonOpt,
+    console,
+    emit,
+    errors,
+    fail,
+    table,
+)
 from mechanisms.core.clock import SystemClock
 from mechanisms.core.config import get_settings
 from mechanisms.core.context import Ctx
 from mechanisms.core.db import Database
 from mechanisms.core.errors import MechanismsError
 from mechanisms.core.identity import system_principal
-
-console = Console()
-errors = Console(stderr=True)
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for machines.")]
-
-EXIT_CHECK_FAILED = 1
-EXIT_USAGE = 2
-
-
-def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
-    errors.print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(code)
 
 
 def database() -> Database:
@@ -85,22 +78,6 @@ def acting(token: str | None = None) -> Iterator[Ctx]:
         fail(exc.message)
     finally:
         db.dispose()
-
-
-def emit(data: Any, as_json: bool, human: Callable[[], None]) -> None:
-    if as_json:
-        sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
-    else:
-        human()
-
-
-def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
-    t = Table(title=title)
-    for column in columns:
-        t.add_column(column)
-    for row in rows:
-        t.add_row(*("" if v is None else str(v) for v in row))
-    console.print(t)
 
 
 # --- serve, worker, db, demo --------------------------------------------------------
