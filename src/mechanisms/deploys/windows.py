@@ -6,11 +6,13 @@ on the team for a team window, on the owning team for a service or stage window.
 
 from __future__ import annotations
 
+import json
 import secrets
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Row, bindparam, select
+from sqlalchemy import Row, Text, bindparam, cast, select
 
 from mechanisms.core import accounts
 from mechanisms.core.context import Ctx
@@ -377,16 +379,35 @@ def _remove(ctx: Ctx, row: WindowRow, kind: str) -> None:
 
 # Plain rows, not ORM objects, and the statement built once: the gate reads a few dozen
 # windows on every call and needs only what ``to_domain`` reads.
+# The definition comes back as its stored JSON text, the key of the parsed-rule cache.
 _CHAIN_WINDOWS = select(
-    WindowRow.uid, WindowRow.scope_key, WindowRow.definition, WindowRow.reason
+    WindowRow.uid,
+    WindowRow.scope_key,
+    cast(WindowRow.definition, Text).label("definition_text"),
+    WindowRow.reason,
 ).where(WindowRow.scope_key.in_(bindparam("keys", expanding=True)))
+
+
+@lru_cache(maxsize=65_536)
+def _rule_from_text(definition_text: str) -> calendar.Rule:
+    # Keyed by the stored definition itself: an edited window is a new key, so the cache
+    # saves the JSON decoding and parsing on every gate call and can never answer for an
+    # old definition. Rules are immutable values.
+    return rule_from_json(json.loads(definition_text))
 
 
 def calendar_for(ctx: Ctx, scope: Scope) -> Calendar:
     """The windows on ``scope``'s chain, compiled (rules are cached per definition)."""
     keys = ["/".join(k) for k in scope.chain()]
     rows = ctx.session.execute(_CHAIN_WINDOWS, {"keys": keys})
-    return Calendar([to_domain(r) for r in rows])
+    return Calendar(
+        [
+            BlockWindow(
+                r.uid, _scope_from_key(r.scope_key), _rule_from_text(r.definition_text), r.reason
+            )
+            for r in rows
+        ]
+    )
 
 
 def gate_state(ctx: Ctx, service: str, stage: str, at: datetime) -> GateState:
