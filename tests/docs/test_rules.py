@@ -107,3 +107,9 @@ def test_a_weasel_word_inside_an_unquantified_claim_is_reported_once():
     claims_off = CheckConfig().with_disabled(["unquantified"])
     found = [(f.rule, f.text) for f in check_document(text, claims_off).findings]
     assert ("weasel", "significantly") in found
+
+
+def test_a_quoted_hedge_is_a_mention_not_a_hedge():
+    text = '# T\n\nWe dropped the word "perhaps" from the list. Perhaps we ship it.\n'
+    hedges = [f.text for f in check_document(text).findings if f.rule == "hedge"]
+    assert hedges == ["Perhaps"]

@@ -198,3 +198,16 @@ def test_length_beyond_three_pages_fails() -> None:
     assert "too-long" in {f.rule for f in report.findings}
     assert "max_pages" in {f.check for f in report.failures}
     assert report.stats.reading_minutes == pytest.approx(1920 / (1700 / 15), abs=0.05)
+
+
+def test_an_alternatives_sub_items_are_part_of_it_and_give_its_reason() -> None:
+    doc = (
+        "# T\n\n## Alternatives considered\n\nThree options:\n\n"
+        "- A regex. Discarded:\n  - On our set it scores F1 0.73.\n  - It misses adverbs.\n"
+        "- A model from the web, discarded because it needs a download.\n"
+        "- Writing nothing at all.\n"
+    )
+    unreasoned = [
+        f.text for f in check_document(doc).findings if f.rule == "alternative-without-reason"
+    ]
+    assert unreasoned == ["Writing nothing at all."]

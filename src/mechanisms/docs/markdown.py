@@ -63,6 +63,9 @@ class Block:
 
     start: int
     end: int
+    # How many list items enclose it: 0 for a paragraph, 1 for a list item, 2 for an item
+    # of a nested list (the structure check reads sub-items as part of their item).
+    list_depth: int = 0
 
 
 @dataclass(frozen=True)
@@ -169,7 +172,12 @@ def parse(source: str) -> ParsedDoc:
     front_matter = False
     parent = ""
     level = 0
+    list_depth = 0
     for token in tokens:
+        if token.type == "list_item_open":
+            list_depth += 1
+        elif token.type == "list_item_close":
+            list_depth -= 1
         if token.type in NOT_PROSE and token.map:
             code_lines.update(range(token.map[0], token.map[1]))
             front_matter = front_matter or token.type == "front_matter"
@@ -190,7 +198,7 @@ def parse(source: str) -> ParsedDoc:
             text = _clean(source[start:end])
             headings.append(Heading(level, " ".join(text.split()), token.map[0] + 1, start, end))
         else:
-            blocks.append(Block(start, end))
+            blocks.append(Block(start, end, list_depth))
     masked = _mask(source, pieces)
     return ParsedDoc(
         source=source,

@@ -19,6 +19,7 @@ from importlib import resources
 from mechanisms.docs.lexicon import trie_pattern
 from mechanisms.docs.passive import find_passive
 from mechanisms.docs.prose import Prose, Sentence
+from mechanisms.docs.quotes import quoted
 from mechanisms.docs.spans import Span
 from mechanisms.docs.weasel import WEASEL_WORDS, find_weasels
 
@@ -313,6 +314,10 @@ def _listed(prose: Prose, settings: Settings) -> Iterator[Hit]:
                 if found is None:
                     continue
                 if rule == "unquantified" and not _unquantified_ok(prose, found):
+                    continue
+                # A quoted word is mentioned, not used ("the word "perhaps""), as the
+                # passive and weasel finders also hold.
+                if quoted(masked, found.start(), found.end()):
                     continue
                 yield Hit(rule, found.start(), found.end(), masked[found.start() : found.end()])
 

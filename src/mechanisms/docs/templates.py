@@ -249,17 +249,24 @@ def _alternatives(
     prose: Prose, headings: list[Heading], heading: Heading, end: int
 ) -> list[tuple[int, int]]:
     """The stretches that each describe one alternative: the section's sub-sections when
-    it has them, else each paragraph or list item (an introduction ending in ':' is not
-    an alternative)."""
+    it has them, else each paragraph or list item with its nested sub-items (which give
+    its details and reasons). A paragraph ending in ':' introduces the alternatives and is
+    not one."""
     subs = [h for h in headings if heading.end <= h.start < end and h.level > heading.level]
     if subs:
         bounds = [h.start for h in subs] + [end]
         return [(subs[i].end, bounds[i + 1]) for i in range(len(subs))]
     doc = prose.doc
-    stretches = []
+    stretches: list[tuple[int, int]] = []
+    item_depth = 0  # list depth of the item the last stretch started at (0: a paragraph)
     for block in doc.blocks:
-        if heading.end <= block.start < end:
-            if doc.masked[block.start : block.end].rstrip().endswith(":"):
-                continue
-            stretches.append((block.start, block.end))
+        if not heading.end <= block.start < end:
+            continue
+        if stretches and 0 < item_depth < block.list_depth:
+            stretches[-1] = (stretches[-1][0], block.end)
+            continue
+        if block.list_depth == 0 and doc.masked[block.start : block.end].rstrip().endswith(":"):
+            continue
+        stretches.append((block.start, block.end))
+        item_depth = block.list_depth
     return stretches
