@@ -90,18 +90,7 @@ def comment(
         state=OPEN,
         created_at=ctx.now,
     )
-    ctx.session.add(row)
-    ctx.session.flush()
-    access.record(
-        ctx,
-        "comment_added",
-        doc,
-        object_type="docs_comment",
-        object_id=row.id,
-        after=comment_snapshot(row),
-        details={"kind": kind, "paragraph": paragraph, "author": row.author},
-    )
-    return row
+    return _store_comment(ctx, doc, row, {"kind": kind, "paragraph": paragraph})
 
 
 def _text(body: str) -> str:
@@ -150,6 +139,11 @@ def _add_reply(ctx: Ctx, doc: Document, root: Comment, kind: str, body: str) -> 
         state=OPEN,
         created_at=ctx.now,
     )
+    return _store_comment(ctx, doc, row, {"kind": kind, "thread": root.id})
+
+
+def _store_comment(ctx: Ctx, doc: Document, row: Comment, details: dict[str, Any]) -> Comment:
+    """Write a new comment or reply with its audit record and event."""
     ctx.session.add(row)
     ctx.session.flush()
     access.record(
@@ -159,7 +153,7 @@ def _add_reply(ctx: Ctx, doc: Document, root: Comment, kind: str, body: str) -> 
         object_type="docs_comment",
         object_id=row.id,
         after=comment_snapshot(row),
-        details={"kind": kind, "thread": root.id, "author": row.author},
+        details={**details, "author": row.author},
     )
     return row
 
