@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from hypothesis import settings
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from mechanisms.app import create_app
+from mechanisms.app import attach, create_app
 from mechanisms.core import accounts, migrate
 from mechanisms.core.audit import GENESIS_HASH, HEAD_ID
 from mechanisms.core.clock import ManualClock
@@ -200,14 +201,20 @@ def org(db: Database, clock: ManualClock) -> Org:
 # --- the app ------------------------------------------------------------------------
 
 
-@pytest.fixture
-def settings() -> Settings:
-    return Settings(max_body_bytes=64_000)
+TEST_SETTINGS = Settings(max_body_bytes=64_000)
+
+
+@pytest.fixture(scope="session")
+def app(database_urls: dict[str, str]) -> FastAPI:
+    """One app for the whole run, as one serves a whole process in production; each test
+    attaches it to its own database and clock. An app per test would prepare every route
+    again (about a second each time) and leave thousands of them for the collector."""
+    return create_app(Database(database_urls["sqlite"]), settings=TEST_SETTINGS)
 
 
 @pytest.fixture
-def client(db: Database, clock: ManualClock, settings: Settings) -> Iterator[TestClient]:
-    app = create_app(db, clock=clock, settings=settings)
+def client(app: FastAPI, db: Database, clock: ManualClock) -> Iterator[TestClient]:
+    attach(app, db, clock)
     with TestClient(app, raise_server_exceptions=False) as test_client:
         yield test_client
 

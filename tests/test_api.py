@@ -278,7 +278,16 @@ def test_healthz(client):
     assert response.status_code == 200 and response.json() == {"status": "ok"}
 
 
-def test_metrics_time_requests_by_route_template(client, org):
+@pytest.fixture
+def fresh_client(db, clock):
+    """A client of an app of its own, so the metrics count only this test's requests."""
+    app = create_app(db, clock=clock, settings=Settings(max_body_bytes=64_000))
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+def test_metrics_time_requests_by_route_template(fresh_client, org):
+    client = fresh_client
     assert client.get(f"{API}/users/ada", headers=org.header("ada")).status_code == 200
     client.get(f"{API}/users/nobody", headers=org.header("ada"))
     client.get("/no/such/page", headers={"accept": "application/json"})

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import schemathesis
+from fastapi import FastAPI
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
@@ -29,10 +30,9 @@ from schemathesis.specs.openapi.checks import (
 )
 from sqlalchemy import update
 
-from mechanisms.app import create_app
+from mechanisms.app import attach, create_app
 from mechanisms.core import accounts, webhooks
 from mechanisms.core.clock import ManualClock
-from mechanisms.core.config import Settings
 from mechanisms.core.context import Ctx
 from mechanisms.core.db import Database
 from mechanisms.core.identity import system_principal
@@ -175,7 +175,7 @@ def flatmap_case(context, case):
 
 
 @pytest.fixture
-def live(db: Database, clock: ManualClock, fuzzed: Fuzzed) -> Iterator[Fuzzed]:
+def live(app: FastAPI, db: Database, clock: ManualClock, fuzzed: Fuzzed) -> Iterator[Fuzzed]:
     dead = add_delivery(db, clock, "dead", "webhook:1")
     pending = add_delivery(db, clock, "pending", "webhook:1")
     delivered = add_delivery(db, clock, "delivered", "handler:audit")
@@ -188,7 +188,8 @@ def live(db: Database, clock: ManualClock, fuzzed: Fuzzed) -> Iterator[Fuzzed]:
         "webhook_id": [1],
         "delivery_id": [dead, pending, delivered],
     }
-    CURRENT.app = create_app(db, clock=clock, settings=Settings(max_body_bytes=64_000))
+    attach(app, db, clock)
+    CURRENT.app = app
     yield fuzzed
     CURRENT.app, CURRENT.real = None, {}
 

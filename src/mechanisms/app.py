@@ -7,7 +7,7 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import (
@@ -18,6 +18,7 @@ from prometheus_client import (
     generate_latest,
 )
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.datastructures import State
 
 from mechanisms import __version__, modules
 from mechanisms.core.api import router as core_api
@@ -52,7 +53,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         worker = thread = None
         if run_worker:
-            worker = Worker(db, clock=clock, settings=settings)
+            worker = Worker(app.state.db, clock=app.state.clock, settings=settings)
             thread = threading.Thread(target=worker.run_forever, name="mech-worker", daemon=True)
             thread.start()
         try:
@@ -73,10 +74,8 @@ def create_app(
         docs_url="/api/docs",
         redoc_url="/api/redoc",
     )
-    app.state.db = db
-    app.state.clock = clock
     app.state.settings = settings
-    app.state.render_error = pages.render_error
+    attach(app, db, clock)
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
@@ -95,9 +94,9 @@ def create_app(
         summary="The database answers",
         responses={503: {"description": "the database does not answer"}},
     )
-    def readyz() -> JSONResponse:
+    def readyz(request: Request) -> JSONResponse:
         try:
-            db.ping()
+            request.app.state.db.ping()
         except SQLAlchemyError as exc:
             log.warning("not ready: %s", exc)
             return JSONResponse(
@@ -122,3 +121,19 @@ def create_app(
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
     return app
+
+
+def attach(app: FastAPI, db: Database, clock: Clock) -> None:
+    """Point an app at a database and a clock.
+
+    Routes and middleware stay as built (FastAPI prepares each route's validation on its
+    first request, which costs about a second per app); the state starts afresh, so no
+    cache kept for another database (e.g. OFREP's compiled flags) survives the move."""
+    app.state = State(
+        {
+            "db": db,
+            "clock": clock,
+            "settings": app.state.settings,
+            "render_error": pages.render_error,
+        }
+    )
