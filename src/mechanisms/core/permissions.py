@@ -8,7 +8,7 @@ than its scope: a viewer-scoped token can read and nothing else.
 
 from __future__ import annotations
 
-from sqlalchemy import Select, bindparam, literal, select
+from sqlalchemy import CTE, ColumnElement, Select, bindparam, literal, select
 
 from mechanisms.core.context import Ctx
 from mechanisms.core.errors import Forbidden, NotAuthenticated, NotFound
@@ -19,17 +19,23 @@ from mechanisms.core.tables import Membership, Team
 MAX_TEAM_DEPTH = 64
 
 
-def _team_chain_query() -> Select[tuple[Team]]:
+def team_chain_cte(team_id: ColumnElement[int]) -> CTE:
+    """A recursive CTE of (id, parent_id, slug, depth): the team ``team_id`` names (a bound
+    parameter or a subquery) at depth 0 and every team above it."""
     chain = (
-        select(Team.id, Team.parent_id, literal(0).label("depth"))
-        .where(Team.id == bindparam("team_id"))
+        select(Team.id, Team.parent_id, Team.slug, literal(0).label("depth"))
+        .where(Team.id == team_id)
         .cte("team_chain", recursive=True)
     )
-    chain = chain.union_all(
-        select(Team.id, Team.parent_id, chain.c.depth + 1)
+    return chain.union_all(
+        select(Team.id, Team.parent_id, Team.slug, chain.c.depth + 1)
         .join(chain, Team.id == chain.c.parent_id)
         .where(chain.c.depth < MAX_TEAM_DEPTH)
     )
+
+
+def _team_chain_query() -> Select[tuple[Team]]:
+    chain = team_chain_cte(bindparam("team_id"))
     return select(Team).join(chain, Team.id == chain.c.id).order_by(chain.c.depth)
 
 

@@ -20,7 +20,6 @@ from mechanisms.deploys import approvals
 from mechanisms.deploys.calendar import Scope
 from mechanisms.deploys.tables import TimelineEntry
 from mechanisms.ops import alarms as ops_alarms
-from mechanisms.ops.tables import OpsService
 
 
 @dataclass(frozen=True)
@@ -38,11 +37,8 @@ class Owner:
 
 
 def owner(ctx: Ctx, service_key: str) -> Owner:
-    return owner_of(ctx, ops_alarms.get_service(ctx, service_key))
-
-
-def owner_of(ctx: Ctx, service: OpsService) -> Owner:
-    """The owner of a service row already loaded: its team and organisation in one query."""
+    """The service's owning team and that team's organisation (the team chain in one query)."""
+    service = ops_alarms.get_service(ctx, service_key)
     chain = team_chain(ctx, service.owner_team_id)
     team, org = chain[0], chain[-1]
     return Owner(service.key, team.id, team.slug, org.id, org.slug)

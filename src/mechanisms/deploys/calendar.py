@@ -125,6 +125,10 @@ def _require_in_range(value: datetime, field_name: str) -> None:
 # Scopes
 
 
+# A scope narrows in this order; its key holds the first one to four of them.
+SCOPE_PARTS = ("org", "team", "service", "stage")
+
+
 @dataclass(frozen=True, order=True)
 class Scope:
     """Where a window applies: an org, optionally narrowed to a team, a service, a stage."""
@@ -135,14 +139,9 @@ class Scope:
     stage: str | None = None
 
     def __post_init__(self) -> None:
-        parts = (
-            ("org", self.org),
-            ("team", self.team),
-            ("service", self.service),
-            ("stage", self.stage),
-        )
         seen_gap = None
-        for name, value in parts:
+        for name in SCOPE_PARTS:
+            value = getattr(self, name)
             if value is None:
                 seen_gap = seen_gap or name
                 continue
@@ -159,8 +158,9 @@ class Scope:
                     details={"field": seen_gap},
                 )
 
-    @property
+    @functools.cached_property
     def key(self) -> tuple[str, ...]:
+        # Cached: the index is looked up by key for every window on every gate call.
         return tuple(p for p in (self.org, self.team, self.service, self.stage) if p is not None)
 
     def chain(self) -> tuple[tuple[str, ...], ...]:
@@ -400,7 +400,12 @@ class _HolidayDays(CompiledRule):
     def __init__(self, definition: Holidays, tz: ZoneInfo) -> None:
         self.definition = definition
         self.tz = tz
-        self._years: dict[int, list[Interval]] = {}
+        self._years: dict[int, list[Interval]] = {}  # by day, so by start
+        self._starts: dict[int, list[datetime]] = {}
+        # Every interval spans the same days of wall-clock time; a DST change moves the
+        # UTC length by an hour or so. Nothing longer can contain an instant.
+        self._longest = timedelta(days=definition.days_before + definition.days_after + 1)
+        self._longest += _DST_SLACK
         self._lock = threading.Lock()
 
     def _year(self, year: int) -> list[Interval]:
@@ -421,6 +426,7 @@ class _HolidayDays(CompiledRule):
                 )
             )
         with self._lock:
+            self._starts[year] = [iv.start for iv in intervals]
             self._years[year] = intervals
         return intervals
 
@@ -430,7 +436,20 @@ class _HolidayDays(CompiledRule):
                 yield from self._year(y)
 
     def active(self, at: datetime) -> list[Interval]:
-        return [iv for iv in self._around(_wall(at, self.tz).year, 1) if iv.contains(at)]
+        # On every gate call for every scope under an org-wide holiday rule: bisect to the
+        # holidays that start before ``at`` and less than the longest interval before it.
+        found = []
+        year = _wall(at, self.tz).year
+        for y in range(max(year - 1, 1), min(year + 1, 9998) + 1):
+            intervals = self._year(y)
+            starts = self._starts[y]
+            i = bisect.bisect_right(starts, at)
+            earliest = at - self._longest
+            while i > 0 and starts[i - 1] > earliest:
+                i -= 1
+                if intervals[i].contains(at):
+                    found.append(intervals[i])
+        return sorted(found, key=lambda iv: iv.start)
 
     def next_start(self, after: datetime, horizon: datetime) -> datetime | None:
         years = _wall(horizon, self.tz).year - _wall(after, self.tz).year + 1

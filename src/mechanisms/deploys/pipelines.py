@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,7 +19,7 @@ from sqlalchemy import Select, bindparam, func, select
 from mechanisms.core.context import Ctx
 from mechanisms.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from mechanisms.core.identity import Role
-from mechanisms.core.permissions import require_site_role
+from mechanisms.core.permissions import require_site_role, team_chain_cte
 from mechanisms.deploys import access, gates, junit, windows
 from mechanisms.deploys.approvals import Target
 from mechanisms.deploys.tables import (
@@ -528,13 +529,30 @@ def _suite_result(row: TestRun) -> gates.SuiteResult:
     )
 
 
+RECORD_KINDS = ("test_runs", "approvals", "requests")
+
+
+@dataclass(frozen=True)
+class _GateReads:
+    """The statements of a gate call, built once on first use (breakglass imports this
+    module): building a statement of subqueries costs more CPU than the database takes to
+    answer it."""
+
+    # The pipeline's stages in order, each row with the pipeline, the version if the asked
+    # version is its digest, the owning team and organisation, and whether the digest has
+    # test runs, approvals and open break-glass requests (parameters service, version,
+    # stage, digest, drill): the first round trip of every gate call.
+    rows: Select[tuple[Any, ...]]
+    # Whether test runs, approvals, break-glass requests exist, for a digest found by its
+    # artifact id (the rows above asked about the digest given).
+    any_records: Select[tuple[bool, bool, bool]]
+    # The records themselves, each read only when it exists: often none does, and an empty
+    # select costs a round trip like any other.
+    records: tuple[Select[tuple[Any]], ...]
+
+
 @functools.cache
-def _gate_records() -> tuple[Select[tuple[Any]], list[Select[tuple[Any]]]]:
-    """The records a decision reads besides its pipeline: the version's test runs, the
-    stage approvals and the open break-glass requests (parameters service, stage, digest,
-    drill), and one statement asking which of them has any rows. Each is often empty, and
-    an empty select costs a round trip like any other. Built once, on first use (breakglass
-    imports this module)."""
+def _gate_reads() -> _GateReads:
     from mechanisms.deploys import breakglass
 
     approvals = select(StageApproval).where(
@@ -542,48 +560,90 @@ def _gate_records() -> tuple[Select[tuple[Any]], list[Select[tuple[Any]]]]:
         StageApproval.stage == bindparam("stage"),
         StageApproval.digest == bindparam("digest"),
     )
-    queries = [
+    records = (
         _test_runs_of(bindparam("service"), bindparam("digest")),
         approvals,
         breakglass.OPEN_REQUESTS,
-    ]
-    return select(*(q.exists() for q in queries)), queries
-
-
-def _records_of(ctx: Ctx, params: dict[str, Any]) -> list[list[Any]]:
-    """The test runs, approvals and break-glass requests of one promotion, fetching only
-    those that exist (one round trip, then one per kind that has rows)."""
-    any_rows, queries = _gate_records()
-    present = ctx.session.execute(any_rows, params).one()
-    return [
-        list(ctx.session.execute(q, params).scalars()) if has else []
-        for q, has in zip(queries, present, strict=True)
-    ]
-
-
-_GATE_ROWS = (
-    select(Pipeline, Stage, Version, OpsService)
-    .join(Stage, Stage.pipeline_id == Pipeline.id)
-    .outerjoin(
-        Version,
-        (Version.service_key == Pipeline.service_key) & (Version.digest == bindparam("version")),
     )
-    .outerjoin(OpsService, OpsService.key == Pipeline.service_key)
-    .where(Pipeline.service_key == bindparam("service"))
-    .order_by(Stage.position)
-)
+    probes = [q.exists() for q in records]
+    owning_team = (
+        select(OpsService.owner_team_id)
+        .where(OpsService.key == bindparam("service"))
+        .scalar_subquery()
+    )
+    chain = team_chain_cte(owning_team)
+    team = select(chain.c.id, chain.c.slug).where(chain.c.depth == 0).limit(1)
+    # The organisation is the top of the chain; a tree that loops (which nothing here
+    # builds) has none, and the caller falls back to the team chain query.
+    org = select(chain.c.id, chain.c.slug).where(chain.c.parent_id.is_(None)).limit(1)
+    rows = (
+        select(
+            Pipeline,
+            Stage,
+            Version,
+            team.with_only_columns(chain.c.id).scalar_subquery().label("team_id"),
+            team.with_only_columns(chain.c.slug).scalar_subquery().label("team"),
+            org.with_only_columns(chain.c.id).scalar_subquery().label("org_id"),
+            org.with_only_columns(chain.c.slug).scalar_subquery().label("org"),
+            *(p.label(f"has_{n}") for p, n in zip(probes, RECORD_KINDS, strict=True)),
+        )
+        .join(Stage, Stage.pipeline_id == Pipeline.id)
+        .outerjoin(
+            Version,
+            (Version.service_key == Pipeline.service_key)
+            & (Version.digest == bindparam("version")),
+        )
+        .where(Pipeline.service_key == bindparam("service"))
+        .order_by(Stage.position)
+    )
+    return _GateReads(rows, select(*probes), records)
 
 
-def _gate_rows(
-    ctx: Ctx, service: str, version: str
-) -> tuple[Pipeline, list[Stage], Version | None, OpsService | None]:
-    """The pipeline, its stages in order, the version if ``version`` is its digest and the
-    ops service (for the owner), in one query: the first round trip of every gate call."""
-    rows = ctx.session.execute(_GATE_ROWS, {"service": service, "version": version}).all()
+@dataclass(frozen=True)
+class _GateRows:
+    pipeline: Pipeline
+    stages: list[Stage]
+    domain: gates.Pipeline
+    index: int  # of the stage asked
+    version: Version
+    owner: access.Owner
+    records: list[list[Any]]  # test runs, approvals, open break-glass requests
+
+
+def _gate_rows(ctx: Ctx, service: str, stage: str, version: str, drill: bool) -> _GateRows:
+    """What a decision reads from the database: three statements when nothing but the
+    pipeline exists (these rows, the windows, the deployments), one more per kind of
+    record the version has, one more (and a probe) when ``version`` is an artifact id."""
+    reads = _gate_reads()
+    params = {
+        "service": service,
+        "version": version,
+        "stage": stage,
+        "digest": version,
+        "drill": drill,
+    }
+    rows = ctx.session.execute(reads.rows, params).all()
     if not rows:
-        return _pipeline(ctx, service), [], None, None  # raises NotFound: no pipeline
-    pipeline, _, found, owning = rows[0]
-    return pipeline, [row.Stage for row in rows], found, owning
+        _pipeline(ctx, service)  # raises NotFound: no pipeline
+    first, stages = rows[0], [row.Stage for row in rows]
+    domain = gates.Pipeline(service, tuple(_domain_stage(s) for s in stages))
+    index = domain.index(stage)  # an unknown stage is named before the version is looked up
+    found = first.Version
+    if found is None:
+        found = _newest_of_artifact(ctx, service, version)
+        params["digest"] = found.digest
+        present = ctx.session.execute(reads.any_records, params).one()
+    else:
+        present = tuple(getattr(first, f"has_{kind}") for kind in RECORD_KINDS)
+    if first.org is None:
+        owner = access.owner(ctx, service)  # no ops service (NotFound), or a looping tree
+    else:
+        owner = access.Owner(service, first.team_id, first.team, first.org_id, first.org)
+    records = [
+        list(ctx.session.execute(q, params).scalars()) if has else []
+        for q, has in zip(reads.records, present, strict=True)
+    ]
+    return _GateRows(first.Pipeline, stages, domain, index, found, owner, records)
 
 
 def _decide(
@@ -594,17 +654,13 @@ def _decide(
     if at.tzinfo is None:
         raise _invalid("at", "the instant must carry a time zone", "naive_instant")
     # The callers authorised the principal already; the reads below check nothing again.
-    pipeline, rows, found, owning = _gate_rows(ctx, service, version)
-    domain = gates.Pipeline(service, tuple(_domain_stage(s) for s in rows))
-    index = domain.index(stage)
-    found = found or _newest_of_artifact(ctx, service, version)
-    owner = access.owner_of(ctx, owning) if owning else access.owner(ctx, service)
-    scope = owner.scope(stage)
-    target = Target(service, stage, found.digest)
+    read = _gate_rows(ctx, service, stage, version, drill)
+    pipeline, rows, found, index = read.pipeline, read.stages, read.version, read.index
+    test_runs, approval_rows, requests = read.records
+    scope = read.owner.scope(stage)
     previous = rows[index - 1] if index else None
-    test_runs, approval_rows, requests = _records_of(ctx, breakglass.target_params(target, drill))
     snapshot = gates.Snapshot(
-        pipeline=domain,
+        pipeline=read.domain,
         window=windows.calendar_for(ctx, scope).gate_state(scope, at),
         deployments=_deployments(ctx, pipeline, rows, found.digest),
         test_results=[_suite_result(r) for r in test_runs],

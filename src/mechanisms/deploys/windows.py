@@ -154,7 +154,10 @@ def rule_from_json(data: Any) -> calendar.Rule:
     raise _invalid("definition.kind", "one of one_off, freeze, recurring, holidays")
 
 
+@lru_cache(maxsize=65_536)
 def _scope_from_key(key: str) -> Scope:
+    # Cached: the gate turns a few dozen stored keys into scopes on every call; a scope is
+    # an immutable value of its key.
     return Scope(*key.split("/"))
 
 
@@ -385,7 +388,7 @@ _CHAIN_WINDOWS = select(
     WindowRow.scope_key,
     cast(WindowRow.definition, Text).label("definition_text"),
     WindowRow.reason,
-).where(WindowRow.scope_key.in_(bindparam("keys", expanding=True)))
+).where(WindowRow.scope_key.in_([bindparam(f"key{i}") for i in range(len(calendar.SCOPE_PARTS))]))
 
 
 @lru_cache(maxsize=65_536)
@@ -399,7 +402,10 @@ def _rule_from_text(definition_text: str) -> calendar.Rule:
 def calendar_for(ctx: Ctx, scope: Scope) -> Calendar:
     """The windows on ``scope``'s chain, compiled (rules are cached per definition)."""
     keys = ["/".join(k) for k in scope.chain()]
-    rows = ctx.session.execute(_CHAIN_WINDOWS, {"keys": keys})
+    # A fixed number of parameters (a short chain repeats its last key): an expanding IN
+    # list is rendered anew on every call, which costs more than the select itself.
+    keys += keys[-1:] * (len(calendar.SCOPE_PARTS) - len(keys))
+    rows = ctx.session.execute(_CHAIN_WINDOWS, {f"key{i}": key for i, key in enumerate(keys)})
     return Calendar(
         [
             BlockWindow(
