@@ -161,6 +161,25 @@ def _ping_when_idle(engine: Engine) -> None:
             raise exc.DisconnectionError(f"connection lost while idle: {error}") from error
 
 
+class ReadOnlySession(RuntimeError):
+    """A read session was asked to write: a bug in the caller, never bad input."""
+
+
+def _refuse_writes(readers: sessionmaker[Session]) -> None:
+    """A read session writes nothing: on PostgreSQL it runs in autocommit, where a write
+    would be committed at once, so an attempt fails loudly on every backend."""
+
+    @event.listens_for(readers, "before_flush")
+    def _no_flush(session: Session, _context: Any, _instances: Any) -> None:
+        if session.new or session.dirty or session.deleted:
+            raise ReadOnlySession("a read-only session cannot write; open a write transaction")
+
+    @event.listens_for(readers, "do_orm_execute")
+    def _no_dml(state: Any) -> None:
+        if state.is_insert or state.is_update or state.is_delete:
+            raise ReadOnlySession("a read-only session cannot insert, update or delete")
+
+
 class Database:
     """One database: its engine and sessions for reading and for writing."""
 
@@ -184,9 +203,15 @@ class Database:
         self._writer = sessionmaker(
             bind=self.engine.execution_options(mech_write=True), expire_on_commit=False
         )
+        reads = {"mech_write": False}
+        if not self.is_sqlite:
+            # No BEGIN and no ROLLBACK around a read: two round trips fewer (decision 0021).
+            # Under READ COMMITTED each statement had its own snapshot anyway.
+            reads["isolation_level"] = "AUTOCOMMIT"
         self._reader = sessionmaker(
-            bind=self.engine.execution_options(mech_write=False), expire_on_commit=False
+            bind=self.engine.execution_options(**reads), expire_on_commit=False, autoflush=False
         )
+        _refuse_writes(self._reader)
 
     @property
     def dialect(self) -> str:
