@@ -661,3 +661,11 @@ def test_a_login_form_without_its_csrf_cookie_is_refused(client, org):
     )
     assert response.status_code == 403
     assert "mech_session" not in client.cookies
+
+
+def test_every_route_is_prepared_before_the_first_request(sqlite_db):
+    """No first request waits while FastAPI prepares its route (about a second per
+    mechanism's router, with every other request waiting behind it)."""
+    app = create_app(sqlite_db, clock=ManualClock(), settings=Settings(max_body_bytes=64_000))
+    with TestClient(app, raise_server_exceptions=False):
+        assert app.openapi_schema is not None  # built at start-up, which prepares the routes

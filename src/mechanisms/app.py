@@ -51,6 +51,10 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # FastAPI prepares a route (its parameters and response model) on the first request
+        # that reaches it, about a second for a mechanism's router, while every other
+        # request waits. Building the OpenAPI schema prepares them all, before serving.
+        app.openapi()
         worker = thread = None
         if run_worker:
             worker = Worker(app.state.db, clock=app.state.clock, settings=settings)
