@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,7 +17,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-import uvicorn
 from argon2 import PasswordHasher
 
 from mechanisms.app import create_app
@@ -32,6 +28,7 @@ from mechanisms.core.db import Database
 from mechanisms.core.identity import ANONYMOUS
 from mechanisms.web.http import SESSION_COOKIE
 from tests.conftest import PASSWORD, Org, seed_org
+from tests.support.server import serving
 
 CHROMIUM = shutil.which("chromium")
 CHROMIUM_MISSING = "Chromium not found: install Debian's chromium package to run browser tests"
@@ -63,12 +60,6 @@ def _quick_password_hashing() -> Iterator[None]:
         yield
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @dataclass
 class LiveServer:
     url: str
@@ -83,20 +74,8 @@ def serve(database: Database) -> Iterator[LiveServer]:
     clock = SystemClock()
     org = seed_org(database, clock)
     app = create_app(database, clock=clock, settings=Settings())
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=_free_port(), log_level="warning", access_log=False
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="browser-test-server", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.01)
-    yield LiveServer(f"http://127.0.0.1:{config.port}", database, org)
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(app) as url:
+        yield LiveServer(url, database, org)
 
 
 @pytest.fixture

@@ -29,12 +29,15 @@ def serving(app: Any, port: int | None = None, **options: Any) -> Iterator[str]:
         port=port or free_port(),
         log_level="warning",
         access_log=False,
+        # Streams and keep-alive connections a test left open would hold a graceful
+        # shutdown for the whole join below.
+        timeout_graceful_shutdown=1,
         **options,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="test-server", daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30  # start-up prepares every route (about 2 s, more under load)
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError("the test server did not start")
