@@ -147,3 +147,16 @@ def test_the_demo_tells_the_docs_story(db, clock, run):
         "below",
         "below",
     )
+
+
+def test_a_body_that_opens_with_the_title_shows_it_once(client, team, run, as_user):
+    body = BODY.replace("# Cache the checkout page", "# Cache checkout")
+    slug = _doc(run, as_user, body=body, title="Cache checkout")
+    page = client.get(f"/docs/{slug}", headers=team.header("vic")).text
+    assert page.count("<h1") == 1 and "<h1>Cache checkout</h1>" in page
+    # Paragraphs keep their numbers, so comments stay anchored where they were.
+    assert 'data-paragraph="0"' not in page and 'data-paragraph="1"' in page
+    # A first heading that says something else than the title is the doc's own text.
+    other = _doc(run, as_user, title="Checkout caching")
+    page = client.get(f"/docs/{other}", headers=team.header("vic")).text
+    assert page.count("<h1") == 2 and "<h1>Cache the checkout page</h1>" in page

@@ -197,10 +197,22 @@ def end_form(request: Request, meeting_id: RowId, ctx: FormCtx) -> Response:
 # --- one doc --------------------------------------------------------------------------
 
 
-def _blocks(body: str) -> list[Markup]:
+def _blocks(body: str, title: str | None = None) -> list[Markup]:
     """Each paragraph rendered on its own, so comments can sit beside it. markdown-it
-    escapes any HTML in the doc; the result is safe to insert as is."""
-    return [Markup(document.render(block)) for block in anchors.blocks(body)]  # noqa: S704
+    escapes any HTML in the doc; the result is safe to insert as is. A first heading that
+    repeats ``title`` (the page's own heading) is left empty, keeping every index."""
+    found = anchors.blocks(body)
+    return [
+        Markup("" if i == 0 and _repeats_title(block, title) else document.render(block))  # noqa: S704
+        for i, block in enumerate(found)
+    ]
+
+
+def _repeats_title(block: str, title: str | None) -> bool:
+    line = block.strip()
+    if title is None or "\n" in line or not line.startswith("# "):
+        return False
+    return line[2:].strip().casefold() == title.strip().casefold()
 
 
 @router.get("/docs/{slug}")
@@ -220,7 +232,7 @@ def doc_page(request: Request, slug: str, ctx: PageCtx) -> Response:
         request,
         "doc.html",
         doc=snap,
-        blocks=_blocks(body),
+        blocks=_blocks(body, doc.title),
         body=body,
         by_paragraph=by_paragraph,
         outdated=outdated,
