@@ -161,7 +161,7 @@ class Scope:
     @functools.cached_property
     def key(self) -> tuple[str, ...]:
         # Cached: the index is looked up by key for every window on every gate call.
-        return tuple(p for p in (self.org, self.team, self.service, self.stage) if p is not None)
+        return tuple(v for v in (getattr(self, n) for n in SCOPE_PARTS) if v is not None)
 
     def chain(self) -> tuple[tuple[str, ...], ...]:
         """The keys of this scope and every scope above it, broadest first."""
@@ -430,21 +430,24 @@ class _HolidayDays(CompiledRule):
             self._years[year] = intervals
         return intervals
 
+    @staticmethod
+    def _years_around(year: int, span: int) -> range:
+        """The year before ``year`` to ``span`` years after it, within what dates can hold."""
+        return range(max(year - 1, 1), min(year + span, 9998) + 1)
+
     def _around(self, year: int, span: int) -> Iterable[Interval]:
-        for y in range(year - 1, year + span + 1):
-            if 1 <= y <= 9998:
-                yield from self._year(y)
+        for y in self._years_around(year, span):
+            yield from self._year(y)
 
     def active(self, at: datetime) -> list[Interval]:
         # On every gate call for every scope under an org-wide holiday rule: bisect to the
         # holidays that start before ``at`` and less than the longest interval before it.
         found = []
-        year = _wall(at, self.tz).year
-        for y in range(max(year - 1, 1), min(year + 1, 9998) + 1):
+        earliest = at - self._longest
+        for y in self._years_around(_wall(at, self.tz).year, 1):
             intervals = self._year(y)
             starts = self._starts[y]
             i = bisect.bisect_right(starts, at)
-            earliest = at - self._longest
             while i > 0 and starts[i - 1] > earliest:
                 i -= 1
                 if intervals[i].contains(at):

@@ -201,10 +201,9 @@ def _blocks(body: str, title: str | None = None) -> list[Markup]:
     """Each paragraph rendered on its own, so comments can sit beside it. markdown-it
     escapes any HTML in the doc; the result is safe to insert as is. A first heading that
     repeats ``title`` (the page's own heading) is left empty, keeping every index."""
-    found = anchors.blocks(body)
     return [
         Markup("" if i == 0 and _repeats_title(block, title) else document.render(block))  # noqa: S704
-        for i, block in enumerate(found)
+        for i, block in enumerate(anchors.blocks(body))
     ]
 
 
