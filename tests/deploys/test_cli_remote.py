@@ -246,3 +246,11 @@ def test_the_api_path_loads_no_server_code(db, org, checkout, run, server, tmp_p
     assert "mechanisms.deploys.cli_remote" in found and "httpx" in found
     server_code = [m for m in found for h in SERVER_CODE if m == h or m.startswith(h + ".")]
     assert server_code == []
+
+
+def test_each_command_says_which_path_it_takes():
+    for command in (("gate",), ("promote",), ("versions", "register"), ("tests", "upload")):
+        shown = CliRunner().invoke(mech_app, ["deploy", *command, "--help"], env={"COLUMNS": "300"})
+        said = " ".join(shown.stdout.split())
+        assert "Act through this Mechanisms server's API as MECH_TOKEN's user" in said
+        assert "Without it the command opens MECH_DATABASE_URL directly, on the server" in said
