@@ -13,13 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
+from fastapi.responses import HTMLResponse
 from typer.testing import CliRunner
 
 from mechanisms.cli import app as mech_app
 from mechanisms.core.config import get_settings
 from tests.conftest import seed_org, wipe
 from tests.support.cli_process import Mech, Ran, mech_in_ci, serving_api
-from tests.support.server import free_port
+from tests.support.server import free_port, serving
 from tests.test_cli_startup import loaded
 
 from .conftest import FAILING, PASSING, create_checkout, ship
@@ -230,6 +232,27 @@ def test_a_server_out_of_reach_is_one_line_and_exit_2(tmp_path):
     not_http = mech_in_ci("ftp://example.org", "mech_x", tmp_path / "none.db")
     wrong = not_http("deploy", "gate", *V1, "--stage", "beta")
     assert wrong.code == 2 and "is not an http(s) address" in wrong.said
+
+
+def test_a_proxy_in_front_of_the_server_is_one_line_and_exit_2(tmp_path):
+    """A login page where the API should be, or a gateway error: no traceback."""
+    proxy = FastAPI()
+
+    @proxy.get("/{path:path}")
+    def login_page() -> HTMLResponse:
+        return HTMLResponse("<html>Sign in to continue</html>")
+
+    @proxy.post("/{path:path}")
+    def gateway_error() -> HTMLResponse:
+        return HTMLResponse("<html>Bad Gateway</html>", status_code=502)
+
+    with serving(proxy) as url:
+        mech = mech_in_ci(url, "mech_x", tmp_path / "none.db")
+        page = mech("deploy", "gate", *V1, "--stage", "beta")
+        failed = mech("deploy", "promote", *V1, "--stage", "beta")
+    assert page.code == 2 and "without JSON: is it a Mechanisms server?" in page.said
+    assert failed.code == 2 and f"the server at {url} failed (502)" in failed.said
+    assert "Traceback" not in page.stderr + failed.stderr
 
 
 def test_the_api_path_loads_no_server_code(db, org, checkout, run, server, tmp_path):

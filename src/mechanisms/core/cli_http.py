@@ -91,9 +91,8 @@ class ApiClient:
         try:
             return response.json()
         except ValueError:
-            fail(
-                f"{self.url} answered {response.request.url.path} without JSON: is it a Mechanisms server?"
-            )
+            path = response.request.url.path
+            fail(f"{self.url} answered {path} without JSON: is it a Mechanisms server?")
 
     def _not_an_address(self) -> NoReturn:
         fail(f"--url/MECH_URL: {self.url!r} is not an http(s) address")
