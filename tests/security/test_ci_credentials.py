@@ -102,3 +102,13 @@ def test_the_ci_token_still_does_its_job(ci, run):
     )  # fmt: skip
     assert promoted.code == 0 and promoted.json["deployment"]["promoted_by"].startswith("robot")
     assert {v.artifact for v in run(pipelines.list_versions, "checkout")} == {"v1", "v2"}
+
+
+def test_a_token_is_never_sent_in_clear_text_to_another_machine(tmp_path):
+    """A MECH_URL of plain http to another host would hand the CI token to anyone on the
+    path; the CLI refuses before it sends anything, unless the operator opts in."""
+    mech = mech_in_ci("http://mech.example.org", "mech_secret", tmp_path / "none.db")
+    refused = mech(*GATE_PROD)
+    assert refused.code == 2
+    assert "clear text" in refused.said and "https://" in refused.said
+    assert "Traceback" not in refused.stderr

@@ -9,6 +9,8 @@ fast (no SQLAlchemy, FastAPI or service code)."""
 
 from __future__ import annotations
 
+import ipaddress
+import os
 from typing import Annotated, Any, NoReturn
 from urllib.parse import quote
 
@@ -30,6 +32,10 @@ UrlOpt = Annotated[
 
 TIMEOUT_SECONDS = 30.0
 
+# Plain http carries the token in clear text; it is allowed to this machine only, unless
+# the operator says the network in between is trusted.
+INSECURE_OPT_IN = "MECH_ALLOW_PLAIN_HTTP"
+
 
 def segment(value: str | int) -> str:
     """A value as one path segment of a URL, whatever characters it holds."""
@@ -48,6 +54,12 @@ class ApiClient:
             self._http = httpx.Client(base_url=self.url, headers=headers, timeout=TIMEOUT_SECONDS)
         except httpx.InvalidURL:
             self._not_an_address()
+        if token and _sends_token_in_clear(self._http.base_url):
+            fail(
+                f"--url/MECH_URL: {self.url} is plain http to another machine, which would send "
+                f"the token in clear text; use https:// (or set {INSECURE_OPT_IN}=1 on a network "
+                "you trust)"
+            )
 
     def get(self, path: str, **params: Any) -> Any:
         return self._answer(self._send("GET", path, params=_present(params)))
@@ -110,6 +122,21 @@ class ApiClient:
         if status >= 500:
             fail(f"the server at {self.url} failed ({status}): {message}")
         fail(message)
+
+
+def _sends_token_in_clear(url: httpx.URL) -> bool:
+    if url.scheme != "http" or os.environ.get(INSECURE_OPT_IN) == "1":
+        return False
+    return not _is_this_machine(url.host)
+
+
+def _is_this_machine(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _present(params: dict[str, Any]) -> dict[str, Any]:
