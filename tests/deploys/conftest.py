@@ -61,6 +61,8 @@ def as_user(db) -> Callable[[str], Principal]:
 
 @pytest.fixture
 def checkout(org, run):
+    # Sam writes the changes the tests ship (an author is an account of the system).
+    run(accounts.create_user, "sam", email="sam@acme.example")
     run(alarms.create_service, "checkout", "Checkout", "payments")
     run(
         alarms.create_alarm,

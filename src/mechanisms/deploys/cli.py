@@ -247,7 +247,9 @@ def version_register(
     service: ServiceOpt,
     artifact: Annotated[str, typer.Option(help="The artifact id, e.g. v1.4.2 or a build number.")],
     digest: Annotated[str, typer.Option(help="The artifact's digest, e.g. sha256:…")],
-    author: Annotated[str | None, typer.Option(help="Who wrote the change.")] = None,
+    author: Annotated[
+        str | None, typer.Option(help="Who wrote the change: a username or email.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     with acting() as ctx:
@@ -255,6 +257,20 @@ def version_register(
             pipelines.register_version(ctx, service, artifact, digest, author)
         )
     emit(data, as_json, lambda: console.print(f"registered {artifact} ({digest})"))
+
+
+@versions_app.command("name-author")
+def version_name_author(
+    service: ServiceOpt,
+    version: VersionOpt,
+    author: Annotated[str, typer.Option(help="Who wrote the change: a username or email.")],
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Name the author of a version registered without one (needed before break-glass)."""
+    with acting(token) as ctx:
+        data = pipelines.version_snapshot(pipelines.name_author(ctx, service, version, author))
+    emit(data, as_json, lambda: console.print(f"{data['digest']} is by {data['author']}"))
 
 
 @versions_app.command("list")
@@ -518,6 +534,19 @@ def breakglass_deny(
     """A leader's veto."""
     with acting(token) as ctx:
         row = breakglass.describe(ctx, breakglass.deny(ctx, request_id, reason))
+    emit(row, as_json, lambda: _print_requests([row]))
+
+
+@breakglass_app.command("lift-denial")
+def breakglass_lift_denial(
+    request_id: int,
+    reason: Annotated[str, typer.Option()] = "",
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """A leader lets the requester of a denied request ask again for that version."""
+    with acting(token) as ctx:
+        row = breakglass.describe(ctx, breakglass.lift_denial(ctx, request_id, reason))
     emit(row, as_json, lambda: _print_requests([row]))
 
 

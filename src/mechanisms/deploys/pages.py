@@ -434,6 +434,17 @@ def deny_form(
     return _decided(request, request_id)
 
 
+@router.post("/deploys/breakglass/{request_id}/lift-denial")
+def lift_denial_form(
+    request: Request,
+    request_id: RowId,
+    ctx: FormCtx,
+    reason: Annotated[Text, Form(max_length=2000)] = "",
+) -> Response:
+    breakglass.lift_denial(ctx, request_id, reason)
+    return _decided(request, request_id)
+
+
 @router.post("/deploys/breakglass/{request_id}/revoke")
 def revoke_form(request: Request, request_id: RowId, ctx: FormCtx) -> Response:
     breakglass.revoke(ctx, request_id)
