@@ -8,9 +8,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import select, text
 
-from mechanisms.core import accounts
+from mechanisms.core import accounts, migrate
 from mechanisms.deploys import pipelines, windows
+from mechanisms.deploys.tables import Version
 from mechanisms.ops import alarms, tickets
 from tests.deploys.conftest import PASSING
 
@@ -250,3 +254,59 @@ def test_a_denied_request_cannot_be_filed_again_until_a_leader_lifts_the_denial(
     timeline = acme.client.get(f"{API}/pipelines/checkout/timeline", headers=acme.header("eve"))
     assert "breakglass_denial_lifted" in [e["kind"] for e in timeline.json()]
     assert acme.request("sha256:aaa").status_code == 201
+
+
+# --- the migration: typed authors already stored ---------------------------------------
+
+
+def _migrate(db, step: str) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(migrate.MIGRATIONS))
+    with db.engine.begin() as conn:
+        config.attributes["connection"] = conn
+        (command.upgrade if step == "head" else command.downgrade)(config, step)
+
+
+def test_stored_typed_authors_become_accounts_or_unknown(db, clock):
+    """A version stored with a typed author before 0011 names its account only when exactly
+    one account answers to it; any other becomes unknown (and so cannot break glass)."""
+    _migrate(db, "0011_authorship-1")
+    try:
+        with db.engine.begin() as conn:
+            for name, email in (
+                ("lena", "Lena@Acme.example"),
+                ("kim", "ops@x.io"),
+                ("jo", "OPS@x.io"),
+            ):
+                conn.execute(
+                    text(
+                        "INSERT INTO users (username, display_name, email, is_bot, is_site_admin,"
+                        " active, created_at) VALUES (:n, :n, :e, false, false, true, :at)"
+                    ),
+                    {"n": name, "e": email, "at": clock.now()},
+                )
+            for digest, author in (
+                ("sha256:1", " LENA "),
+                ("sha256:2", "lena@acme.EXAMPLE"),
+                ("sha256:3", "Lena Lead"),
+                ("sha256:4", "ops@x.io"),  # two accounts share it: nobody can tell which
+                ("sha256:5", None),
+            ):
+                conn.execute(
+                    text(
+                        "INSERT INTO deploys_versions (service_key, artifact, digest, author,"
+                        " registered_by, created_at) VALUES ('checkout', :d, :d, :a, 'ci', :at)"
+                    ),
+                    {"d": digest, "a": author, "at": clock.now()},
+                )
+    finally:
+        _migrate(db, "head")
+    with db.transaction(write=False) as session:
+        authors = dict(session.execute(select(Version.digest, Version.author)).all())
+    assert authors == {
+        "sha256:1": "lena",
+        "sha256:2": "lena",
+        "sha256:3": None,
+        "sha256:4": None,
+        "sha256:5": None,
+    }

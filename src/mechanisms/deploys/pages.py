@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Form, Query, Request
@@ -348,6 +348,20 @@ def request_page(
         version=found,
         decision=decision,
     )
+
+
+@router.post("/deploys/services/{service}/versions/author")
+def name_author_form(
+    request: Request,
+    service: str,
+    ctx: FormCtx,
+    version: Annotated[Text, Form(max_length=200)] = "",
+    stage: Annotated[Text, Form(max_length=100)] = "",
+    author: Annotated[Text, Form(max_length=200)] = "",
+) -> Response:
+    found = pipelines.name_author(ctx, service, version, author)
+    query = urlencode({"stage": stage, "version": found.digest})
+    return done(request, f"{service_url(service)}/breakglass/new?{query}")
 
 
 @router.post("/deploys/services/{service}/breakglass")
