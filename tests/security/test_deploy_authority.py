@@ -17,6 +17,7 @@ from mechanisms.deploys import pipelines, windows
 from mechanisms.deploys.tables import Version
 from mechanisms.ops import alarms, tickets
 from tests.deploys.conftest import PASSING
+from tests.docs.conftest import BODY
 
 API = "/api/v1/deploys"
 TARGET = {"service": "checkout", "stage": "prod"}
@@ -143,6 +144,27 @@ def test_a_leaders_engineer_scoped_token_cannot_lift_a_denial(acme):
     lifted = acme.post(f"/breakglass/{request_id}/lift-denial", "lena-engineer-scope")
     assert lifted.status_code == 403 and error(lifted) == "not_a_leader"
     assert acme.post(f"/breakglass/{request_id}/lift-denial", "eve").status_code == 403
+
+
+def test_a_leaders_engineer_scoped_token_cannot_give_a_leaders_stage_approval(acme):
+    stages = [
+        {"name": "beta", "required_suites": ["integration"]},
+        {"name": "prod", "approval": {"roles": ["leader"], "count": 1}},
+    ]
+    acme.run(pipelines.set_pipeline, "checkout", stages)
+    assert acme.register("sha256:aaa", author="sam").status_code == 201
+    acme.run(pipelines.upload_tests, "checkout", "sha256:aaa", "integration", PASSING)
+    acme.run(pipelines.promote, "checkout", "beta", "sha256:aaa")
+    body = {**TARGET, "version": "sha256:aaa"}
+    refused = acme.post("/approvals", "lena-engineer-scope", body)
+    assert refused.status_code == 403
+    params = {**TARGET, "version": "sha256:aaa"}
+    gate = acme.client.get(f"{API}/gate", params=params, headers=acme.header("eve")).json()
+    assert [b["code"] for b in gate["blockers"]] == ["approval_required"]
+    assert acme.post("/approvals", "lena", body).status_code == 201
+    assert acme.client.get(f"{API}/gate", params=params, headers=acme.header("eve")).json()[
+        "allowed"
+    ]
 
 
 # --- item 3: authorship is a fact ------------------------------------------------------
@@ -310,3 +332,21 @@ def test_stored_typed_authors_become_accounts_or_unknown(db, clock):
         "sha256:4": None,
         "sha256:5": None,
     }
+
+
+def test_a_leaders_engineer_scoped_token_cannot_decide_a_doc_as_its_teams_leader(client, org, run):
+    """Docs decisions read leadership through the same capped role: an org leader who owns
+    nothing decides a team's doc only with a leader-scoped credential."""
+    org.tokens["leo-engineer-scope"] = run(accounts.create_token, "leo", "ci", "engineer")[1]
+    payload = {"title": "Cache the checkout page", "body": BODY, "team": "payments"}
+    created = client.post("/api/v1/docs", json=payload, headers=org.header("eve"))
+    assert created.status_code == 201, created.text
+    slug = created.json()["slug"]
+    client.post(f"/api/v1/docs/{slug}/submit", headers=org.header("eve"))
+    decision = {"outcome": "accepted", "door": "two_way"}
+    refused = client.post(
+        f"/api/v1/docs/{slug}/decide", json=decision, headers=org.header("leo-engineer-scope")
+    )
+    assert refused.status_code == 403
+    decided = client.post(f"/api/v1/docs/{slug}/decide", json=decision, headers=org.header("leo"))
+    assert decided.status_code == 200 and decided.json()["status"] == "accepted"
