@@ -54,6 +54,7 @@ def seed_blocked(live: LiveServer) -> int:
     hour_ago = now - timedelta(hours=1)
     _at(live, hour_ago, alarms.create_service, "checkout", "Checkout", "payments")
     _at(live, hour_ago, pipelines.set_pipeline, "checkout", STAGES)
+    _at(live, hour_ago, accounts.create_user, "sam")  # the author is an account
     _at(live, hour_ago, pipelines.register_version, "checkout", "v1", "sha256:aaa", "sam")
     _at(live, hour_ago, pipelines.upload_tests, "checkout", "v1", "integration", PASSING)
     _at(live, hour_ago, pipelines.promote, "checkout", "beta", "v1")
@@ -173,6 +174,7 @@ def test_the_promote_button_promotes_an_open_gate(live: LiveServer, signed_in: A
     hour_ago = datetime.now(UTC) - timedelta(hours=1)
     _at(live, hour_ago, alarms.create_service, "checkout", "Checkout", "payments")
     _at(live, hour_ago, pipelines.set_pipeline, "checkout", STAGES)
+    _at(live, hour_ago, accounts.create_user, "sam")  # the author is an account
     _at(live, hour_ago, pipelines.register_version, "checkout", "v1", "sha256:aaa", "sam")
     _at(live, hour_ago, pipelines.upload_tests, "checkout", "v1", "integration", PASSING)
 

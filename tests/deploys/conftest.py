@@ -65,6 +65,8 @@ def checkout(org, run):
 
 
 def create_checkout(run) -> str:
+    # Sam writes the changes the tests ship (an author is an account of the system).
+    run(accounts.create_user, "sam", email="sam@acme.example")
     run(alarms.create_service, "checkout", "Checkout", "payments")
     run(
         alarms.create_alarm,

@@ -272,3 +272,15 @@ def test_windows_from_the_terminal_with_ical(mech, checkout, tmp_path):
         '{"kind": "recurring", "rrule": "FREQ=DAILY", "dtstart": "2026-01-01T00:00", "duration_minutes": 60, "tz": "Nowhere/City"}',
     )
     assert bad.exit_code == 2 and "Nowhere/City" in said(bad)
+
+
+def test_an_unknown_author_exits_2_and_a_missing_one_is_named_from_the_terminal(mech, checkout):
+    register = ("deploy", "versions", "register", "--service", "checkout", "--artifact", "v1")
+    unknown = mech(*register, "--digest", "sha256:aaa", "--author", "Sam Smith")
+    assert unknown.exit_code == 2 and "Sam Smith" in said(unknown)
+    assert mech(*register, "--digest", "sha256:aaa").exit_code == 0
+    name = ("deploy", "versions", "name-author", "--service", "checkout", "--version", "v1")
+    named = mech(*name, "--author", " SAM@acme.example ", "--json")
+    assert named.exit_code == 0, named.output
+    assert json.loads(named.output)["author"] == "sam"
+    assert mech(*name, "--author", "eve").exit_code == 2  # a known author is kept

@@ -156,6 +156,8 @@ def test_every_other_deploy_command_works_through_the_api(db, clock, run, server
     stages = json.dumps([{"name": "beta", "required_suites": ["integration"]}, {"name": "prod"}])
     assert eve("deploy", "pipeline", "set", "checkout", "--file", "-", stdin=stages).code == 0
     eve("deploy", "versions", "register", *SERVICE, "--artifact", "v1", "--digest", "sha256:aaa")
+    named = eve("deploy", "versions", "name-author", *SERVICE, "--version", "v1", "--author", "SAM")
+    assert named.code == 0, named.stderr
     uploaded = eve(
         "deploy", "tests", "upload", "-", *V1, "--suite", "integration", stdin=PASSING.decode()
     )

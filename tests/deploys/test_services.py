@@ -318,6 +318,10 @@ def test_a_leader_denies_and_an_unapproved_request_expires(db, run, clock, block
     with pytest.raises(Forbidden):
         run(breakglass.deny, first.id, "no", as_=eve)
     assert run(breakglass.deny, first.id, "wait for Monday", as_=leo).status == "denied"
+    # Asking again is refused until a leader lifts the denial.
+    with pytest.raises(Conflict):
+        run(breakglass.request, "checkout", "prod", "v1", "fix", str(blocked_prod.id), as_=eve)
+    run(breakglass.lift_denial, first.id, "the fix is smaller now", as_=leo)
     second = run(breakglass.request, "checkout", "prod", "v1", "fix", str(blocked_prod.id), as_=eve)
     clock.advance(minutes=61)
     work(db, clock)

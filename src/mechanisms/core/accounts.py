@@ -8,7 +8,7 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mechanisms.core import audit, events
@@ -115,6 +115,28 @@ def find_user(session: Session, username: str) -> User | None:
     return session.execute(
         select(User).where(User.username == username.strip().lower())
     ).scalar_one_or_none()
+
+
+def named_person(session: Session, name: str) -> User:
+    """The account ``name`` designates: its username or its email, trimmed and compared
+    case-insensitively. Refused (naming the name) when no account or several answer to it,
+    so a rule about a person (an author cannot approve) never rests on a typed string."""
+    wanted = name.strip().lower()
+    found = list(
+        session.execute(
+            select(User)
+            .where((User.username == wanted) | (func.lower(User.email) == wanted))
+            .limit(2)
+        ).scalars()
+    )
+    if len(found) != 1:
+        problem = "no account" if not found else "more than one account"
+        raise InvalidInput(
+            f"{problem} answers to {name.strip()!r}; name a user by username or email",
+            code="unknown_person" if not found else "ambiguous_person",
+            details={"value": name.strip()},
+        )
+    return found[0]
 
 
 def get_user(ctx: Ctx, username: str) -> User:

@@ -14,7 +14,13 @@ from sqlalchemy import select
 from mechanisms.core import audit, events
 from mechanisms.core.context import Ctx
 from mechanisms.core.identity import Role
-from mechanisms.core.permissions import require_team_role, team_chain, team_lineage, team_role
+from mechanisms.core.permissions import (
+    credential_reaches,
+    require_team_role,
+    team_chain,
+    team_lineage,
+    team_role,
+)
 from mechanisms.core.tables import Membership, User
 from mechanisms.deploys import approvals
 from mechanisms.deploys.calendar import Scope
@@ -53,8 +59,12 @@ def require_engineer(ctx: Ctx, service_key: str) -> Owner:
 
 def actor(ctx: Ctx) -> approvals.Principal:
     """The acting principal as the two-person rule sees it: bots, machine tokens and the
-    local CLI operator are never human."""
-    return approvals.Principal(ctx.principal.username, human=ctx.principal.is_human)
+    local CLI operator are never human, and a credential scoped below leader never leads."""
+    return approvals.Principal(
+        ctx.principal.username,
+        human=ctx.principal.is_human,
+        leader_scope=credential_reaches(ctx.principal, Role.LEADER),
+    )
 
 
 def roles_held(ctx: Ctx, team_id: int) -> frozenset[str]:
@@ -67,7 +77,8 @@ def roles_held(ctx: Ctx, team_id: int) -> frozenset[str]:
 
 def leaders(ctx: Ctx, team_id: int) -> frozenset[str]:
     """People holding leader (or admin) in the owning team or any team above it; bots and
-    inactive accounts never count."""
+    inactive accounts never count. People, not credentials: what a person did counts as a
+    leader's only if it was done with a leader-scoped credential (``actor``)."""
     rows = ctx.session.execute(
         select(User.username)
         .join(Membership, Membership.user_id == User.id)

@@ -93,6 +93,12 @@ class VersionIn(Input):
     author: Name | None = None
 
 
+class VersionAuthorIn(Input):
+    service: Annotated[Text, Field(min_length=1, max_length=128)]
+    version: Name
+    author: Name = Field(description="The author's username or email")
+
+
 class VersionOut(BaseModel):
     service: str
     artifact: str
@@ -279,6 +285,8 @@ class BreakGlassOut(BaseModel):
     leader_approved: bool
     grant_expires_at: str | None
     denied_by: str | None
+    denial_lifted_by: str | None
+    denial_lifted_at: str | None
     used_at: str | None
     review: ReviewOut | None
 
@@ -338,6 +346,13 @@ def timeline(
 @router.post("/versions", response_model=VersionOut, status_code=201)
 def register_version(body: VersionIn, ctx: CtxDep) -> VersionOut:
     row = pipelines.register_version(ctx, body.service, body.artifact, body.digest, body.author)
+    return VersionOut(**pipelines.version_snapshot(row))
+
+
+@router.post("/versions/author", response_model=VersionOut)
+def name_version_author(body: VersionAuthorIn, ctx: CtxDep) -> VersionOut:
+    """Name the author of a version registered without one; a known author is kept."""
+    row = pipelines.name_author(ctx, body.service, body.version, body.author)
     return VersionOut(**pipelines.version_snapshot(row))
 
 
@@ -548,6 +563,12 @@ def approve_breakglass(request_id: RowId, body: BreakGlassApproveIn, ctx: CtxDep
 @router.post("/breakglass/{request_id}/deny", response_model=BreakGlassOut)
 def deny_breakglass(request_id: RowId, body: BreakGlassDenyIn, ctx: CtxDep) -> BreakGlassOut:
     return _breakglass(ctx, breakglass.deny(ctx, request_id, body.reason))
+
+
+@router.post("/breakglass/{request_id}/lift-denial", response_model=BreakGlassOut)
+def lift_breakglass_denial(request_id: RowId, body: BreakGlassDenyIn, ctx: CtxDep) -> BreakGlassOut:
+    """A leader lets the requester of a denied request ask again for that version."""
+    return _breakglass(ctx, breakglass.lift_denial(ctx, request_id, body.reason))
 
 
 @router.post("/breakglass/{request_id}/revoke", response_model=BreakGlassOut)

@@ -268,7 +268,9 @@ def version_register(
     service: ServiceOpt,
     artifact: Annotated[str, typer.Option(help="The artifact id, e.g. v1.4.2 or a build number.")],
     digest: Annotated[str, typer.Option(help="The artifact's digest, e.g. sha256:…")],
-    author: Annotated[str | None, typer.Option(help="Who wrote the change.")] = None,
+    author: Annotated[
+        str | None, typer.Option(help="Who wrote the change: a username or email.")
+    ] = None,
     url: UrlOpt = None,
     token: TokenOpt = None,
     as_json: JsonOpt = False,
@@ -276,6 +278,20 @@ def version_register(
     """Register a build of the service: its artifact id and digest."""
     data = deploys(url, token).register_version(service, artifact, digest, author)
     emit(data, as_json, lambda: console.print(f"registered {artifact} ({digest})"))
+
+
+@versions_app.command("name-author")
+def version_name_author(
+    service: ServiceOpt,
+    version: VersionOpt,
+    author: Annotated[str, typer.Option(help="Who wrote the change: a username or email.")],
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Name the author of a version registered without one (needed before break-glass)."""
+    data = deploys(url, token).name_author(service, version, author)
+    emit(data, as_json, lambda: console.print(f"{data['digest']} is by {data['author']}"))
 
 
 @versions_app.command("list")
@@ -531,6 +547,19 @@ def breakglass_deny(
 ) -> None:
     """A leader's veto."""
     row = deploys(url, token).deny_breakglass(request_id, reason)
+    emit(row, as_json, lambda: _print_requests([row]))
+
+
+@breakglass_app.command("lift-denial")
+def breakglass_lift_denial(
+    request_id: int,
+    reason: Annotated[str, typer.Option()] = "",
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """A leader lets the requester of a denied request ask again for that version."""
+    row = deploys(url, token).lift_denial(request_id, reason)
     emit(row, as_json, lambda: _print_requests([row]))
 
 

@@ -61,6 +61,11 @@ class Direct:
             row = pipelines.register_version(ctx, service, artifact, digest, author)
             return pipelines.version_snapshot(row)
 
+    def name_author(self, service: str, version: str, author: str) -> dict[str, Any]:
+        with acting(self.token) as ctx:
+            row = pipelines.name_author(ctx, service, version, author)
+            return pipelines.version_snapshot(row)
+
     def versions(self, service: str) -> list[dict[str, Any]]:
         with acting(self.token) as ctx:
             return [pipelines.version_snapshot(v) for v in pipelines.list_versions(ctx, service)]
@@ -143,6 +148,10 @@ class Direct:
     def deny_breakglass(self, request_id: int, reason: str) -> dict[str, Any]:
         with acting(self.token) as ctx:
             return breakglass.describe(ctx, breakglass.deny(ctx, request_id, reason))
+
+    def lift_denial(self, request_id: int, reason: str) -> dict[str, Any]:
+        with acting(self.token) as ctx:
+            return breakglass.describe(ctx, breakglass.lift_denial(ctx, request_id, reason))
 
     def revoke_breakglass(self, request_id: int) -> dict[str, Any]:
         with acting(self.token) as ctx:

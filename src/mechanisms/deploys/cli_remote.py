@@ -58,6 +58,10 @@ class Remote:
         body = {"service": service, "artifact": artifact, "digest": digest, "author": author}
         return self.api.post(f"{API}/versions", body)
 
+    def name_author(self, service: str, version: str, author: str) -> dict[str, Any]:
+        body = {"service": service, "version": version, "author": author}
+        return self.api.post(f"{API}/versions/author", body)
+
     def versions(self, service: str) -> list[dict[str, Any]]:
         return self.api.get(f"{API}/versions", service=service)
 
@@ -145,6 +149,9 @@ class Remote:
 
     def deny_breakglass(self, request_id: int, reason: str) -> dict[str, Any]:
         return self.api.post(f"{API}/breakglass/{request_id}/deny", {"reason": reason})
+
+    def lift_denial(self, request_id: int, reason: str) -> dict[str, Any]:
+        return self.api.post(f"{API}/breakglass/{request_id}/lift-denial", {"reason": reason})
 
     def revoke_breakglass(self, request_id: int) -> dict[str, Any]:
         return self.api.post(f"{API}/breakglass/{request_id}/revoke")

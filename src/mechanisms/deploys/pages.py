@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Form, Query, Request
@@ -350,6 +350,20 @@ def request_page(
     )
 
 
+@router.post("/deploys/services/{service}/versions/author")
+def name_author_form(
+    request: Request,
+    service: str,
+    ctx: FormCtx,
+    version: Annotated[Text, Form(max_length=200)] = "",
+    stage: Annotated[Text, Form(max_length=100)] = "",
+    author: Annotated[Text, Form(max_length=200)] = "",
+) -> Response:
+    found = pipelines.name_author(ctx, service, version, author)
+    query = urlencode({"stage": stage, "version": found.digest})
+    return done(request, f"{service_url(service)}/breakglass/new?{query}")
+
+
 @router.post("/deploys/services/{service}/breakglass")
 def request_form(
     request: Request,
@@ -431,6 +445,17 @@ def deny_form(
     reason: Annotated[Text, Form(max_length=2000)] = "",
 ) -> Response:
     breakglass.deny(ctx, request_id, reason)
+    return _decided(request, request_id)
+
+
+@router.post("/deploys/breakglass/{request_id}/lift-denial")
+def lift_denial_form(
+    request: Request,
+    request_id: RowId,
+    ctx: FormCtx,
+    reason: Annotated[Text, Form(max_length=2000)] = "",
+) -> Response:
+    breakglass.lift_denial(ctx, request_id, reason)
     return _decided(request, request_id)
 
 

@@ -16,10 +16,12 @@ from typing import Any
 
 from sqlalchemy import Select, bindparam, func, select
 
+from mechanisms.core import accounts
 from mechanisms.core.context import Ctx
 from mechanisms.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from mechanisms.core.identity import Role
 from mechanisms.core.permissions import require_site_role, team_chain_cte
+from mechanisms.core.tables import User
 from mechanisms.deploys import access, gates, junit, windows
 from mechanisms.deploys.approvals import Target
 from mechanisms.deploys.tables import (
@@ -225,27 +227,43 @@ def version_snapshot(row: Version) -> dict[str, Any]:
     }
 
 
+def _author(ctx: Ctx, author: Any) -> User:
+    """The account a registration names as the author, or a refusal naming the author."""
+    name = _name(author, "author")
+    try:
+        return accounts.named_person(ctx.session, name)
+    except InvalidInput as refused:
+        raise InvalidInput(
+            f"author: {refused.message}",
+            code="unknown_author",
+            details={"field": "author", "value": name},
+        ) from None
+
+
 def register_version(
     ctx: Ctx, service: str, artifact: str, digest: str, author: str | None = None
 ) -> Version:
-    """A build of the service. An artifact registered again with another digest invalidates
-    every open break-glass request for its old digest."""
+    """A build of the service, by ``author``: an account (username or email), or unknown.
+    An artifact registered again with another digest invalidates every open break-glass
+    request for its old digest."""
     require_site_role(ctx, Role.ENGINEER)
     access.require_engineer(ctx, service)
     artifact, digest = _name(artifact, "artifact"), _name(digest, "digest")
-    author = None if author is None else _name(author, "author")
+    author_id = None if author is None else _author(ctx, author).id
     if _version(ctx, service, digest) is not None:
         raise Conflict(f"{digest} is registered already", details={"field": "digest"})
     row = Version(
         service_key=service,
         artifact=artifact,
         digest=digest,
-        author=author,
+        author_id=author_id,
         registered_by=ctx.principal.actor,
         created_at=ctx.now,
     )
     ctx.session.add(row)
     ctx.session.flush()
+    ctx.session.refresh(row, ["author"])
+    author = row.author
     access.record(
         ctx,
         "version_registered",
@@ -265,6 +283,37 @@ def register_version(
     ).scalars()
     for old in replaced:
         breakglass.digest_changed(ctx, service, old, digest)
+    return row
+
+
+def name_author(ctx: Ctx, service: str, version: str, author: str) -> Version:
+    """Name the author of a version registered without one (an engineer of the owning
+    team); until then it cannot be broken-glass. A known author is never replaced: whoever
+    could swap it could approve their own change."""
+    require_site_role(ctx, Role.ENGINEER)
+    access.require_engineer(ctx, service)
+    row = _named_version(ctx, service, version)
+    if row.author_id is not None:
+        raise Conflict(
+            f"{row.digest} is by {row.author} already; a known author is not replaced",
+            code="author_known",
+            details={"field": "author", "author": row.author},
+        )
+    before = version_snapshot(row)
+    row.author_id = _author(ctx, author).id
+    ctx.session.flush()
+    ctx.session.refresh(row, ["author"])
+    access.record(
+        ctx,
+        "version_author_named",
+        service,
+        digest=row.digest,
+        object_type="deploys_version",
+        object_id=f"{service}@{row.digest}",
+        before=before,
+        after=version_snapshot(row),
+        details={"author": row.author},
+    )
     return row
 
 
