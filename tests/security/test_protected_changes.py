@@ -179,6 +179,8 @@ def test_a_leader_alone_lifting_the_block_in_force_gets_a_pending_request(
     assert applied["leaders"] == ["leo", "ada"] and applied["ticket"] == ticket
     again = client.post(approve, json=shown, headers=ada)
     assert again.status_code == 409
+    page = client.get("/deploys/services/checkout", headers=org.header("vic")).text
+    assert f"ticket #{ticket}" in page and "leaders leo, ada" in page
 
 
 def test_an_org_wide_freeze_lifted_shows_on_every_pipeline_it_held(client, org, clock, ticket):
@@ -231,7 +233,7 @@ def test_a_request_expires_and_an_approval_never_applies_a_stale_proposal(
     )
     assert stale.status_code == 200 and stale.json()["status"] == "invalidated"
     assert client.get(f"{API}/windows/{HOLD}", headers=eve).status_code == 200
-    assert timeline(client, org)["protected_change_refused"]["details"]["request"] == second["id"]
+    assert timeline(client, org)["protected_change_refused"]["details"]["change"] == second["id"]
 
 
 def test_an_icalendar_import_cannot_replace_the_window_in_force(client, org, clock, checkout):  # noqa: F811

@@ -158,7 +158,7 @@ def guarded(
     ticket_id = _ticket_id(ctx, ticket)
     why = _text(reason, "reason")
     summary = {
-        "change": change.kind,
+        "what": change.kind,
         "subject": change.subject,
         "protection": verdict.to_dict(),
         "ticket": ticket_id,
@@ -216,7 +216,7 @@ def _request(
         change.services,
         "protected_change_requested",
         row.id,
-        {**summary, "request": row.id, "requester": row.requester, "digest": row.digest},
+        {**summary, "change": row.id, "requester": row.requester, "digest": row.digest},
     )
     _note_ticket(
         ctx,
@@ -383,7 +383,7 @@ def approve(ctx: Ctx, change_id: int, *, digest: str, comment: str = "") -> Prot
         to_domain(ctx, row), access.actor(ctx), _target(row, digest), ctx.now, leaders
     )
     _record_decision(ctx, row, "approve", digest, comment)
-    details = {"request": row.id, "by": ctx.principal.actor, "ticket": row.ticket_id}
+    details = {"change": row.id, "by": ctx.principal.actor, "ticket": row.ticket_id}
     _history(ctx, row.services, "protected_change_approved", row.id, details)
     granted = approvals.grant(updated, ctx.now, leaders)
     if granted is None:
@@ -406,8 +406,8 @@ def approve(ctx: Ctx, change_id: int, *, digest: str, comment: str = "") -> Prot
         "protected_change_applied",
         row.id,
         {
-            "request": row.id,
-            "change": row.kind,
+            "change": row.id,
+            "what": row.kind,
             "subject": row.subject,
             "protection": row.protection,
             "requester": row.requester,
@@ -429,7 +429,7 @@ def _refuse(ctx: Ctx, row: ProtectedChange, why: str, names: list[str]) -> None:
         row.services,
         "protected_change_refused",
         row.id,
-        {"request": row.id, "why": why, "leaders": names, "ticket": row.ticket_id},
+        {"change": row.id, "why": why, "leaders": names, "ticket": row.ticket_id},
     )
 
 
@@ -451,7 +451,7 @@ def deny(ctx: Ctx, change_id: int, reason: str = "") -> ProtectedChange:
         row.services,
         "protected_change_denied",
         row.id,
-        {"request": row.id, "by": ctx.principal.actor, "reason": reason.strip()},
+        {"change": row.id, "by": ctx.principal.actor, "reason": reason.strip()},
     )
     return row
 
@@ -475,4 +475,4 @@ def expire(ctx: Ctx, change_id: int) -> None:
     if row.status != PENDING or status(ctx, row) != EXPIRED:
         return
     _close(ctx, row, EXPIRED, "no second leader approved in time")
-    _history(ctx, row.services, "protected_change_expired", row.id, {"request": row.id})
+    _history(ctx, row.services, "protected_change_expired", row.id, {"change": row.id})
