@@ -304,10 +304,7 @@ def describe(ctx: Ctx, row: ProtectedChange) -> dict[str, Any]:
 
 def get(ctx: Ctx, change_id: int) -> ProtectedChange:
     require_site_role(ctx, Role.VIEWER)
-    row = ctx.session.get(ProtectedChange, change_id)
-    if row is None:
-        raise NotFound(f"protected change {change_id} not found", details={"field": "id"})
-    return row
+    return access.load(ctx, ProtectedChange, change_id, "protected change")
 
 
 def list_changes(
@@ -323,15 +320,7 @@ def list_changes(
 
 
 def _locked(ctx: Ctx, change_id: int) -> ProtectedChange:
-    row = ctx.session.execute(
-        select(ProtectedChange)
-        .where(ProtectedChange.id == change_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).scalar_one_or_none()
-    if row is None:
-        raise NotFound(f"protected change {change_id} not found", details={"field": "id"})
-    return row
+    return access.load(ctx, ProtectedChange, change_id, "protected change", lock=True)
 
 
 def _decide(ctx: Ctx, change_id: int, comment: Any) -> tuple[ProtectedChange, frozenset[str]]:
