@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mechanisms.cli import app
+from mechanisms.core import accounts
 from mechanisms.core.config import get_settings
 from mechanisms.deploys import pipelines
 from mechanisms.ops import tickets
@@ -125,12 +126,19 @@ def test_an_engineer_cannot_move_the_window_into_the_past(client, org, clock, ti
     assert prod_blockers(client, org)[1] == "BLOCKED"
 
 
-def test_a_window_starting_within_a_day_needs_a_leader_citing_a_ticket(client, org, clock, ticket):
+def test_a_window_starting_within_a_day_needs_a_leader_citing_a_ticket(
+    run, client, org, clock, ticket
+):
     hold_prod(client, org, clock, starts=timedelta(hours=2))
     eve, leo = org.header("eve"), org.header("leo")
     refused = client.delete(f"{API}/windows/{HOLD}", params=because(ticket), headers=eve)
     assert refused.status_code == 403 and error(refused) == "protected_change"
     assert refused.json()["error"]["details"]["protection"]["level"] == "leader"
+    # A leader's credential acts with its scope: an engineer-scoped token is no leader.
+    scoped = run(accounts.create_token, "leo", "ci", "engineer")[1]
+    narrow = {"Authorization": f"Bearer {scoped}"}
+    refused = client.delete(f"{API}/windows/{HOLD}", params=because(ticket), headers=narrow)
+    assert refused.status_code == 403 and "limited to engineer" in refused.text
     no_ticket = client.delete(f"{API}/windows/{HOLD}", headers=leo)
     assert no_ticket.status_code == 422 and error(no_ticket) == "ticket_required"
     # A leader alone may: nothing is lifted now, and it shows with the ticket it cites.
@@ -250,13 +258,13 @@ def test_an_icalendar_import_cannot_replace_the_window_in_force(client, org, clo
     assert window["definition"]["start"].startswith(_iso(clock.now() - timedelta(hours=1))[:16])
 
 
-def test_the_local_operator_cannot_delete_the_window_holding_prod(
+def test_from_the_terminal_the_operator_is_refused_and_two_leaders_apply(
     db,
     client,
     org,
     clock,
     monkeypatch,
-    checkout,  # noqa: F811
+    ticket,
 ):
     clock.set(datetime.now(UTC))  # the CLI reads the system clock
     hold_prod(client, org, clock)
@@ -264,11 +272,22 @@ def test_the_local_operator_cannot_delete_the_window_holding_prod(
     monkeypatch.delenv("MECH_TOKEN", raising=False)
     get_settings.cache_clear()
     try:
-        refused = CliRunner().invoke(app, ["deploy", "windows", "delete", HOLD])
+        mech = CliRunner().invoke
+        delete = ["deploy", "windows", "delete", HOLD, "--ticket", str(ticket), "--why", "moved"]
+        refused = mech(app, delete)
+        assert refused.exit_code == 2 and "person" in " ".join(refused.output.split())
+        asked = mech(app, [*delete, "--token", org.tokens["leo"], "--json"])
+        assert asked.exit_code == 0, asked.output
+        change = json.loads(asked.stdout)
+        assert change["status"] == "pending"
+        assert client.get(f"{API}/windows/{HOLD}", headers=org.header("eve")).status_code == 200
+        approve = ["deploy", "changes", "approve", str(change["id"]), "--digest", change["digest"]]
+        assert mech(app, [*approve, "--token", org.tokens["leo"]]).exit_code == 2
+        approved = mech(app, [*approve, "--token", org.tokens["ada"], "--json"])
+        assert approved.exit_code == 0 and json.loads(approved.stdout)["status"] == "applied"
     finally:
         get_settings.cache_clear()
-    assert refused.exit_code == 2 and "person" in " ".join(refused.output.split())
-    assert client.get(f"{API}/windows/{HOLD}", headers=org.header("eve")).status_code == 200
+    assert client.get(f"{API}/windows/{HOLD}", headers=org.header("eve")).status_code == 404
 
 
 def test_adding_and_widening_freezes_stays_free_for_engineers(client, org, clock, checkout):  # noqa: F811

@@ -33,9 +33,6 @@ Name = Annotated[Text, Field(min_length=1, max_length=200)]
 ServiceQ = Annotated[str, Query(min_length=1, max_length=128)]
 NameQ = Annotated[str, Query(min_length=1, max_length=200)]
 WindowId = Annotated[str, Path(min_length=1, max_length=200)]
-PENDING_CHANGE_RESPONSE: dict[int | str, dict[str, Any]] = {
-    202: {"description": "A protected change stored for a second leader's approval"}
-}
 
 
 # --- models ---------------------------------------------------------------------------
@@ -67,6 +64,34 @@ class ProtectedIn(Input):
     change_reason: ChangeReason | None = Field(
         default=None, description="Why the protected change is made"
     )
+
+
+class ProtectedChangeOut(BaseModel):
+    id: int
+    status: str
+    kind: str
+    subject: str
+    services: list[str]
+    proposal: dict[str, Any]
+    digest: str
+    protection: dict[str, Any]
+    requester: str
+    reason: str
+    ticket: int
+    requested_at: str
+    expires_at: str
+    approvals: list[str]
+    decided_by: str | None
+    decided_at: str | None
+    outcome: str
+
+
+PENDING_CHANGE_RESPONSE: dict[int | str, dict[str, Any]] = {
+    202: {
+        "model": ProtectedChangeOut,
+        "description": "A protected change stored for a second leader's approval",
+    }
+}
 
 
 class PipelineIn(ProtectedIn):
@@ -558,26 +583,6 @@ def delete_window(
 
 
 # --- protected changes ----------------------------------------------------------------
-
-
-class ProtectedChangeOut(BaseModel):
-    id: int
-    status: str
-    kind: str
-    subject: str
-    services: list[str]
-    proposal: dict[str, Any]
-    digest: str
-    protection: dict[str, Any]
-    requester: str
-    reason: str
-    ticket: int
-    requested_at: str
-    expires_at: str
-    approvals: list[str]
-    decided_by: str | None
-    decided_at: str | None
-    outcome: str
 
 
 class ProtectedApproveIn(Input):
