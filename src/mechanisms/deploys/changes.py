@@ -24,8 +24,7 @@ from sqlalchemy.orm.attributes import flag_modified
 from mechanisms.core.context import Ctx
 from mechanisms.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from mechanisms.core.identity import Role
-from mechanisms.core.permissions import require_site_role, require_team_role, team_role
-from mechanisms.core.tables import Team
+from mechanisms.core.permissions import require_site_role, require_team_role
 from mechanisms.deploys import access, approvals, protection
 from mechanisms.deploys.approvals import Status, Target
 from mechanisms.deploys.tables import ProtectedChange, ProtectedChangeDecision
@@ -93,11 +92,6 @@ def _ticket_id(ctx: Ctx, reference: Any) -> int:
     return ticket.id
 
 
-def _team_slug(ctx: Ctx, team_id: int) -> str:
-    team = ctx.session.get(Team, team_id)
-    return team.slug if team else str(team_id)
-
-
 def _require_leader(ctx: Ctx, change: Proposed, verdict: protection.Verdict) -> None:
     details = {"protection": verdict.to_dict(), "needed_role": Role.LEADER.label}
     what = "; ".join(verdict.reasons)
@@ -108,17 +102,14 @@ def _require_leader(ctx: Ctx, change: Proposed, verdict: protection.Verdict) -> 
             code="not_human",
             details=details,
         )
-    held = team_role(ctx, change.team_id)
-    if held is None or held < Role.LEADER:
-        scope_note = ""
-        if ctx.principal.scope < Role.LEADER:
-            scope_note = f" (this credential is limited to {ctx.principal.scope.label})"
+    try:
+        require_team_role(ctx, change.team_id, Role.LEADER)
+    except Forbidden as refused:
         raise Forbidden(
-            f"{what}: a protected change needs a leader of {_team_slug(ctx, change.team_id)}"
-            f"{scope_note}",
+            f"{what}: a protected change; {refused.message}",
             code="protected_change",
             details=details,
-        )
+        ) from None
 
 
 def _note_ticket(ctx: Ctx, ticket_id: int, text: str) -> None:
