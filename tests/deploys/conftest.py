@@ -61,6 +61,10 @@ def as_user(db) -> Callable[[str], Principal]:
 
 @pytest.fixture
 def checkout(org, run):
+    return create_checkout(run)
+
+
+def create_checkout(run) -> str:
     run(alarms.create_service, "checkout", "Checkout", "payments")
     run(
         alarms.create_alarm,

@@ -1,9 +1,14 @@
 """`mech` commands of the core: serve, worker, db, demo, users, teams, tokens, audit,
-webhooks. Commands act directly on the database as the local operator (``system:cli``)."""
+webhooks. Commands act directly on the database as the local operator (``system:cli``).
+
+They run on the server itself: every command that opens the database here refuses to run
+while ``MECH_URL`` is set, because that variable says "act through this server's API" (a
+CI job's setting) and these commands cannot; a CI job holds a token, never the database."""
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -16,6 +21,7 @@ from mechanisms.core.cli_output import (  # noqa: F401 - re-exported for the mec
     EXIT_CHECK_FAILED,
     EXIT_USAGE,
     JsonOpt,
+    TokenOpt,
     console,
     emit,
     errors,
@@ -31,6 +37,12 @@ from mechanisms.core.identity import system_principal
 
 
 def database() -> Database:
+    if os.environ.get("MECH_URL"):
+        fail(
+            "this command opens the database directly and runs on the server itself; "
+            "MECH_URL is set, which asks commands to act through a server's API, and this "
+            "one cannot (`mech deploy …` can). Unset MECH_URL to run it here."
+        )
     return Database(get_settings().database_url)
 
 
@@ -51,12 +63,6 @@ def operator() -> Iterator[Ctx]:
         fail(exc.message)
     finally:
         db.dispose()
-
-
-TokenOpt = Annotated[
-    str | None,
-    typer.Option("--token", envvar="MECH_TOKEN", help="Act as this API token's user."),
-]
 
 
 @contextmanager

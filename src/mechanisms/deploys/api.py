@@ -461,15 +461,7 @@ def promote(body: PromotionIn, ctx: CtxDep) -> PromotionOut:
 @router.post("/approvals", response_model=StageApprovalOut, status_code=201)
 def approve_stage(body: StageApprovalIn, ctx: CtxDep) -> StageApprovalOut:
     row = pipelines.approve_stage(ctx, body.service, body.stage, body.version, body.comment)
-    return StageApprovalOut(
-        id=row.id,
-        service=row.service_key,
-        stage=row.stage,
-        digest=row.digest,
-        approver=row.approver,
-        roles=list(row.roles),
-        approved_at=row.approved_at.isoformat(),
-    )
+    return StageApprovalOut(**pipelines.stage_approval_snapshot(row))
 
 
 # --- block windows --------------------------------------------------------------------

@@ -451,6 +451,18 @@ def test_runs(ctx: Ctx, service: str, digest: str) -> list[TestRun]:
 # --- manual stage approvals -----------------------------------------------------------
 
 
+def stage_approval_snapshot(row: StageApproval) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "service": row.service_key,
+        "stage": row.stage,
+        "digest": row.digest,
+        "approver": row.approver,
+        "roles": list(row.roles),
+        "approved_at": row.approved_at.isoformat(),
+    }
+
+
 def approve_stage(
     ctx: Ctx, service: str, stage: str, version: str, comment: str = ""
 ) -> StageApproval:
