@@ -389,3 +389,26 @@ def test_a_leader_may_lower_a_requirement_that_blocks_nothing_now(run, client, o
         == "leader"
     )
     assert json.dumps(lowered.json()).count("integration") == 0
+
+
+def test_the_attack_of_the_issue_replayed(client, org, clock, ticket):
+    """Delete the window holding prod while break-glass waits for its second approval, then
+    promote: the delete is refused and the promotion stays blocked."""
+    stages = [{**STAGES[0], "bake_minutes": 0}, STAGES[1]]
+    leo, eve = org.header("leo"), org.header("eve")
+    lowered = {"stages": stages, **{"ticket": str(ticket), "change_reason": "no bake"}}
+    assert client.put(f"{API}/pipelines/checkout", json=lowered, headers=leo).status_code == 200
+    ship(client, org)
+    beta = {"service": "checkout", "stage": "beta", "version": "v1"}
+    assert client.post(f"{API}/promotions", json=beta, headers=eve).json()["deployment"]
+    hold_prod(client, org, clock)
+    ask = {**beta, "stage": "prod", "reason": "EU fix", "ticket": str(ticket)}
+    request = client.post(f"{API}/breakglass", json=ask, headers=eve).json()
+    shown = {"service": "checkout", "stage": "prod", "digest": "sha256:aaa"}
+    approve = f"{API}/breakglass/{request['id']}/approve"
+    assert client.post(approve, json=shown, headers=leo).json()["status"] == "pending"
+    deleted = client.delete(f"{API}/windows/{HOLD}", headers=eve)
+    assert deleted.status_code == 403 and error(deleted) == "protected_change"
+    promoted = client.post(f"{API}/promotions", json={**beta, "stage": "prod"}, headers=eve)
+    assert promoted.json()["deployment"] is None
+    assert "block_window" in {b["code"] for b in promoted.json()["decision"]["blockers"]}
