@@ -138,12 +138,18 @@ def test_promote_and_break_glass_from_the_terminal(mech, checkout, org, run, clo
         "--suite",
         "integration",
     )
-    # beta has no bake in this pipeline, so prod may follow at once.
+    # beta has no bake in this pipeline, so prod may follow at once. Dropping the bake is a
+    # protected change: a leader's token and a ticket, not the local operator.
+    ticket = run(tickets.create, "checkout", "card payments fail", 1)
     stages = tmp_path / "pipeline.json"
     stages.write_text(
         json.dumps([{"name": "beta", "required_suites": ["integration"]}, {"name": "prod"}])
     )
-    assert mech("deploy", "pipeline", "set", "checkout", "--file", str(stages)).exit_code == 0
+    lower = ("deploy", "pipeline", "set", "checkout", "--file", str(stages))
+    assert mech(*lower).exit_code == 2
+    because = ("--ticket", str(ticket.id), "--why", "beta bakes elsewhere now")
+    lowered = mech(*lower, *because, "--token", org.tokens["leo"])
+    assert lowered.exit_code == 0, lowered.output
     promoted = mech(
         "deploy", "promote", "--service", "checkout", "--stage", "beta", "--version", "v1", "--json"
     )
@@ -166,7 +172,6 @@ def test_promote_and_break_glass_from_the_terminal(mech, checkout, org, run, clo
     prod = ("deploy", "promote", "--service", "checkout", "--stage", "prod", "--version", "v1")
     blocked = mech(*prod)
     assert blocked.exit_code == 1 and "migration" in said(blocked)
-    ticket = run(tickets.create, "checkout", "card payments fail", 1)
     ask = (
         "deploy",
         "breakglass",

@@ -153,8 +153,17 @@ def test_every_other_deploy_command_works_through_the_api(db, clock, run, server
     create_checkout(run)
     never_opened = tmp_path / "ci-holds-no-database.db"
     eve = mech_in_ci(server, org.tokens["eve"], never_opened)
+    leo = mech_in_ci(server, org.tokens["leo"], never_opened)
+    ada = mech_in_ci(server, org.tokens["ada"], never_opened)
+    from mechanisms.ops import tickets
+
+    ticket = run(tickets.create, "checkout", "card payments fail", 1)
+    # Dropping beta's bake and prod's suite is a protected change: a leader citing a ticket.
     stages = json.dumps([{"name": "beta", "required_suites": ["integration"]}, {"name": "prod"}])
-    assert eve("deploy", "pipeline", "set", "checkout", "--file", "-", stdin=stages).code == 0
+    lower = ("deploy", "pipeline", "set", "checkout", "--file", "-")
+    assert eve(*lower, stdin=stages).code == 2
+    because = ("--ticket", str(ticket.id), "--why", "beta bakes elsewhere now")
+    assert leo(*lower, *because, stdin=stages).code == 0
     eve("deploy", "versions", "register", *SERVICE, "--artifact", "v1", "--digest", "sha256:aaa")
     named = eve("deploy", "versions", "name-author", *SERVICE, "--version", "v1", "--author", "SAM")
     assert named.code == 0, named.stderr
@@ -172,7 +181,14 @@ def test_every_other_deploy_command_works_through_the_api(db, clock, run, server
     assert [w["reason"] for w in listed] == ["migration"]
     exported = eve("deploy", "windows", "export", "--service", "checkout")
     assert exported.code == 0 and "BEGIN:VCALENDAR" in exported.stdout
-    assert eve("deploy", "windows", "delete", frozen.json["id"]).code == 0
+    # Deleting the freeze in force takes two leaders.
+    delete = ("deploy", "windows", "delete", frozen.json["id"], *because, "--json")
+    assert eve(*delete).code == 2
+    asked = leo(*delete)
+    assert asked.code == 0 and asked.json["status"] == "pending", asked.stderr
+    approve = ("deploy", "changes", "approve", str(asked.json["id"]), "--json")
+    approved = ada(*approve, "--digest", asked.json["digest"])
+    assert approved.code == 0 and approved.json["status"] == "applied", approved.stderr
     calendar = tmp_path / "freeze.ics"
     calendar.write_text(exported.stdout)
     imported = eve(
@@ -181,9 +197,6 @@ def test_every_other_deploy_command_works_through_the_api(db, clock, run, server
     )  # fmt: skip
     assert imported.code == 0 and imported.json[0]["scope_key"] == "acme/payments"
 
-    from mechanisms.ops import tickets
-
-    ticket = run(tickets.create, "checkout", "card payments fail", 1)
     requested = eve(
         "deploy", "breakglass", "request", *V1, "--stage", "prod", "--reason", "EU fix",
         "--ticket", str(ticket.id), "--json",

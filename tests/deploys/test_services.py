@@ -80,6 +80,9 @@ def test_an_org_window_blocks_every_service_with_its_reason_and_next_transition(
     assert decision.blockers[0].details["windows"][0]["reason"] == "year-end freeze"
     # Later the same call answers from the model: the freeze is over.
     assert run(pipelines.gate, "checkout", "prod", "v1", clock.now() + timedelta(hours=11)).allowed
+    # Once the freeze is over, moving it is no protected change (tests/security covers the
+    # edits of a window in force).
+    clock.advance(hours=11)
     later = {"kind": "one_off", "start": "2026-02-01T00:00", "end": "2026-02-02T00:00"}
     run(windows.update_window, row.uid, later)
     assert run(pipelines.gate, "checkout", "prod", "v1").allowed

@@ -83,8 +83,8 @@ class ApiClient:
     def put(self, path: str, body: Any) -> Any:
         return self._answer(self._send("PUT", path, json=body))
 
-    def delete(self, path: str) -> None:
-        self._send("DELETE", path)
+    def delete(self, path: str, **params: Any) -> Any:
+        return self._answer(self._send("DELETE", path, params=_present(params)))
 
     def _send(self, method: str, path: str, **options: Any) -> httpx.Response:
         try:

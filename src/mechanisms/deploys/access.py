@@ -7,12 +7,13 @@ stage) and the leaders who count for break-glass."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 
 from mechanisms.core import audit, events
 from mechanisms.core.context import Ctx
+from mechanisms.core.errors import NotFound
 from mechanisms.core.identity import Role
 from mechanisms.core.permissions import (
     credential_reaches,
@@ -26,6 +27,8 @@ from mechanisms.deploys import approvals
 from mechanisms.deploys.calendar import Scope
 from mechanisms.deploys.tables import TimelineEntry
 from mechanisms.ops import alarms as ops_alarms
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,19 @@ def owner(ctx: Ctx, service_key: str) -> Owner:
     chain = team_chain(ctx, service.owner_team_id)
     team, org = chain[0], chain[-1]
     return Owner(service.key, team.id, team.slug, org.id, org.slug)
+
+
+def load(ctx: Ctx, model: type[T], row_id: int, what: str, *, lock: bool = False) -> T:
+    """One row of a deploys table by id, or NotFound naming ``what``. ``lock`` reads it under
+    a row lock (``FOR UPDATE``; SQLite serialises writers with ``BEGIN IMMEDIATE``) and
+    refreshes it, so two decisions on one request happen one after the other."""
+    query = select(model).where(model.id == row_id)  # type: ignore[attr-defined]
+    if lock:
+        query = query.with_for_update().execution_options(populate_existing=True)
+    found = ctx.session.execute(query).scalar_one_or_none()
+    if found is None:
+        raise NotFound(f"{what} {row_id} not found", details={"field": "id"})
+    return found
 
 
 def require_engineer(ctx: Ctx, service_key: str) -> Owner:

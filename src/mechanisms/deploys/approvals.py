@@ -125,6 +125,9 @@ class Request:
     # moves, so revoking one approval while a later one still meets the rule cannot push the
     # expiry later, nor can revoking and approving again.
     granted_at: datetime | None = None
+    # Break-glass asks two approvers besides the requester; a protected change, whose
+    # requester is a leader already, asks one more leader.
+    required_approvers: int = REQUIRED_APPROVERS
 
     @property
     def request_expires_at(self) -> datetime:
@@ -156,7 +159,7 @@ def _rule_met_at(
 ) -> tuple[datetime, list[Approval]] | None:
     """The instant the two-person rule was first met by the approvals that count now."""
     counting = _counting(request, leaders)
-    for n in range(REQUIRED_APPROVERS, len(counting) + 1):
+    for n in range(request.required_approvers, len(counting) + 1):
         prefix = counting[:n]
         if any(a.approver.leads(leaders) for a in prefix):
             return prefix[-1].at, prefix
@@ -225,7 +228,7 @@ def describe(request: Request, at: datetime, leaders: Iterable[str]) -> dict[str
         "requested_at": request.requested_at.isoformat(),
         "request_expires_at": request.request_expires_at.isoformat(),
         "approvals": [a.approver.id for a in counting],
-        "approvals_needed": max(0, REQUIRED_APPROVERS - len(counting)),
+        "approvals_needed": max(0, request.required_approvers - len(counting)),
         "leader_approved": any(a.approver.leads(roster) for a in counting),
         "grant_expires_at": held.expires_at.isoformat() if held else None,
         "denied_by": request.denied_by,

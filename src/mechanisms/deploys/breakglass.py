@@ -104,15 +104,7 @@ def to_domain(ctx: Ctx, row: BreakGlassRequest) -> approvals.Request:
 
 
 def _locked(ctx: Ctx, request_id: int) -> BreakGlassRequest:
-    row = ctx.session.execute(
-        select(BreakGlassRequest)
-        .where(BreakGlassRequest.id == request_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).scalar_one_or_none()
-    if row is None:
-        raise NotFound(f"break-glass request {request_id} not found", details={"field": "id"})
-    return row
+    return access.load(ctx, BreakGlassRequest, request_id, "break-glass request", lock=True)
 
 
 def _owner_team(ctx: Ctx, row: BreakGlassRequest) -> int:
@@ -366,10 +358,7 @@ def request(
 
 def get(ctx: Ctx, request_id: int) -> BreakGlassRequest:
     require_site_role(ctx, Role.VIEWER)
-    row = ctx.session.get(BreakGlassRequest, request_id)
-    if row is None:
-        raise NotFound(f"break-glass request {request_id} not found", details={"field": "id"})
-    return row
+    return access.load(ctx, BreakGlassRequest, request_id, "break-glass request")
 
 
 def list_requests(

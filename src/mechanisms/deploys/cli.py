@@ -71,11 +71,20 @@ app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(versions_app, name="versions")
 app.add_typer(tests_app, name="tests")
 app.add_typer(windows_app, name="windows")
+changes_app = typer.Typer(
+    help="Protected changes waiting for a second leader (people act with MECH_TOKEN).",
+    no_args_is_help=True,
+)
 app.add_typer(breakglass_app, name="breakglass")
+app.add_typer(changes_app, name="changes")
 
 ServiceOpt = Annotated[str, typer.Option("--service", help="The service's key.")]
 StageOpt = Annotated[str, typer.Option("--stage", help="The stage, e.g. prod.")]
 VersionOpt = Annotated[str, typer.Option("--version", help="A digest or artifact id.")]
+TicketOpt = Annotated[
+    str | None, typer.Option(help="The open ops ticket a protected change cites, e.g. 42.")
+]
+WhyOpt = Annotated[str | None, typer.Option("--why", help="Why the protected change is made.")]
 
 
 def _instant(value: str | None, field: str) -> datetime | None:
@@ -243,15 +252,21 @@ def _print_pipeline(stages: list[dict[str, Any]]) -> None:
 def pipeline_set(
     service: str,
     file: Annotated[str, typer.Option("--file", help="JSON list of stages, or - for stdin.")],
+    ticket: TicketOpt = None,
+    why: WhyOpt = None,
     url: UrlOpt = None,
     token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Create or replace a pipeline from JSON: [{"name": "beta", "required_suites": [...],
-    "bake_minutes": 30, "alarms": [...], "approval": {"roles": ["leader"], "count": 1}}, …]."""
+    "bake_minutes": 30, "alarms": [...], "approval": {"roles": ["leader"], "count": 1}}, …].
+    Lowering a requirement is a protected change: a leader's token, citing a ticket."""
     stages = _json(_read(file), "--file")
-    data = deploys(url, token).set_pipeline(service, stages)
-    emit(data, as_json, lambda: _print_pipeline(data))
+    data = deploys(url, token).set_pipeline(service, stages, ticket, why)
+    if _is_pending(data):
+        _emit_pending(data, as_json)
+    else:
+        emit(data, as_json, lambda: _print_pipeline(data))
 
 
 @pipeline_app.command("show")
@@ -412,21 +427,114 @@ def windows_update(
     window_id: str,
     definition: Annotated[str, typer.Option(help="The new rule as JSON (see add).")],
     reason: Annotated[str | None, typer.Option()] = None,
+    ticket: TicketOpt = None,
+    why: WhyOpt = None,
     url: UrlOpt = None,
     token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Replace a window's rule (and reason); its scope stays."""
+    """Replace a window's rule (and reason); its scope stays. Narrowing a window in force or
+    starting within a day is a protected change: a leader's token, citing a ticket."""
     parsed = _json(definition, "--definition")
-    row = deploys(url, token).update_window(window_id, parsed, reason)
-    emit(row, as_json, lambda: _print_windows([row]))
+    row = deploys(url, token).update_window(window_id, parsed, reason, ticket, why)
+    if _is_pending(row):
+        _emit_pending(row, as_json)
+    else:
+        emit(row, as_json, lambda: _print_windows([row]))
 
 
 @windows_app.command("delete")
-def windows_delete(window_id: str, url: UrlOpt = None, token: TokenOpt = None) -> None:
-    """Delete a block window."""
-    deploys(url, token).delete_window(window_id)
-    console.print(f"deleted {window_id}")
+def windows_delete(
+    window_id: str,
+    ticket: TicketOpt = None,
+    why: WhyOpt = None,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete a block window. One in force or starting within a day is a protected change."""
+    pending = deploys(url, token).delete_window(window_id, ticket, why)
+    if pending is not None:
+        _emit_pending(pending, as_json)
+    else:
+        console.print(f"deleted {window_id}")
+
+
+# --- protected changes -----------------------------------------------------------------
+
+
+def _is_pending(answer: Any) -> bool:
+    """Whether a command's answer is a protected change waiting for a second leader."""
+    return isinstance(answer, dict) and "protection" in answer
+
+
+def _print_changes(rows: list[dict[str, Any]]) -> None:
+    table(
+        "Protected changes",
+        ["id", "status", "change", "requester", "ticket", "approvals", "digest"],
+        [
+            [
+                r["id"],
+                r["status"],
+                f"{r['kind']} {r['subject']}",
+                r["requester"],
+                r["ticket"],
+                ", ".join(r["approvals"]) or "none",
+                r["digest"],
+            ]
+            for r in rows
+        ],
+    )
+
+
+def _emit_pending(row: dict[str, Any], as_json: bool) -> None:
+    def human() -> None:
+        _print_changes([row])
+        console.print(
+            f"protected change {row['id']} waits for a second leader: "
+            f"mech deploy changes approve {row['id']} --digest {row['digest']}"
+        )
+
+    emit(row, as_json, human)
+
+
+@changes_app.command("list")
+def changes_list(
+    service: Annotated[str | None, typer.Option()] = None,
+    open_only: Annotated[bool, typer.Option("--open")] = False,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    rows = deploys(url, token).protected_changes(service, open_only)
+    emit(rows, as_json, lambda: _print_changes(rows))
+
+
+@changes_app.command("approve")
+def changes_approve(
+    change_id: int,
+    digest: Annotated[str, typer.Option(help="The digest of the proposal you reviewed.")],
+    comment: Annotated[str, typer.Option()] = "",
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Approve exactly this proposal as a second leader (MECH_TOKEN's user); it is applied."""
+    row = deploys(url, token).approve_change(change_id, digest, comment)
+    emit(row, as_json, lambda: _print_changes([row]))
+
+
+@changes_app.command("deny")
+def changes_deny(
+    change_id: int,
+    reason: Annotated[str, typer.Option()] = "",
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """A leader's veto."""
+    row = deploys(url, token).deny_change(change_id, reason)
+    emit(row, as_json, lambda: _print_changes([row]))
 
 
 @windows_app.command("import")

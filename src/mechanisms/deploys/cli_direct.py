@@ -11,7 +11,8 @@ from datetime import datetime
 from typing import Any
 
 from mechanisms.core.cli import acting
-from mechanisms.deploys import breakglass, pipelines, windows
+from mechanisms.deploys import breakglass, changes, pipelines, windows
+from mechanisms.deploys.tables import ProtectedChange
 
 
 class Direct:
@@ -45,9 +46,14 @@ class Direct:
 
     # --- pipelines, versions, tests ----------------------------------------------------
 
-    def set_pipeline(self, service: str, stages: Any) -> list[dict[str, Any]]:
+    def set_pipeline(
+        self, service: str, stages: Any, ticket: str | None, why: str | None
+    ) -> list[dict[str, Any]] | dict[str, Any]:
+        """The stages, or the protected change waiting for a second leader."""
         with acting(self.token) as ctx:
-            pipelines.set_pipeline(ctx, service, stages)
+            result = pipelines.set_pipeline(ctx, service, stages, ticket=ticket, reason=why)
+            if isinstance(result, ProtectedChange):
+                return changes.describe(ctx, result)
             return pipelines.stage_states(ctx, service)
 
     def pipeline(self, service: str) -> list[dict[str, Any]]:
@@ -99,13 +105,30 @@ class Direct:
         with acting(self.token) as ctx:
             return windows.snapshot(windows.freeze(ctx, scope, target, until, reason))
 
-    def update_window(self, window_id: str, definition: Any, reason: str | None) -> dict[str, Any]:
+    def update_window(
+        self,
+        window_id: str,
+        definition: Any,
+        reason: str | None,
+        ticket: str | None,
+        why: str | None,
+    ) -> dict[str, Any]:
+        """The window, or the protected change waiting for a second leader."""
         with acting(self.token) as ctx:
-            return windows.snapshot(windows.update_window(ctx, window_id, definition, reason))
+            result = windows.update_window(
+                ctx, window_id, definition, reason, ticket=ticket, change_reason=why
+            )
+            if isinstance(result, ProtectedChange):
+                return changes.describe(ctx, result)
+            return windows.snapshot(result)
 
-    def delete_window(self, window_id: str) -> None:
+    def delete_window(
+        self, window_id: str, ticket: str | None, why: str | None
+    ) -> dict[str, Any] | None:
+        """None once deleted, or the protected change waiting for a second leader."""
         with acting(self.token) as ctx:
-            windows.delete_window(ctx, window_id)
+            pending = windows.delete_window(ctx, window_id, ticket=ticket, reason=why)
+            return None if pending is None else changes.describe(ctx, pending)
 
     def import_windows(
         self, scope: str, target: str, calendar: bytes, tz: str
@@ -117,6 +140,21 @@ class Direct:
     def export_windows(self, service: str | None, stage: str | None) -> str:
         with acting(self.token) as ctx:
             return windows.export_ical(ctx, service, stage).decode("utf-8")
+
+    # --- protected changes -------------------------------------------------------------
+
+    def protected_changes(self, service: str | None, open_only: bool) -> list[dict[str, Any]]:
+        with acting(self.token) as ctx:
+            return [changes.describe(ctx, r) for r in changes.list_changes(ctx, service, open_only)]
+
+    def approve_change(self, change_id: int, digest: str, comment: str) -> dict[str, Any]:
+        with acting(self.token) as ctx:
+            row = changes.approve(ctx, change_id, digest=digest, comment=comment)
+            return changes.describe(ctx, row)
+
+    def deny_change(self, change_id: int, reason: str) -> dict[str, Any]:
+        with acting(self.token) as ctx:
+            return changes.describe(ctx, changes.deny(ctx, change_id, reason))
 
     # --- break-glass -------------------------------------------------------------------
 

@@ -46,8 +46,13 @@ class Remote:
 
     # --- pipelines, versions, tests ----------------------------------------------------
 
-    def set_pipeline(self, service: str, stages: Any) -> list[dict[str, Any]]:
-        return self.api.put(f"{API}/pipelines/{segment(service)}", {"stages": stages})["stages"]
+    def set_pipeline(
+        self, service: str, stages: Any, ticket: str | None, why: str | None
+    ) -> list[dict[str, Any]] | dict[str, Any]:
+        """The stages, or the protected change waiting for a second leader (a 202)."""
+        body = {"stages": stages, "ticket": ticket, "change_reason": why}
+        answer = self.api.put(f"{API}/pipelines/{segment(service)}", body)
+        return answer if "protection" in answer else answer["stages"]
 
     def pipeline(self, service: str) -> list[dict[str, Any]]:
         return self.api.get(f"{API}/pipelines/{segment(service)}")["stages"]
@@ -103,12 +108,22 @@ class Remote:
         body = {"scope": scope, "target": target, "until": until.isoformat(), "reason": reason}
         return self.api.post(f"{API}/windows/freeze", body)
 
-    def update_window(self, window_id: str, definition: Any, reason: str | None) -> dict[str, Any]:
-        body = {"definition": definition, "reason": reason}
+    def update_window(
+        self,
+        window_id: str,
+        definition: Any,
+        reason: str | None,
+        ticket: str | None,
+        why: str | None,
+    ) -> dict[str, Any]:
+        body = {"definition": definition, "reason": reason, "ticket": ticket, "change_reason": why}
         return self.api.put(f"{API}/windows/{segment(window_id)}", body)
 
-    def delete_window(self, window_id: str) -> None:
-        self.api.delete(f"{API}/windows/{segment(window_id)}")
+    def delete_window(
+        self, window_id: str, ticket: str | None, why: str | None
+    ) -> dict[str, Any] | None:
+        """None once deleted (204), or the protected change waiting for a second leader."""
+        return self.api.delete(f"{API}/windows/{segment(window_id)}", ticket=ticket, reason=why)
 
     def import_windows(
         self, scope: str, target: str, calendar: bytes, tz: str
@@ -119,6 +134,18 @@ class Remote:
 
     def export_windows(self, service: str | None, stage: str | None) -> str:
         return self.api.text(f"{API}/windows/export.ics", service=service, stage=stage)
+
+    # --- protected changes -------------------------------------------------------------
+
+    def protected_changes(self, service: str | None, open_only: bool) -> list[dict[str, Any]]:
+        return self.api.get(f"{API}/changes", service=service, open_only=open_only)
+
+    def approve_change(self, change_id: int, digest: str, comment: str) -> dict[str, Any]:
+        body = {"digest": digest, "comment": comment}
+        return self.api.post(f"{API}/changes/{change_id}/approve", body)
+
+    def deny_change(self, change_id: int, reason: str) -> dict[str, Any]:
+        return self.api.post(f"{API}/changes/{change_id}/deny", {"reason": reason})
 
     # --- break-glass -------------------------------------------------------------------
 

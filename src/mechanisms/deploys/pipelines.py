@@ -22,11 +22,12 @@ from mechanisms.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from mechanisms.core.identity import Role
 from mechanisms.core.permissions import require_site_role, team_chain_cte
 from mechanisms.core.tables import User
-from mechanisms.deploys import access, gates, junit, windows
+from mechanisms.deploys import access, changes, gates, junit, protection, windows
 from mechanisms.deploys.approvals import Target
 from mechanisms.deploys.tables import (
     Deployment,
     Pipeline,
+    ProtectedChange,
     Stage,
     StageApproval,
     TestRun,
@@ -142,16 +143,78 @@ def pipeline_snapshot(ctx: Ctx, pipeline: Pipeline) -> dict[str, Any]:
     }
 
 
-def set_pipeline(ctx: Ctx, service: str, stages: Sequence[dict[str, Any]]) -> Pipeline:
-    """Create or replace a service's pipeline: its stages in order (each name once)."""
+def set_pipeline(
+    ctx: Ctx,
+    service: str,
+    stages: Sequence[dict[str, Any]],
+    *,
+    ticket: str | None = None,
+    reason: str | None = None,
+) -> Pipeline | ProtectedChange:
+    """Create or replace a service's pipeline: its stages in order (each name once).
+    Lowering a stage's requirements or removing a stage is protected (``changes.guarded``):
+    it may come back as a request waiting for a second leader instead of the pipeline."""
     require_site_role(ctx, Role.ENGINEER)
     owner = access.require_engineer(ctx, service)
+    specs = _stage_specs(ctx, service, stages)
+    pipeline = _find(ctx, service)
+    if pipeline is None:
+        return _replace_stages(ctx, owner, None, specs)
+    current = [stage_snapshot(s) for s in stages_of(ctx, pipeline)]
+    proposal = [stage_snapshot(Stage(**s)) for s in specs]
+    verdict = protection.classify_pipeline(current, proposal, _blocked_now(ctx, pipeline))
+    change = changes.Proposed(
+        kind="pipeline_set",
+        subject=service,
+        team_id=owner.team_id,
+        services=(service,),
+        proposal={"stages": proposal},
+        base={"stages": current},
+    )
+    return changes.guarded(
+        ctx,
+        change,
+        verdict,
+        lambda: _replace_stages(ctx, owner, pipeline, specs),
+        ticket=ticket,
+        reason=reason,
+    )
+
+
+def _stage_specs(ctx: Ctx, service: str, stages: Any) -> list[dict[str, Any]]:
     if not isinstance(stages, list | tuple) or not 1 <= len(stages) <= MAX_STAGES:
         raise _invalid("stages", f"1 to {MAX_STAGES} stages")
     specs = [_stage_spec(ctx, s, i) for i, s in enumerate(stages)]
     # The domain refuses overlapping (repeated) stage names and bad rules.
     gates.Pipeline(service, tuple(_domain_stage(Stage(**s)) for s in specs))
-    pipeline = _find(ctx, service)
+    return specs
+
+
+def _blocked_now(ctx: Ctx, pipeline: Pipeline) -> dict[str, frozenset[str]]:
+    """Each stage's blocker codes for the newest version now: what a lowered requirement
+    would lift."""
+    newest = ctx.session.execute(
+        select(Version.digest)
+        .where(Version.service_key == pipeline.service_key)
+        .order_by(Version.id.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    if newest is None:
+        return {}
+    return {
+        stage.name: frozenset(
+            b.code
+            for b in _decide(ctx, pipeline.service_key, stage.name, newest, ctx.now, False)[
+                0
+            ].blockers
+        )
+        for stage in stages_of(ctx, pipeline)
+    }
+
+
+def _replace_stages(
+    ctx: Ctx, owner: access.Owner, pipeline: Pipeline | None, specs: list[dict[str, Any]]
+) -> Pipeline:
     before = pipeline_snapshot(ctx, pipeline) if pipeline else None
     if pipeline is None:
         pipeline = Pipeline(
@@ -172,13 +235,26 @@ def set_pipeline(ctx: Ctx, service: str, stages: Sequence[dict[str, Any]]) -> Pi
     access.record(
         ctx,
         "pipeline_set",
-        service,
+        owner.service,
         object_type="deploys_pipeline",
         before=before,
         after=pipeline_snapshot(ctx, pipeline),
         details={"stages": [s["name"] for s in specs]},
     )
     return pipeline
+
+
+def apply_change(ctx: Ctx, change: ProtectedChange) -> str | None:
+    """Apply an approved protected change of a pipeline, or say why it no longer can be."""
+    pipeline = _find(ctx, change.subject)
+    if pipeline is None:
+        return f"{change.subject} no longer has a pipeline"
+    current = [stage_snapshot(s) for s in stages_of(ctx, pipeline)]
+    if problem := changes.unchanged(change, {"stages": current}):
+        return problem
+    specs = _stage_specs(ctx, change.subject, change.proposal["stages"])
+    _replace_stages(ctx, access.owner(ctx, change.subject), pipeline, specs)
+    return None
 
 
 def _find(ctx: Ctx, service: str) -> Pipeline | None:

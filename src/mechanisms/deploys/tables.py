@@ -267,3 +267,60 @@ class TimelineEntry(Base):
     actor: Mapped[str] = mapped_column(String(200))
     at: Mapped[datetime] = mapped_column(UTCDateTime)
     details: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class ProtectedChange(Base):
+    """A change that would lift a block in force now (deleting or narrowing a window holding
+    a gate, lowering a requirement that blocks the newest version), waiting for a second
+    leader under the two-person rule. ``proposal`` is what is applied once approved;
+    ``digest`` names it exactly, so an approval cannot carry over to another proposal."""
+
+    __tablename__ = "deploys_protected_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # window_update | window_delete | pipeline_set
+    kind: Mapped[str] = mapped_column(String(16))
+    # The window's uid, or the service whose pipeline changes.
+    subject: Mapped[str] = mapped_column(String(200))
+    # The services whose timelines show the change (the first is where it is listed).
+    service_key: Mapped[str] = mapped_column(String(128), index=True)
+    services: Mapped[list[str]] = mapped_column(JSON)
+    team_id: Mapped[int] = mapped_column(Integer)
+    proposal: Mapped[dict[str, Any]] = mapped_column(JSON)
+    digest: Mapped[str] = mapped_column(String(80))
+    # The subject's state when asked: applied only if it is still the same.
+    base_digest: Mapped[str] = mapped_column(String(80))
+    protection: Mapped[dict[str, Any]] = mapped_column(JSON)
+    requester: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(String(2000))
+    # An ops ticket's id, through ops' service API (not a copy of its text).
+    ticket_id: Mapped[int] = mapped_column(Integer)
+    # pending | applied | denied | expired | invalidated
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    decided_by: Mapped[str | None] = mapped_column(String(200))
+    outcome: Mapped[str] = mapped_column(String(2000), default="")
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    version: Mapped[int] = mapped_column(Integer, default=0)
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+class ProtectedChangeDecision(Base):
+    """A leader's approval or denial of a protected change, with the proposal they saw."""
+
+    __tablename__ = "deploys_protected_change_decisions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    change_id: Mapped[int] = mapped_column(
+        ForeignKey("deploys_protected_changes.id", ondelete="CASCADE"), index=True
+    )
+    # approve | deny
+    kind: Mapped[str] = mapped_column(String(8))
+    actor: Mapped[str] = mapped_column(String(200))
+    human: Mapped[bool] = mapped_column(Boolean)
+    digest: Mapped[str] = mapped_column(String(80))
+    comment: Mapped[str] = mapped_column(String(2000), default="")
+    at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -20,7 +20,7 @@ from mechanisms.core.errors import InvalidInput, NotFound
 from mechanisms.core.identity import Role
 from mechanisms.core.permissions import require_site_role, require_team_role
 from mechanisms.core.tables import Team
-from mechanisms.deploys import access, calendar, ical
+from mechanisms.deploys import access, calendar, changes, ical, protection
 from mechanisms.deploys.calendar import (
     BlockWindow,
     Calendar,
@@ -32,6 +32,7 @@ from mechanisms.deploys.calendar import (
     Scope,
 )
 from mechanisms.deploys.tables import BlockWindow as WindowRow
+from mechanisms.deploys.tables import Pipeline, ProtectedChange
 
 SCOPE_KINDS = ("org", "team", "service", "stage")
 MAX_REASON = 2000
@@ -320,10 +321,18 @@ def list_windows(ctx: Ctx, service: str | None = None, stage: str | None = None)
 
 
 def update_window(
-    ctx: Ctx, window_id: str, definition: dict[str, Any], reason: str | None = None
-) -> WindowRow:
+    ctx: Ctx,
+    window_id: str,
+    definition: dict[str, Any],
+    reason: str | None = None,
+    *,
+    ticket: str | None = None,
+    change_reason: str | None = None,
+) -> WindowRow | ProtectedChange:
     """Replace a window's rule (and reason); its scope stays. Refused whole when the new
-    rule cannot be evaluated."""
+    rule cannot be evaluated. A change that makes a window in force (or starting within a
+    day) block less is protected (``changes.guarded``): it may come back as a request
+    waiting for a second leader instead of the updated window."""
     require_site_role(ctx, Role.ENGINEER)
     row = get_window(ctx, window_id)
     scope = _scope_from_key(row.scope_key)
@@ -335,6 +344,20 @@ def update_window(
         row.reason if reason is None else _reason(reason),
     )
     calendar.validate(window)
+    proposal = {"definition": rule_to_json(window.rule), "reason": window.reason}
+    verdict = protection.classify_window(to_domain(row), window, ctx.now)
+    return changes.guarded(
+        ctx,
+        _proposed(ctx, row, "window_update", proposal),
+        verdict,
+        lambda: _replace_rule(ctx, row, window),
+        ticket=ticket,
+        reason=change_reason,
+    )
+
+
+def _replace_rule(ctx: Ctx, row: WindowRow, window: BlockWindow) -> WindowRow:
+    scope = window.scope
     before = snapshot(row)
     row.kind = window.kind.value
     row.definition = rule_to_json(window.rule)
@@ -355,12 +378,74 @@ def update_window(
     return row
 
 
-def delete_window(ctx: Ctx, window_id: str) -> None:
+def delete_window(
+    ctx: Ctx, window_id: str, *, ticket: str | None = None, reason: str | None = None
+) -> ProtectedChange | None:
+    """Delete a window; a window in force or starting within a day is protected
+    (``changes.guarded``): None when deleted, else the request waiting for a second leader."""
     require_site_role(ctx, Role.ENGINEER)
     row = get_window(ctx, window_id)
     scope = _scope_from_key(row.scope_key)
     require_team_role(ctx, _scope_team(ctx, scope), Role.ENGINEER)
-    _remove(ctx, row, "window_deleted")
+    verdict = protection.classify_window(to_domain(row), None, ctx.now)
+    pending = changes.guarded(
+        ctx,
+        _proposed(ctx, row, "window_delete", {}),
+        verdict,
+        lambda: _remove(ctx, row, "window_deleted"),
+        ticket=ticket,
+        reason=reason,
+    )
+    return pending if isinstance(pending, ProtectedChange) else None
+
+
+def _timeline_services(ctx: Ctx, scope: Scope) -> tuple[str, ...]:
+    """The services whose pipelines a window on ``scope`` holds: their timelines show its
+    protected changes (the scope's own key when it holds none yet)."""
+    if scope.service is not None:
+        return (scope.service,)
+    held = []
+    for service in ctx.session.execute(
+        select(Pipeline.service_key).order_by(Pipeline.service_key)
+    ).scalars():
+        if scope.covers(access.owner(ctx, service).scope()):
+            held.append(service)
+    return tuple(held) or (str(scope),)
+
+
+def _proposed(ctx: Ctx, row: WindowRow, kind: str, proposal: dict[str, Any]) -> changes.Proposed:
+    scope = _scope_from_key(row.scope_key)
+    return changes.Proposed(
+        kind=kind,
+        subject=row.uid,
+        team_id=_scope_team(ctx, scope),
+        services=_timeline_services(ctx, scope),
+        proposal=proposal,
+        base=snapshot(row),
+    )
+
+
+def apply_change(ctx: Ctx, change: ProtectedChange) -> str | None:
+    """Apply an approved protected change of a window, or say why it no longer can be."""
+    row = ctx.session.execute(
+        select(WindowRow).where(WindowRow.uid == change.subject)
+    ).scalar_one_or_none()
+    if row is None:
+        return f"window {change.subject} no longer exists"
+    if problem := changes.unchanged(change, snapshot(row)):
+        return problem
+    if change.kind == "window_delete":
+        _remove(ctx, row, "window_deleted")
+        return None
+    proposal = change.proposal
+    window = BlockWindow(
+        row.uid,
+        _scope_from_key(row.scope_key),
+        rule_from_json(proposal["definition"]),
+        proposal["reason"],
+    )
+    _replace_rule(ctx, row, window)
+    return None
 
 
 def _remove(ctx: Ctx, row: WindowRow, kind: str) -> None:
