@@ -11,7 +11,6 @@ requests or approves break-glass from a terminal."""
 
 from __future__ import annotations
 
-import json
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
+from mechanisms.core import inputs
 from mechanisms.core.cli import (
     EXIT_CHECK_FAILED,
     JsonOpt,
@@ -225,7 +225,7 @@ def pipeline_set(
     """Create or replace a pipeline from JSON: [{"name": "beta", "required_suites": [...],
     "bake_minutes": 30, "alarms": [...], "approval": {"roles": ["leader"], "count": 1}}, …]."""
     try:
-        stages = json.loads(_read(file))
+        stages = inputs.parse_json(_read(file))
     except ValueError as exc:
         fail(f"--file: not JSON: {exc}")
     with acting() as ctx:
@@ -346,7 +346,7 @@ def windows_add(
 ) -> None:
     """Add a one-off, recurring (RRULE) or public-holiday window."""
     try:
-        parsed = json.loads(definition)
+        parsed = inputs.parse_json(definition)
     except ValueError as exc:
         fail(f"--definition: not JSON: {exc}")
     with acting() as ctx:
@@ -379,7 +379,7 @@ def windows_update(
 ) -> None:
     """Replace a window's rule (and reason); its scope stays."""
     try:
-        parsed = json.loads(definition)
+        parsed = inputs.parse_json(definition)
     except ValueError as exc:
         fail(f"--definition: not JSON: {exc}")
     with acting() as ctx:
