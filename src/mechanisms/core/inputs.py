@@ -29,9 +29,9 @@ MAX_KEY_LENGTH = 200
 MAX_JSON_DEPTH = 64
 
 
-def invalid(exc: ValueError, field: str, *, code: str | None = None) -> InvalidInput:
+def invalid(exc: ValueError, field: str) -> InvalidInput:
     """The 422 answer for a value that broke one of these rules."""
-    return InvalidInput(f"{field}: {exc}", code=code, details={"field": field})
+    return InvalidInput(f"{field}: {exc}", details={"field": field})
 
 
 # --- zone and instant ---------------------------------------------------------------
@@ -111,6 +111,16 @@ def key(value: str, max_length: int = MAX_KEY_LENGTH) -> str:
     if value != value.strip():
         raise ValueError("must not start or end with spaces")
     return value
+
+
+def checked_key(value: Any, field: str, max_length: int = MAX_KEY_LENGTH) -> str:
+    """``key`` for services: InvalidInput naming the field."""
+    if not isinstance(value, str):
+        raise InvalidInput(f"{field}: must be text", details={"field": field})
+    try:
+        return key(value, max_length)
+    except ValueError as exc:
+        raise invalid(exc, field) from None
 
 
 # --- JSON ---------------------------------------------------------------------------

@@ -233,10 +233,7 @@ _STORE_BATCH = 500
 def _window_id(value: Any) -> str:
     """A user-chosen window id: it names the window in URLs (/windows/{id}), so one with
     "/", "..", NUL or control characters could be created but never fetched or deleted."""
-    try:
-        return inputs.key(value, ical.MAX_WINDOW_ID_LENGTH)
-    except ValueError as exc:
-        raise _invalid("id", str(exc)) from None
+    return inputs.checked_key(value, "id", ical.MAX_WINDOW_ID_LENGTH)
 
 
 def _store(ctx: Ctx, windows: Sequence[BlockWindow], kind: str) -> list[WindowRow]:
