@@ -15,16 +15,15 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from typer.testing import CliRunner
 
-from mechanisms.cli import app as cli_app
 from mechanisms.core import inputs
-from mechanisms.core.config import get_settings
 from mechanisms.core.errors import InvalidInput
 from mechanisms.deploys import ical
 from mechanisms.flags import service as flags
 from mechanisms.flags.domain import Engine, RuleSet
 from mechanisms.ops import alarms
+from tests.deploys import test_cli as deploys_cli
+from tests.ops.test_evaluation import BAND
 
 API = "/api/v1"
 CATASTROPHIC = "(a+)+$"
@@ -91,14 +90,7 @@ def checkout(org, run):
     return "checkout"
 
 
-@pytest.fixture
-def mech(db, org, monkeypatch):
-    monkeypatch.setenv("MECH_DATABASE_URL", db.url)
-    monkeypatch.delenv("MECH_TOKEN", raising=False)
-    get_settings.cache_clear()
-    runner = CliRunner()
-    yield lambda *args, input=None: runner.invoke(cli_app, list(args), input=input)
-    get_settings.cache_clear()
+mech = deploys_cli.mech  # the CLI runner fixture: mech("deploy", "windows", …) → Result
 
 
 def config_url(flag: str = "greeting", env: str = "beta") -> str:
@@ -499,15 +491,7 @@ def _zone_attacks() -> list[tuple[str, str, dict[str, Any]]]:
                     "name": "odd-latency",
                     "service": "checkout",
                     "metric": "latency_ms",
-                    "definition": {
-                        "statistic": "avg",
-                        "comparison": "LessThanLowerOrGreaterThanUpperThreshold",
-                        "band_width": 3,
-                        "period_seconds": 60,
-                        "evaluation_periods": 3,
-                        "datapoints_to_alarm": 3,
-                        "baseline": {"time_zone": FOLDER},
-                    },
+                    "definition": {**BAND, "baseline": {"time_zone": FOLDER}},
                 }
             },
         ),
