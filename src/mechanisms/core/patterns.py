@@ -16,6 +16,8 @@ import re2
 
 # Patterns longer than this are refused: a rule is a person's pattern, not a data file.
 MAX_PATTERN_LENGTH = 1_000
+# Attribute values are names, emails, versions, user agents: 64 K characters is plenty.
+MAX_MATCHED_TEXT = 65_536
 # RE2's memory budget for one compiled pattern (its default is 8 MiB); a pattern whose
 # program does not fit, such as a{1000}{1000}-style blow-ups, is refused when compiled.
 _MAX_PROGRAM_BYTES = 1 << 20
@@ -50,10 +52,14 @@ def compile_pattern(pattern: str) -> re2._Regexp:
 
 
 def any_matches(patterns: Iterable[str]) -> Callable[[str], bool]:
-    """A test of whether any of ``patterns`` matches anywhere in a text (``re.search``)."""
+    """A test of whether any of ``patterns`` matches anywhere in a text (``re.search``).
+    A text longer than MAX_MATCHED_TEXT matches none: linear time is still time, and the
+    single-flag OFREP path evaluates on the event loop."""
     compiled = [compile_pattern(p) for p in patterns]
 
     def matches(text: str) -> bool:
+        if len(text) > MAX_MATCHED_TEXT:
+            return False
         try:
             return any(c.search(text) is not None for c in compiled)
         except UnicodeEncodeError:  # text with a lone surrogate: no pattern can match it
