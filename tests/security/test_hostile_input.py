@@ -167,6 +167,13 @@ def test_a_pattern_re2_cannot_run_is_refused_when_saved(client, org, shop, patte
     assert why in error["message"] and repr(pattern)[:20] in error["message"]
 
 
+def test_a_webhook_event_glob_is_short(client, org):
+    """Webhook event types are fnmatch globs compiled to Python regular expressions."""
+    body = {"url": "https://hooks.example.com/in", "event_types": ["*a" * 101]}
+    error = refused(client.post(f"{API}/webhooks", json=body, headers=org.header("ada")))
+    assert error["details"][0]["field"] == "event_types.0"
+
+
 # --- item 12: strange text --------------------------------------------------------------
 
 
