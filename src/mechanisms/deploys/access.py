@@ -6,6 +6,7 @@ stage) and the leaders who count for break-glass."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -13,6 +14,7 @@ from sqlalchemy import select
 
 from mechanisms.core import audit, events
 from mechanisms.core.context import Ctx
+from mechanisms.core.db import bulk_insert
 from mechanisms.core.errors import NotFound
 from mechanisms.core.identity import Role
 from mechanisms.core.permissions import (
@@ -148,3 +150,58 @@ def record(
     )
     if event:
         events.emit(ctx, f"deploys.{kind}", object_type, object_id or service, payload)
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change for ``record_many``: the arguments ``record`` takes for one object."""
+
+    service: str
+    object_type: str
+    object_id: Any
+    stage: str | None = None
+    after: dict[str, Any] | None = None
+    details: dict[str, Any] | None = None
+
+
+def record_many(ctx: Ctx, kind: str, changes: Sequence[Change]) -> None:
+    """``record`` for many changes of one kind, in order, with bulk INSERTs: an iCalendar
+    import of two thousand windows writes its history in tens of milliseconds, not seconds
+    (the unit of work holds the database's write lock meanwhile)."""
+    at, actor_name = ctx.now, ctx.principal.actor
+    payloads = [
+        {"service": c.service, "stage": c.stage, "digest": None, **(c.details or {})}
+        for c in changes
+    ]
+    ctx.session.flush()
+    bulk_insert(
+        ctx.session,
+        TimelineEntry.__table__,
+        [
+            {
+                "service_key": c.service,
+                "stage": c.stage,
+                "digest": None,
+                "kind": kind,
+                "actor": actor_name,
+                "at": at,
+                "details": c.details or {},
+            }
+            for c in changes
+        ],
+    )
+    action = f"deploys.{kind}"
+    audit.record_many(
+        ctx,
+        [
+            audit.Entry(action, c.object_type, c.object_id, None, c.after, payload)
+            for c, payload in zip(changes, payloads, strict=True)
+        ],
+    )
+    events.emit_many(
+        ctx,
+        [
+            events.Emitted(action, c.object_type, c.object_id, payload)
+            for c, payload in zip(changes, payloads, strict=True)
+        ],
+    )

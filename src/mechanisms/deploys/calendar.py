@@ -27,11 +27,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import holidays
 from dateutil.rrule import rrule, rruleset, rrulestr
 
+from mechanisms.core import inputs
 from mechanisms.core.errors import InvalidInput
 
 # How far ahead the gate looks for the next transition; beyond it the answer is "not within".
@@ -75,18 +76,7 @@ class WindowKind(StrEnum):
 
 def zone(name: str, *, field_name: str = "tz") -> ZoneInfo:
     """The IANA zone called ``name``, or ``InvalidInput`` naming the field."""
-    if not isinstance(name, str) or not name or "\x00" in name:
-        raise InvalidInput(
-            "a time zone is required", code="unknown_time_zone", details={"field": field_name}
-        )
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
-        raise InvalidInput(
-            f"unknown time zone {name!r}: use an IANA name such as Europe/Berlin",
-            code="unknown_time_zone",
-            details={"field": field_name, "value": name},
-        ) from exc
+    return inputs.checked_zone(name, field_name)
 
 
 def to_utc(wall: datetime, tz: ZoneInfo) -> datetime:

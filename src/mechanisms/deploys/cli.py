@@ -18,7 +18,6 @@ Every command takes one of two paths, with the same output and exit codes:
 
 from __future__ import annotations
 
-import json
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from mechanisms.core import inputs
 from mechanisms.core.cli_http import UrlOpt
 from mechanisms.core.cli_output import (
     EXIT_CHECK_FAILED,
@@ -101,7 +101,7 @@ def _instant(value: str | None, field: str) -> datetime | None:
 
 def _json(text: str | bytes, option: str) -> Any:
     try:
-        return json.loads(text)
+        return inputs.parse_json(text)
     except ValueError as exc:
         fail(f"{option}: not JSON: {exc}")
 

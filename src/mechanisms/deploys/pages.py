@@ -14,11 +14,12 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
+from mechanisms.core import inputs
 from mechanisms.core.context import Ctx
 from mechanisms.core.errors import InvalidInput, NotFound
 from mechanisms.core.identity import Role
@@ -211,13 +212,6 @@ def promote_form(
 # --- the block calendar -------------------------------------------------------------
 
 
-def _zone(tz: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise _invalid("tz", f"{tz!r} is not an IANA time zone") from None
-
-
 # Every month the calendar model evaluates: its instants run from EARLIEST up to LATEST
 # (exclusive), and a month view ends at the next month's first midnight, which must be
 # inside that range in any zone.
@@ -274,7 +268,7 @@ def calendar_page(
     tz: Annotated[str, Query(min_length=1, max_length=64)] = "UTC",
     stage: Annotated[str | None, Query(max_length=100)] = None,
 ) -> Response:
-    zone = _zone(tz)
+    zone = inputs.checked_zone(tz)
     today = ctx.now.astimezone(zone).date()
     first = _month(month, today)
     following = _shift(first, 1)
@@ -313,7 +307,7 @@ def freeze_form(
     stage: Annotated[Text, Form(max_length=100)] = "",
     reason: Annotated[Text, Form(max_length=500)] = "",
 ) -> Response:
-    zone = _zone(tz)
+    zone = inputs.checked_zone(tz)
     try:
         local = datetime.fromisoformat(until)
     except ValueError:

@@ -6,15 +6,17 @@ on the team for a team window, on the owning team for a service or stage window.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import secrets
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Row, Text, bindparam, cast, select
 
-from mechanisms.core import accounts
+from mechanisms.core import accounts, inputs
 from mechanisms.core.context import Ctx
 from mechanisms.core.errors import InvalidInput, NotFound
 from mechanisms.core.identity import Role
@@ -225,47 +227,81 @@ def _expires_at(window: BlockWindow) -> datetime | None:
     return None
 
 
-def _store(ctx: Ctx, window: BlockWindow, kind: str) -> WindowRow:
-    calendar.validate(window)
-    if ctx.session.execute(select(WindowRow.id).where(WindowRow.uid == window.id)).first():
+# Windows written per round of statements: one duplicate check and one bulk write each.
+_STORE_BATCH = 500
+
+
+def _window_id(value: Any) -> str:
+    """A user-chosen window id: it names the window in URLs (/windows/{id}), so one with
+    "/", "..", NUL or control characters could be created but never fetched or deleted."""
+    return inputs.checked_key(value, "id", ical.MAX_WINDOW_ID_LENGTH)
+
+
+def _store(ctx: Ctx, windows: Sequence[BlockWindow], kind: str) -> list[WindowRow]:
+    """Store the windows (all or none), a few statements per batch of windows rather than
+    per window: an import of thousands must not hold the write lock for seconds."""
+    rows: list[WindowRow] = []
+    for first in range(0, len(windows), _STORE_BATCH):
+        rows += _store_batch(ctx, windows[first : first + _STORE_BATCH], kind)
+    return rows
+
+
+def _store_batch(ctx: Ctx, windows: Sequence[BlockWindow], kind: str) -> list[WindowRow]:
+    for window in windows:
+        _window_id(window.id)
+        calendar.validate(window)
+    existing = ctx.session.execute(
+        select(WindowRow.uid).where(WindowRow.uid.in_([w.id for w in windows])).limit(1)
+    ).scalar()
+    if existing is not None:
         raise InvalidInput(
-            f"a window with the id {window.id!r} exists already",
+            f"a window with the id {existing!r} exists already",
             code="duplicate_window",
             details={"field": "id"},
         )
-    row = WindowRow(
-        uid=window.id,
-        scope_kind=kind,
-        scope_key=str(window.scope),
-        kind=window.kind.value,
-        definition=rule_to_json(window.rule),
-        reason=window.reason,
-        created_by=ctx.principal.actor,
-        created_at=ctx.now,
-        expires_at=_expires_at(window),
-    )
-    ctx.session.add(row)
+    rows = [
+        WindowRow(
+            uid=window.id,
+            scope_kind=kind,
+            scope_key=str(window.scope),
+            kind=window.kind.value,
+            definition=rule_to_json(window.rule),
+            reason=window.reason,
+            created_by=ctx.principal.actor,
+            created_at=ctx.now,
+            expires_at=_expires_at(window),
+        )
+        for window in windows
+    ]
+    ctx.session.add_all(rows)
     ctx.session.flush()
-    service = window.scope.service or ""
-    access.record(
+    access.record_many(
         ctx,
         "window_created",
-        service or str(window.scope),
-        stage=window.scope.stage,
-        object_type="deploys_window",
-        object_id=window.id,
-        after=snapshot(row),
-        details={"window": window.id, "scope": str(window.scope), "reason": window.reason},
+        [
+            access.Change(
+                service=window.scope.service or str(window.scope),
+                stage=window.scope.stage,
+                object_type="deploys_window",
+                object_id=window.id,
+                after=snapshot(row),
+                details={"window": window.id, "scope": str(window.scope), "reason": window.reason},
+            )
+            for window, row in zip(windows, rows, strict=True)
+        ],
     )
-    return row
+    return rows
 
 
 def _reason(reason: Any) -> str:
     if reason is None:
         return ""
-    if not isinstance(reason, str) or "\x00" in reason or len(reason) > MAX_REASON:
+    if not isinstance(reason, str) or len(reason) > MAX_REASON:
         raise _invalid("reason", f"text up to {MAX_REASON} characters")
-    return reason.strip()
+    try:
+        return inputs.text(reason).strip()
+    except ValueError as exc:
+        raise _invalid("reason", str(exc)) from None
 
 
 def create_window(
@@ -281,8 +317,8 @@ def create_window(
     domain_scope, team_id = resolve_scope(ctx, scope, target)
     require_team_role(ctx, team_id, Role.ENGINEER)
     rule = rule_from_json(definition)
-    uid = _str(window_id, "id") if window_id is not None else f"w-{secrets.token_hex(6)}"
-    return _store(ctx, BlockWindow(uid, domain_scope, rule, _reason(reason)), scope)
+    uid = _window_id(window_id) if window_id is not None else f"w-{secrets.token_hex(6)}"
+    return _store(ctx, [BlockWindow(uid, domain_scope, rule, _reason(reason))], scope)[0]
 
 
 def freeze(ctx: Ctx, scope: str, target: str, until: datetime, reason: str) -> WindowRow:
@@ -522,10 +558,16 @@ def import_ical(
 ) -> list[WindowRow]:
     """Every event of an iCalendar document as a window on one scope, all or none."""
     require_site_role(ctx, Role.ENGINEER)
+    # Read before the first query: a writing unit of work takes SQLite's write lock with its
+    # first statement, and reading two thousand events takes most of a second.
+    read = ical.import_ical(data, scope=_PENDING_SCOPE, default_tz=default_tz)
     domain_scope, team_id = resolve_scope(ctx, scope, target)
     require_team_role(ctx, team_id, Role.ENGINEER)
-    windows = ical.import_ical(data, scope=domain_scope, default_tz=default_tz)
-    return [_store(ctx, w, scope) for w in windows]
+    return _store(ctx, [dataclasses.replace(w, scope=domain_scope) for w in read], scope)
+
+
+# The scope windows are read with before the import's scope is looked up (and replaced).
+_PENDING_SCOPE = Scope("pending")
 
 
 def export_ical(ctx: Ctx, service: str | None = None, stage: str | None = None) -> bytes:

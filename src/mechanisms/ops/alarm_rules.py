@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal, get_args
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from dateutil import rrule as dateutil_rrule
 from pydantic import (
@@ -40,6 +40,8 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
+
+from mechanisms.core import inputs
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -116,12 +118,10 @@ def _finite(value: Any, name: str) -> float:
 
 
 def _zone(name: Any, field_name: str = "time_zone") -> ZoneInfo:
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"{field_name}: expected an IANA time zone name such as 'Europe/Berlin'")
     try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, OSError):
-        raise ValueError(f"{field_name}: unknown IANA time zone {name!r}") from None
+        return inputs.zone(name)
+    except ValueError as exc:
+        raise ValueError(f"{field_name}: {exc}") from None
 
 
 # --- metric alarms -----------------------------------------------------------------------

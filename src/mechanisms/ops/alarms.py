@@ -23,7 +23,7 @@ from sqlalchemy import Text, bindparam, delete, insert, select, text, type_coerc
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from mechanisms.core import accounts, audit, events
+from mechanisms.core import accounts, audit, events, inputs
 from mechanisms.core.context import Ctx
 from mechanisms.core.db import bulk_insert, canonical_json
 from mechanisms.core.errors import Conflict, InvalidInput, NotFound
@@ -112,7 +112,10 @@ def _check_match(match: Any) -> dict[str, str]:
         isinstance(k, str) and isinstance(v, str) for k, v in match.items()
     ):
         raise _invalid("match", "an object of label names to values")
-    return match
+    try:
+        return inputs.json_text(match)
+    except inputs.JsonInputError as exc:
+        raise _invalid(f"match.{exc.field}", str(exc)) from None
 
 
 def create_alarm(
@@ -161,8 +164,8 @@ def check_new_alarm(ctx: Ctx, service_key: str, name: str, severity: int) -> Ops
     require_site_role(ctx, Role.ENGINEER)
     service = get_service(ctx, service_key)
     require_team_role(ctx, service.owner_team_id, Role.ENGINEER)
-    if not name or len(name) > 200 or "\x00" in name:
-        raise _invalid("name", "1-200 characters")
+    # The name is the alarm's address (/alarms/{name}): it must be one a URL can carry.
+    inputs.checked_key(name, "name", 200)
     if ctx.session.execute(select(Alarm.id).where(Alarm.name == name)).first():
         raise Conflict(f"alarm {name!r} already exists", details={"field": "name"})
     if severity not in SEVERITIES:

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
 
+from mechanisms.core import inputs
 from mechanisms.core.context import Ctx
 from mechanisms.core.errors import InvalidInput, MechanismsError
 from mechanisms.ops import alarms, tickets
@@ -114,12 +115,11 @@ def decode_samples(body: bytes) -> Any:
     of the decoding time, measured in benchmarks/ops_ingest.py). None of them can form a
     cycle, so collection waits until the batch is decoded."""
     import gc
-    import json
 
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return json.loads(body)
+        return inputs.parse_json(body)
     finally:
         if was_enabled:
             gc.enable()

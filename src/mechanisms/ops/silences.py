@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy import select
 
-from mechanisms.core import audit
+from mechanisms.core import audit, inputs
 from mechanisms.core.context import Ctx
 from mechanisms.core.errors import Conflict, InvalidInput, NotFound
 from mechanisms.core.identity import Role
@@ -75,8 +75,8 @@ class Schedule:
 
 
 def _definition(name: str, schedule: Schedule) -> alarm_rules.Silence:
-    if not name.strip() or len(name) > 200 or "\x00" in name:
-        raise _invalid("name", "1-200 characters")
+    # The name is the silence's address (/silences/{name}): it must be one a URL can carry.
+    inputs.checked_key(name, "name", 200)
     return parse(
         {
             "name": name,
