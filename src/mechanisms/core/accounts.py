@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -450,16 +451,32 @@ def _principal_for(user: User) -> Principal:
     )
 
 
+_dummy_hashes: dict[int, str] = {}
+
+
+def _dummy_hash() -> str:
+    """A hash made with the current hasher's cost (tests swap in a cheaper hasher)."""
+    key = id(_hasher)
+    if key not in _dummy_hashes:
+        _dummy_hashes[key] = _hasher.hash(secrets.token_urlsafe(16))
+    return _dummy_hashes[key]
+
+
 def login(ctx: Ctx, username: str, password: str, lifetime: timedelta) -> tuple[str, SignedIn]:
     """Check a password and open a session; returns the cookie value and the signed-in state."""
-    user = find_user(ctx.session, username) if username.strip() else None
-    valid = False
+    # A username with NUL cannot exist, and PostgreSQL would refuse to even compare it.
+    user = find_user(ctx.session, username) if username.strip() and "\x00" not in username else None
     if user is not None and user.active and user.password_hash and not user.is_bot:
-        try:
-            valid = _hasher.verify(user.password_hash, password)
-        except (VerificationError, InvalidHashError):
-            valid = False
-    if not valid or user is None:
+        stored_hash = user.password_hash
+    else:
+        # Checking against a dummy hash takes as long as a real check, so the answer's
+        # time does not tell whether the username exists.
+        user, stored_hash = None, _dummy_hash()
+    try:
+        valid = _hasher.verify(stored_hash, password)
+    except (VerificationError, InvalidHashError):
+        valid = False
+    if not valid or user is None or user.password_hash is None:
         raise NotAuthenticated("wrong username or password")
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = _hasher.hash(password)

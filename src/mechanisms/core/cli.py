@@ -101,7 +101,9 @@ def serve(
         _print_demo(db)
     app = create_app(db, run_worker=worker)
     console.print(f"Mechanisms on [bold]http://{host}:{port}[/] (database: {_redacted(db.url)})")
-    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=True)
+    # The app believes forwarded headers only from MECH_TRUSTED_PROXIES (uvicorn's own
+    # default would trust whatever runs on 127.0.0.1).
+    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False)
 
 
 def _redacted(url: str) -> str:
