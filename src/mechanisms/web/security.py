@@ -13,25 +13,46 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 # Scripts come only from our own files: an injected <script> or on*= attribute does not
 # run. Styles keep 'unsafe-inline' for the style attributes of the server-drawn SVG charts
 # and the indicator styles htmx inserts; a style cannot run code.
-CONTENT_SECURITY_POLICY = "; ".join(
-    [
-        "default-src 'self'",
-        "script-src 'self'",
-        "style-src 'self' 'unsafe-inline'",
-        "img-src 'self' data:",
-        "object-src 'none'",
-        "base-uri 'self'",
-        "form-action 'self'",
-        "frame-ancestors 'none'",
-    ]
-)
-SECURITY_HEADERS = [
-    (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
+PAGE_POLICY = {
+    "default-src": "'self'",
+    "script-src": "'self'",
+    "style-src": "'self' 'unsafe-inline'",
+    "img-src": "'self' data:",
+    "object-src": "'none'",
+    "base-uri": "'self'",
+    "form-action": "'self'",
+    "frame-ancestors": "'none'",
+}
+# FastAPI's API reference pages load Swagger UI and ReDoc from their CDN and configure
+# them with an inline script; they show no user data, so only they get this policy.
+API_REFERENCE_PATHS = ("/api/docs", "/api/redoc")
+API_REFERENCE_CDN = "https://cdn.jsdelivr.net"
+API_REFERENCE_POLICY = {
+    **PAGE_POLICY,
+    "script-src": f"'self' 'unsafe-inline' {API_REFERENCE_CDN}",
+    "style-src": f"'self' 'unsafe-inline' {API_REFERENCE_CDN} https://fonts.googleapis.com",
+    "font-src": "'self' https://fonts.gstatic.com",
+    "img-src": "'self' data: https://fastapi.tiangolo.com https://cdn.redoc.ly",
+    "worker-src": "'self' blob:",
+}
+
+
+def _policy(directives: dict[str, str]) -> str:
+    return "; ".join(f"{name} {value}" for name, value in directives.items())
+
+
+CONTENT_SECURITY_POLICY = _policy(PAGE_POLICY)
+OTHER_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"same-origin"),
     (b"x-frame-options", b"DENY"),
 ]
-_HEADER_NAMES = {name for name, _ in SECURITY_HEADERS}
+_HEADER_NAMES = {b"content-security-policy", *(name for name, _ in OTHER_HEADERS)}
+_PAGE_HEADERS = [(b"content-security-policy", CONTENT_SECURITY_POLICY.encode()), *OTHER_HEADERS]
+_API_REFERENCE_HEADERS = [
+    (b"content-security-policy", _policy(API_REFERENCE_POLICY).encode()),
+    *OTHER_HEADERS,
+]
 
 
 class SecurityHeaders:
@@ -45,6 +66,9 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
 
+        reference = scope.get("path") in API_REFERENCE_PATHS
+        added = _API_REFERENCE_HEADERS if reference else _PAGE_HEADERS
+
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = [
@@ -52,7 +76,7 @@ class SecurityHeaders:
                     for name, value in message.get("headers", [])
                     if name.lower() not in _HEADER_NAMES
                 ]
-                message["headers"] = headers + SECURITY_HEADERS
+                message["headers"] = headers + added
             await send(message)
 
         await self.app(scope, receive, with_headers)
@@ -72,7 +96,7 @@ def secure_cookies(request: Request) -> bool:
 # and any query parameter named like a credential.
 _SECRET_IN_PATH = re.compile(r"(/feeds/)[^/?.\s]+")
 _SECRET_IN_QUERY = re.compile(
-    r"([?&](?:[^=&\s]*token|secret|password|key|signature)=)[^&\s]*", re.IGNORECASE
+    r"([?&][^=&\s]*(?:token|secret|password|key|signature)=)[^&\s]*", re.IGNORECASE
 )
 _API_TOKEN = re.compile(r"mech_[A-Za-z0-9_-]{20,}")
 REDACTED = "[redacted]"
