@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -54,6 +55,22 @@ def _check_text(field: str, value: str, max_len: int) -> str:
         raise _field_error(field, f"{field} must have at most {max_len} characters")
     if "\x00" in value:
         raise _field_error(field, f"{field} must not contain NUL characters")
+    return value
+
+
+# Control characters move the cursor or rewrite a terminal line (\x1b[…), bidirectional
+# controls (U+202E, U+2066…) make a name read differently from what it is, and line breaks
+# forge extra lines in a listing: a token's name shows in audit records and tables.
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
+
+
+def _check_visible(field: str, value: str) -> str:
+    bad = next((ch for ch in value if unicodedata.category(ch) in _INVISIBLE_CATEGORIES), None)
+    if bad is not None:
+        raise _field_error(
+            field,
+            f"{field} must not contain control or bidirectional characters (U+{ord(bad):04X})",
+        )
     return value
 
 
@@ -342,7 +359,7 @@ def create_token(
     secret = new_api_token()
     token = ApiToken(
         user_id=user.id,
-        name=_check_text("name", name, 200),
+        name=_check_visible("name", _check_text("name", name, 200)),
         prefix=secret[:12],
         token_hash=token_digest(secret),
         scope=parsed_scope.label,
