@@ -27,10 +27,14 @@ API = "/api/v1"
 
 @pytest.fixture
 def keys(tmp_path: Path) -> tuple[Path, Path]:
-    private, public = audit_anchor.new_signing_key_pem()
-    (tmp_path / "audit.key").write_bytes(private)
-    (tmp_path / "audit.pub").write_bytes(public)
-    return tmp_path / "audit.key", tmp_path / "audit.pub"
+    """A key pair as the operator makes one: `mech audit keygen`."""
+    private = tmp_path / "keys" / "audit.key"
+    made = CliRunner().invoke(cli_app, ["audit", "keygen", str(private)])
+    assert made.exit_code == 0, made.output
+    assert private.stat().st_mode & 0o077 == 0, "only its owner may read the signing key"
+    again = CliRunner().invoke(cli_app, ["audit", "keygen", str(private)])
+    assert again.exit_code == 2, "a signing key is never overwritten"
+    return private, private.with_name("audit.key.pub")
 
 
 @pytest.fixture

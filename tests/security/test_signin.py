@@ -23,6 +23,7 @@ from mechanisms.core.config import Settings
 from mechanisms.core.context import Ctx
 from mechanisms.core.errors import NotAuthenticated
 from mechanisms.core.identity import ANONYMOUS, system_principal
+from mechanisms.core.worker import ForgetSigninFailures, Worker
 from tests.conftest import PASSWORD
 
 ATTACKER = ("198.51.100.66", 40000)
@@ -188,3 +189,19 @@ def test_an_unknown_username_takes_as_long_as_a_wrong_password(db, clock, monkey
     known = statistics.median(answer_time("lena") for _ in range(5))
     unknown = statistics.median(answer_time("nobody") for _ in range(5))
     assert unknown > 0.6 * known, (unknown, known)
+
+
+def test_the_worker_forgets_old_counters_but_not_known_addresses(browser, org, db, clock):
+    """An attacker's many addresses and names do not pile up in the database."""
+    assert submit(browser(ADA_HOME), "ada", PASSWORD).status_code == 303
+    for n in range(3):
+        guess(browser((f"198.51.100.{n + 1}", 1)), f"name{n}", 1)
+    clock.advance(signin.FORGET_AFTER + timedelta(minutes=1))
+    worker = Worker(db, clock=clock, settings=Settings(), jobs=[ForgetSigninFailures()])
+    try:
+        worker.tick()
+    finally:
+        worker.close()
+    with db.engine.connect() as conn:
+        keys = [r[0] for r in conn.execute(text("SELECT key FROM signin_throttle"))]
+    assert keys == [f"known:ada@{ADA_HOME[0]}"]

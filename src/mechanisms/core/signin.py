@@ -22,7 +22,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -37,6 +37,8 @@ FREE_FAILURES = {"addr": 50, "acct": 5, "user": 20}
 FIRST_LOCK = timedelta(seconds=30)
 MAX_LOCK = timedelta(minutes=15)
 FORGET_AFTER = timedelta(hours=24)
+# An address where the account signed in stays known this long after the last sign-in.
+KNOWN_FOR = timedelta(days=180)
 MAX_ADDRESS_LENGTH = 100
 
 
@@ -143,6 +145,21 @@ def _count_success(session: Session, username: str, address: str, now: datetime)
     for row in _locked(session, [key]):
         row.updated_at = now
     session.flush()
+
+
+def forget_stale(session: Session, now: datetime) -> int:
+    """Delete counters a day after their last failure (every lock has ended by then) and
+    known addresses long unused, so an attacker's many addresses and names do not pile up."""
+    known = SigninThrottle.key.startswith("known:")
+    result = session.execute(
+        delete(SigninThrottle).where(
+            or_(
+                and_(~known, SigninThrottle.updated_at < now - FORGET_AFTER),
+                and_(known, SigninThrottle.updated_at < now - KNOWN_FOR),
+            )
+        )
+    )
+    return result.rowcount or 0
 
 
 def client_address(address: str | None) -> str:

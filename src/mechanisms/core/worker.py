@@ -23,7 +23,7 @@ from typing import Protocol
 import httpx
 from sqlalchemy.orm import Session
 
-from mechanisms.core import audit_anchor, events, webhooks
+from mechanisms.core import audit_anchor, events, signin, webhooks
 from mechanisms.core.clock import Clock, SystemClock
 from mechanisms.core.config import Settings, get_settings
 from mechanisms.core.context import Ctx
@@ -226,7 +226,27 @@ class AuditCheckpoints:
         return 1
 
 
-CORE_JOBS: list[Job] = [FanOut(), Deliver(), AuditCheckpoints()]
+class ForgetSigninFailures:
+    """Hourly, drop sign-in throttle counters nobody needs any more."""
+
+    name = "signin.forget"
+    every = timedelta(hours=1)
+
+    def __init__(self) -> None:
+        self._last_run: datetime | None = None
+
+    def run(self, worker: Worker) -> int:
+        now = worker.clock.now()
+        if self._last_run is not None and now - self._last_run < self.every:
+            return 0
+        self._last_run = now
+        with worker.db.transaction() as session:
+            signin.forget_stale(session, now)
+        # Cleaning is never a backlog to drain at once.
+        return 0
+
+
+CORE_JOBS: list[Job] = [FanOut(), Deliver(), AuditCheckpoints(), ForgetSigninFailures()]
 
 
 class Worker:
