@@ -16,7 +16,7 @@ from mechanisms.core.db import Database
 from mechanisms.core.identity import Principal, system_principal
 from mechanisms.deploys import breakglass, pipelines, windows
 from mechanisms.ops import alarms, tickets
-from tests.browser.conftest import PHONE, LiveServer, serve
+from tests.browser.conftest import PHONE, LiveServer, serve, wait_until
 from tests.browser.test_flags_support import no_sideways_scroll
 from tests.deploys.conftest import PASSING
 
@@ -102,7 +102,8 @@ def test_pipeline_view_shows_the_blocked_gate_and_break_glass_is_granted_by_two(
     for approver, status in (("leo", "pending"), ("ada", "granted")):
         other = signed_in(approver, viewport=PHONE, path=address)
         other.get_by_test_id("approve").click()
-        other.wait_for_function(
+        wait_until(
+            other,
             "s => document.querySelector('[data-testid=approvals]').innerText.includes(s)",
             arg=approver,
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -31,6 +31,19 @@ class Settings(BaseSettings):
     # and every rollup older than the retention is deleted (the worker's ops.retention job).
     metrics_minute_rollups_hours: int = Field(default=48, ge=1)
     metrics_retention_days: int = Field(default=90, ge=1)
+    # Comma-separated addresses or networks of the reverse proxies whose X-Forwarded-For and
+    # X-Forwarded-Proto are believed (the client address for sign-in throttling, HTTPS for
+    # Secure cookies). Empty: the socket peer is the client and no header is believed.
+    trusted_proxies: str = ""
+    # The Ed25519 private key (PEM) that signs audit checkpoints: a file, or the key itself
+    # in the environment. Never stored in the database, so rewriting the database cannot
+    # forge a checkpoint.
+    audit_signing_key_file: str = ""
+    audit_signing_key: SecretStr = SecretStr("")
+    # Where the worker appends a signed checkpoint of the audit head (JSON lines), and how
+    # often; empty: no scheduled checkpoints.
+    audit_checkpoint_file: str = ""
+    audit_checkpoint_minutes: float = Field(default=60.0, gt=0)
 
 
 @lru_cache
