@@ -26,9 +26,9 @@ from sqlalchemy.orm.attributes import set_committed_value
 from mechanisms.core import accounts, audit, events
 from mechanisms.core.context import Ctx
 from mechanisms.core.db import bulk_insert, canonical_json
-from mechanisms.core.errors import Conflict, InvalidInput, NotFound
+from mechanisms.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from mechanisms.core.identity import Role
-from mechanisms.core.permissions import require_site_role, require_team_role
+from mechanisms.core.permissions import require_site_role, require_team_role, team_role
 from mechanisms.ops import alarm_rules, baselines, metrics, silences
 from mechanisms.ops.alarm_rules import AlarmDefinition, AlarmState
 from mechanisms.ops.tables import (
@@ -41,6 +41,8 @@ from mechanisms.ops.tables import (
 )
 
 EVALUATION_INTERVAL = timedelta(seconds=60)
+# The label that says which service a sample is for (the SDK's and the demo's convention).
+SERVICE_LABEL = "service"
 SEVERITIES = range(1, 6)
 
 
@@ -940,7 +942,9 @@ def ingest_json(
 ) -> metrics.IngestResult:
     require_site_role(ctx, Role.ENGINEER)
     limits = limits or metrics.IngestLimits()
-    return metrics.ingest(ctx, metrics.parse_json(raw, ctx.now, limits), limits)
+    batch = metrics.parse_json(raw, ctx.now, limits)
+    require_metric_writers(ctx, batch)
+    return metrics.ingest(ctx, batch, limits)
 
 
 def ingest_prometheus(
@@ -948,7 +952,40 @@ def ingest_prometheus(
 ) -> metrics.IngestResult:
     require_site_role(ctx, Role.ENGINEER)
     limits = limits or metrics.IngestLimits()
-    return metrics.ingest(ctx, metrics.parse_prometheus(text, ctx.now, limits), limits)
+    batch = metrics.parse_prometheus(text, ctx.now, limits)
+    require_metric_writers(ctx, batch)
+    return metrics.ingest(ctx, batch, limits)
+
+
+def services_of(ctx: Ctx, batch: metrics.Samples) -> list[OpsService]:
+    """The registered services a batch writes for: those its ``service`` labels name."""
+    named = {dict(labels).get(SERVICE_LABEL) for _, labels in batch.series.values()}
+    named.discard(None)
+    if not named:
+        return []
+    return list(
+        ctx.session.execute(
+            select(OpsService).where(OpsService.key.in_(named)).order_by(OpsService.key)
+        ).scalars()
+    )
+
+
+def require_metric_writers(ctx: Ctx, batch: metrics.Samples) -> None:
+    """Samples move alarms, and alarms roll back, scale and page: a sample labelled with a
+    registered service needs the engineer role in the service's owning team. A batch that
+    writes for any service the caller may not write for is refused whole, naming each."""
+    refused = [
+        s.key
+        for s in services_of(ctx, batch)
+        if (held := team_role(ctx, s.owner_team_id)) is None or held < Role.ENGINEER
+    ]
+    if refused:
+        raise Forbidden(
+            f"{ctx.principal.actor} may not write metrics for {', '.join(refused)}: that needs "
+            "the engineer role in each service's owning team; nothing was stored",
+            code="metrics_forbidden",
+            details={"services": refused, "needed_role": Role.ENGINEER.label},
+        )
 
 
 def query(
