@@ -3,12 +3,21 @@ and the server fetches only where it should. Each test performs the attack."""
 
 from __future__ import annotations
 
-import pytest
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from mechanisms.core import accounts
+import pytest
+from sqlalchemy import select
+
+from mechanisms.core import accounts, events, webhooks
+from mechanisms.core.config import get_settings
 from mechanisms.core.context import Ctx
 from mechanisms.core.identity import system_principal
-from mechanisms.ops import alarms
+from mechanisms.core.tables import Delivery
+from mechanisms.core.worker import Worker
+from mechanisms.ops import alarms, prometheus
 
 LATENCY = {
     "statistic": "max",
@@ -109,3 +118,165 @@ def test_the_owning_teams_engineer_still_moves_the_alarm(client, run, clock, org
         client.post("/api/v1/ops/metrics", json=other, headers=org.header("eve")).status_code == 202
     )
     assert _alarm_after_a_tick(run, clock) == "ALARM"
+
+
+# --- item 11: the server fetches only where it should ------------------------------
+
+INTERNAL_URLS = [
+    "http://127.0.0.1:9090",
+    "http://169.254.169.254/latest/meta-data",
+    "http://[::1]:9090",
+    "http://[::ffff:127.0.0.1]:9090",
+    "http://10.1.2.3:9090",
+    "http://localhost:9090",  # a name that resolves to loopback
+]
+SECRET = "aws-secret-access-key-EXAMPLE"
+
+
+class Internal:
+    """An internal service on loopback that answers every request with a secret."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(handler) -> None:  # noqa: N805 - the handler, not the test object
+                self.requests += 1
+                handler.rfile.read(int(handler.headers.get("content-length", "0")))
+                body = json.dumps(
+                    {"status": "error", "errorType": "internal", "error": SECRET}
+                ).encode()
+                handler.send_response(500)
+                handler.send_header("content-type", "application/json")
+                handler.send_header("content-length", str(len(body)))
+                handler.end_headers()
+                handler.wfile.write(body)
+
+            do_GET = do_POST = _answer  # noqa: N815 - http.server's naming
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def internal() -> Iterator[Internal]:
+    server = Internal()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def checkout(run, org) -> None:
+    run(alarms.create_service, "checkout", "Checkout", "payments")
+
+
+def _prometheus_alarm(url: str) -> dict:
+    return {
+        "name": "checkout-errors",
+        "service": "checkout",
+        "url": url,
+        "query": "sum(rate(errors_total[1m]))",
+        "definition": {**LATENCY, "statistic": "sum", "treat_missing_data": "breaching"},
+    }
+
+
+@pytest.mark.parametrize("url", INTERNAL_URLS)
+def test_internal_destinations_are_refused_when_they_are_given(client, org, checkout, url):
+    admin = org.header("ada")
+    alarm = client.post("/api/v1/ops/alarms/prometheus", json=_prometheus_alarm(url), headers=admin)
+    assert alarm.status_code == 422, alarm.text
+    assert alarm.json()["error"]["code"] == "destination_refused"
+    hook = client.post(
+        "/api/v1/webhooks", json={"url": url + "/hook", "event_types": ["*"]}, headers=admin
+    )
+    assert hook.status_code == 422, hook.text
+    assert hook.json()["error"]["code"] == "destination_refused"
+
+
+def _create_prometheus_alarm(run, url: str) -> None:
+    given = _prometheus_alarm(url)
+    run(
+        prometheus.create_alarm,
+        given.pop("name"),
+        given.pop("service"),
+        **given,
+        severity=2,
+    )
+
+
+def _tick(db, clock, *jobs) -> None:
+    worker = Worker(db, clock=clock, jobs=list(jobs) or None)
+    try:
+        worker.run_until_idle()
+    finally:
+        worker.close()
+
+
+def test_a_prometheus_source_allowed_once_is_refused_at_fetch_and_nothing_is_quoted(
+    db, run, clock, checkout, internal, monkeypatch
+):
+    # Created while an administrator allowed loopback; the allowance is withdrawn since.
+    monkeypatch.setenv("MECH_OUTBOUND_ALLOW", "127.0.0.1")
+    get_settings.cache_clear()
+    _create_prometheus_alarm(run, internal.url)
+    monkeypatch.delenv("MECH_OUTBOUND_ALLOW")
+    get_settings.cache_clear()
+    _tick(db, clock, prometheus.EvaluatePrometheusAlarms())
+    reason = run(alarms.get_alarm, "checkout-errors").state_reason
+    assert internal.requests == 0
+    assert "refused" in reason and SECRET not in reason
+
+
+def test_an_allowed_prometheus_is_read_but_its_error_text_is_not_quoted(
+    db, run, clock, checkout, internal, local_receivers_allowed
+):
+    _create_prometheus_alarm(run, internal.url)
+    _tick(db, clock, prometheus.EvaluatePrometheusAlarms())
+    alarm = run(alarms.get_alarm, "checkout-errors")
+    assert internal.requests == 1, "the allowance lets a local Prometheus be read"
+    assert "the query failed (internal)" in alarm.state_reason
+    assert SECRET not in alarm.state_reason
+    assert all(SECRET not in t.reason for t in run(alarms.history, "checkout-errors"))
+
+
+def _deliveries(db) -> list[Delivery]:
+    with db.transaction(write=False) as session:
+        return list(session.execute(select(Delivery)).scalars())
+
+
+def _emit(db, clock) -> None:
+    with db.transaction() as session:
+        ctx = Ctx(session, system_principal("test"), clock.now())
+        events.emit(ctx, "test.ping", "thing", "1", {"n": 1})
+
+
+def test_a_webhook_allowed_once_is_refused_at_delivery(db, run, clock, internal, monkeypatch):
+    monkeypatch.setenv("MECH_OUTBOUND_ALLOW", "127.0.0.1")
+    get_settings.cache_clear()
+    run(webhooks.create, internal.url + "/hook", ["*"])
+    monkeypatch.delenv("MECH_OUTBOUND_ALLOW")
+    get_settings.cache_clear()
+    _emit(db, clock)
+    _tick(db, clock)
+    [delivery] = _deliveries(db)
+    assert internal.requests == 0
+    assert delivery.status != "delivered" and delivery.last_error.startswith("refused")
+
+
+def test_an_allowed_webhook_receiver_gets_its_delivery_and_its_answer_is_not_kept(
+    db, run, clock, internal, local_receivers_allowed
+):
+    run(webhooks.create, internal.url + "/hook", ["*"])
+    _emit(db, clock)
+    _tick(db, clock)
+    [delivery] = _deliveries(db)
+    assert internal.requests == 1
+    assert delivery.last_error == "HTTP 500" and delivery.last_status_code == 500
