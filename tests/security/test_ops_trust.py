@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -15,9 +16,10 @@ from mechanisms.core import accounts, events, webhooks
 from mechanisms.core.config import get_settings
 from mechanisms.core.context import Ctx
 from mechanisms.core.identity import system_principal
-from mechanisms.core.tables import Delivery
+from mechanisms.core.tables import Delivery, Event
 from mechanisms.core.worker import Worker
-from mechanisms.ops import alarms, prometheus
+from mechanisms.ops import EvaluateAlarms, alarms, prometheus
+from mechanisms.ops.tables import Silence
 
 LATENCY = {
     "statistic": "max",
@@ -280,3 +282,76 @@ def test_an_allowed_webhook_receiver_gets_its_delivery_and_its_answer_is_not_kep
     [delivery] = _deliveries(db)
     assert internal.requests == 1
     assert delivery.last_error == "HTTP 500" and delivery.last_status_code == 500
+
+
+# --- item 10: recurrences are bounded ----------------------------------------------
+
+
+def _silence(name: str, rrule: str, start: str = "2026-01-05T08:00:00") -> dict:
+    end = start[:11] + "10:00:00"
+    return {"name": name, "start": start, "end": end, "time_zone": "UTC", "rrule": rrule}
+
+
+@pytest.mark.parametrize(
+    "rrule",
+    [
+        "FREQ=SECONDLY",
+        "FREQ=MINUTELY;INTERVAL=1",
+        "freq=secondly;interval=1",
+        "FREQ=HOURLY",  # 8,760 a year: more than a silence ever needs
+        "FREQ=DAILY;COUNT=100000000",
+    ],
+)
+def test_a_silence_that_recurs_without_bounds_is_refused(client, org, rrule):
+    sent = client.post(
+        "/api/v1/ops/silences", json=_silence("flood", rrule), headers=org.header("ada")
+    )
+    assert sent.status_code == 422, sent.text
+    assert sent.json()["error"]["details"]["field"] == "rrule"
+
+
+def test_an_old_silence_costs_one_window_and_writes_go_on_during_the_tick(
+    db, client, run, clock, org, watched
+):
+    admin = org.header("ada")
+    # Weekly on Mondays 08:00-10:00 since 2001: a quarter of a century of occurrences.
+    old = _silence("monday-maintenance", "FREQ=WEEKLY;BYDAY=MO", start="2001-01-01T08:00:00")
+    assert client.post("/api/v1/ops/silences", json=old, headers=admin).status_code == 201
+    # A silence stored before these bounds (written past the API) is ignored, not walked.
+    with db.transaction() as session:
+        session.add(
+            Silence(
+                name="legacy-flood",
+                definition=_silence("legacy-flood", "FREQ=SECONDLY", "2001-01-01T00:00:00"),
+                created_by="old version",
+                created_at=clock.now(),
+                updated_at=clock.now(),
+            )
+        )
+    client.post("/api/v1/ops/metrics", json=_spike(clock, "checkout"), headers=admin)
+    clock.advance(minutes=1)
+    worker = Worker(db, clock=clock, jobs=[EvaluateAlarms()])
+    timing: dict[str, float] = {}
+
+    def tick() -> None:
+        began = time.monotonic()
+        worker.run_until_idle()
+        timing["tick"] = time.monotonic() - began
+
+    ticking = threading.Thread(target=tick)
+    ticking.start()
+    other = {"key": "search-api", "owner_team": "payments"}
+    written = client.post("/api/v1/ops/services", json=other, headers=admin)
+    ticking.join(timeout=60)
+    worker.close()
+    assert written.status_code == 201, written.text
+    assert not ticking.is_alive() and timing["tick"] < 5
+    moved = run(alarms.history, "checkout-slow")[0]
+    assert moved.to_state == "ALARM"
+    shown = client.get("/api/v1/ops/silences/monday-maintenance", headers=admin).json()
+    assert shown["active"] is True and shown["window_end"].startswith("2026-01-05T10:00")
+    with db.transaction(write=False) as session:
+        silenced = session.execute(
+            select(Event.payload).where(Event.type == "alarms.state_changed")
+        ).scalars()
+        assert [p.get("silence") for p in silenced] == ["monday-maintenance"]
