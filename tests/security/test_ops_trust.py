@@ -16,7 +16,7 @@ from mechanisms.core import accounts, events, webhooks
 from mechanisms.core.config import get_settings
 from mechanisms.core.context import Ctx
 from mechanisms.core.identity import system_principal
-from mechanisms.core.tables import Delivery, Event
+from mechanisms.core.tables import AuditRecord, Delivery, Event
 from mechanisms.core.worker import Worker
 from mechanisms.ops import EvaluateAlarms, alarms, prometheus
 from mechanisms.ops.tables import Silence
@@ -355,3 +355,76 @@ def test_an_old_silence_costs_one_window_and_writes_go_on_during_the_tick(
             select(Event.payload).where(Event.type == "alarms.state_changed")
         ).scalars()
         assert [p.get("silence") for p in silenced] == ["monday-maintenance"]
+
+
+# --- item 5 (continued): per-service ingest keys -----------------------------------
+
+
+def _key(client, headers, service: str, name: str = "collector"):
+    return client.post(
+        f"/api/v1/ops/services/{service}/ingest-keys", json={"name": name}, headers=headers
+    )
+
+
+def test_an_ingest_key_writes_for_its_own_service_and_no_other(client, run, clock, org, watched):
+    made = _key(client, org.header("leo"), "checkout")
+    assert made.status_code == 201, made.text
+    secret = made.json()["key"]
+    keyed = {"X-Mech-Ingest-Key": secret}
+    # The attack: checkout's key used for search, alone or hidden in a batch, or unlabelled.
+    for body in (
+        _spike(clock, "search"),
+        _spike(clock, "checkout", "search"),
+        {"samples": [{"name": "api_latency_ms", "value": 9000.0}]},
+    ):
+        refused = client.post("/api/v1/ops/metrics", json=body, headers=keyed)
+        assert refused.status_code == 403, refused.text
+    text = 'api_latency_ms{service="search"} 9000\n'
+    prom = client.post(
+        "/api/v1/ops/metrics/prometheus",
+        content=text,
+        headers={**keyed, "content-type": "text/plain"},
+    )
+    assert prom.status_code == 403
+    assert _alarm_after_a_tick(run, clock) != "ALARM"
+    # Its own service: accepted, and the alarm moves.
+    sent = client.post("/api/v1/ops/metrics", json=_spike(clock, "checkout"), headers=keyed)
+    assert sent.status_code == 202, sent.text
+    assert _alarm_after_a_tick(run, clock) == "ALARM"
+
+
+def test_only_leaders_of_the_owning_team_manage_ingest_keys_and_rotation_retires_the_old(
+    client, run, clock, org, outsiders, watched
+):
+    for who in (org.header("eve"), outsiders["sam"], outsiders["gus"], org.header("vic")):
+        assert _key(client, who, "checkout").status_code == 403
+    leader = org.header("leo")
+    old = _key(client, leader, "checkout").json()["key"]
+    listed = client.get("/api/v1/ops/services/checkout/ingest-keys", headers=leader).json()
+    assert [k["name"] for k in listed] == ["collector"] and old not in str(listed)
+    rotated = client.post(
+        "/api/v1/ops/services/checkout/ingest-keys/collector/rotate", headers=leader
+    )
+    new = rotated.json()["key"]
+    one = _spike(clock, "checkout")
+    stale = client.post("/api/v1/ops/metrics", json=one, headers={"X-Mech-Ingest-Key": old})
+    assert stale.status_code == 401
+    assert (
+        client.post("/api/v1/ops/metrics", json=one, headers={"X-Mech-Ingest-Key": new}).status_code
+        == 202
+    )
+    gone = client.delete("/api/v1/ops/services/checkout/ingest-keys/collector", headers=leader)
+    assert gone.status_code == 204
+    revoked = client.post("/api/v1/ops/metrics", json=one, headers={"X-Mech-Ingest-Key": new})
+    assert revoked.status_code == 401
+    actions = [r.action for r in run(audit_records)]
+    assert [a for a in actions if a.startswith("ops.ingest_key")] == [
+        "ops.ingest_key_created",
+        "ops.ingest_key_rotated",
+        "ops.ingest_key_revoked",
+    ]
+    assert all(old not in str(r.details) and new not in str(r.details) for r in run(audit_records))
+
+
+def audit_records(ctx: Ctx) -> list:
+    return list(ctx.session.execute(select(AuditRecord).order_by(AuditRecord.seq)).scalars())

@@ -938,51 +938,70 @@ def _evaluate_composites(ctx: Ctx, composites: list[Alarm]) -> int:
 
 
 def ingest_json(
-    ctx: Ctx, raw: Any, limits: metrics.IngestLimits | None = None
+    ctx: Ctx,
+    raw: Any,
+    limits: metrics.IngestLimits | None = None,
+    *,
+    key_service: OpsService | None = None,
 ) -> metrics.IngestResult:
-    require_site_role(ctx, Role.ENGINEER)
+    """``key_service``: the service of the ingest key the samples came with, if they came
+    with one instead of a person's or a bot's credential."""
+    if key_service is None:
+        require_site_role(ctx, Role.ENGINEER)
     limits = limits or metrics.IngestLimits()
     batch = metrics.parse_json(raw, ctx.now, limits)
-    require_metric_writers(ctx, batch)
+    require_metric_writers(ctx, batch, key_service)
     return metrics.ingest(ctx, batch, limits)
 
 
 def ingest_prometheus(
-    ctx: Ctx, text: str, limits: metrics.IngestLimits | None = None
+    ctx: Ctx,
+    text: str,
+    limits: metrics.IngestLimits | None = None,
+    *,
+    key_service: OpsService | None = None,
 ) -> metrics.IngestResult:
-    require_site_role(ctx, Role.ENGINEER)
+    if key_service is None:
+        require_site_role(ctx, Role.ENGINEER)
     limits = limits or metrics.IngestLimits()
     batch = metrics.parse_prometheus(text, ctx.now, limits)
-    require_metric_writers(ctx, batch)
+    require_metric_writers(ctx, batch, key_service)
     return metrics.ingest(ctx, batch, limits)
 
 
-def services_of(ctx: Ctx, batch: metrics.Samples) -> list[OpsService]:
-    """The registered services a batch writes for: those its ``service`` labels name."""
-    named = {dict(labels).get(SERVICE_LABEL) for _, labels in batch.series.values()}
-    named.discard(None)
-    if not named:
-        return []
-    return list(
-        ctx.session.execute(
-            select(OpsService).where(OpsService.key.in_(named)).order_by(OpsService.key)
-        ).scalars()
-    )
+def _services_named(batch: metrics.Samples) -> set[str | None]:
+    """The values of the batch's ``service`` labels (None for samples without one)."""
+    return {dict(labels).get(SERVICE_LABEL) for _, labels in batch.series.values()}
 
 
-def require_metric_writers(ctx: Ctx, batch: metrics.Samples) -> None:
+def require_metric_writers(
+    ctx: Ctx, batch: metrics.Samples, key_service: OpsService | None = None
+) -> None:
     """Samples move alarms, and alarms roll back, scale and page: a sample labelled with a
-    registered service needs the engineer role in the service's owning team. A batch that
-    writes for any service the caller may not write for is refused whole, naming each."""
-    refused = [
-        s.key
-        for s in services_of(ctx, batch)
-        if (held := team_role(ctx, s.owner_team_id)) is None or held < Role.ENGINEER
-    ]
+    registered service needs the engineer role in the service's owning team, or that
+    service's ingest key (which writes for its service alone, so each of its samples must
+    say so). A batch with any sample the credential may not write is refused whole, with
+    every refused service named."""
+    named = _services_named(batch)
+    if key_service is not None:
+        refused = sorted(
+            "(no service label)" if s is None else s for s in named if s != key_service.key
+        )
+        who = f"the ingest key of {key_service.key}"
+    else:
+        found = ctx.session.execute(
+            select(OpsService).where(OpsService.key.in_(named - {None})).order_by(OpsService.key)
+        ).scalars()
+        refused = [
+            s.key
+            for s in found
+            if (held := team_role(ctx, s.owner_team_id)) is None or held < Role.ENGINEER
+        ]
+        who = ctx.principal.actor
     if refused:
         raise Forbidden(
-            f"{ctx.principal.actor} may not write metrics for {', '.join(refused)}: that needs "
-            "the engineer role in each service's owning team; nothing was stored",
+            f"{who} may not write metrics for {', '.join(refused)}: that needs the engineer "
+            "role in each service's owning team, or the service's ingest key; nothing was stored",
             code="metrics_forbidden",
             details={"services": refused, "needed_role": Role.ENGINEER.label},
         )
