@@ -428,3 +428,29 @@ def test_only_leaders_of_the_owning_team_manage_ingest_keys_and_rotation_retires
 
 def audit_records(ctx: Ctx) -> list:
     return list(ctx.session.execute(select(AuditRecord).order_by(AuditRecord.seq)).scalars())
+
+
+def test_samples_without_the_services_label_do_not_move_its_alarm(
+    client, run, clock, org, outsiders, watched
+):
+    # An alarm created without naming its service in its match still reads only its own.
+    run(
+        alarms.create_alarm, "checkout-any", "checkout", metric="api_latency_ms", definition=LATENCY
+    )
+    assert run(alarms.get_alarm, "checkout-any").match == {"service": "checkout"}
+    # Sam may write samples that name no registered service; no alarm of checkout reads them.
+    unlabelled = {"samples": [{"name": "api_latency_ms", "labels": {}, "value": 9000.0}]}
+    sent = client.post("/api/v1/ops/metrics", json=unlabelled, headers=outsiders["sam"])
+    assert sent.status_code == 202
+    assert _alarm_after_a_tick(run, clock) != "ALARM"
+    assert run(alarms.get_alarm, "checkout-any").state != "ALARM"
+    # Nor can an alarm of checkout be pointed at another service's samples.
+    alarm = {
+        "name": "checkout-reads-search",
+        "service": "checkout",
+        "metric": "api_latency_ms",
+        "match": {"service": "search"},
+        "definition": LATENCY,
+    }
+    refused = client.post("/api/v1/ops/alarms", json=alarm, headers=org.header("eve"))
+    assert refused.status_code == 422 and "match.service" in refused.text

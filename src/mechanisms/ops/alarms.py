@@ -154,8 +154,21 @@ def create_alarm(
         severity,
         description,
         metric=metric,
-        match=_check_match(match or {}),
+        match=_own_samples(service, _check_match(match or {})),
     )
+
+
+def _own_samples(service: OpsService, match: dict[str, str]) -> dict[str, str]:
+    """An alarm reads its own service's samples only: those are the samples only the
+    service's team (or its ingest key) may write, so nobody else can move the alarm."""
+    named = match.get(SERVICE_LABEL, service.key)
+    if named != service.key:
+        raise _invalid(
+            f"match.{SERVICE_LABEL}",
+            f"an alarm of {service.key} reads {service.key}'s samples; leave "
+            f"{SERVICE_LABEL} out or give {service.key}",
+        )
+    return {**match, SERVICE_LABEL: service.key}
 
 
 def check_new_alarm(ctx: Ctx, service_key: str, name: str, severity: int) -> OpsService:
