@@ -109,7 +109,10 @@ def check_url(url: str, field: str = "url", allow: Allowance | None = None) -> N
     """Refuse, when it is given, a URL whose host is or resolves to an address the server
     may not reach. A name that does not resolve yet is taken; it is checked at every fetch."""
     allow = allow or allowance()
-    parsed = httpx.URL(url)
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL:
+        raise InvalidInput(f"{field}: not a URL", details={"field": field}) from None
     host = parsed.host
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     if _refused(host, _addresses(host, port), allow):
