@@ -310,6 +310,12 @@ def test_a_silence_that_recurs_without_bounds_is_refused(client, org, rrule):
     assert sent.json()["error"]["details"]["field"] == "rrule"
 
 
+def test_a_recurring_silence_whose_window_lasts_years_is_refused(client, org):
+    endless = {**_silence("endless", "FREQ=YEARLY"), "end": "2029-01-05T10:00:00"}
+    sent = client.post("/api/v1/ops/silences", json=endless, headers=org.header("ada"))
+    assert sent.status_code == 422 and "at most 366 days" in sent.text
+
+
 def test_an_old_silence_costs_one_window_and_writes_go_on_during_the_tick(
     db, client, run, clock, org, watched
 ):

@@ -21,6 +21,9 @@ from dateutil.rrule import DAILY, HOURLY, MONTHLY, WEEKLY, YEARLY, rrule, weekda
 # attempt to make the server expand millions of occurrences).
 MAX_OCCURRENCES_PER_YEAR = 1000
 MAX_COUNT = MAX_OCCURRENCES_PER_YEAR
+# Each occurrence lasts at most this long: a longer one is a window without end, which a
+# one-off window says better (and every look-up would walk back over its length).
+MAX_DURATION = timedelta(days=366)
 FINE_FREQUENCIES = re.compile(r"(?:^|;)\s*FREQ\s*=\s*(SECONDLY|MINUTELY)\s*(?:;|$)", re.IGNORECASE)
 
 

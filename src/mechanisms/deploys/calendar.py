@@ -39,7 +39,7 @@ DEFAULT_HORIZON = timedelta(days=400)
 # A recurring rule must match at least once this soon after its DTSTART, else it never does.
 MATCH_HORIZON_YEARS = 10
 # A window longer than this is a freeze without end, which a one-off window says better.
-MAX_DURATION = timedelta(days=366)
+MAX_DURATION = recurrence.MAX_DURATION
 MAX_HOLIDAY_PADDING_DAYS = 31
 # The longest span one calendar view (Calendar.occurrences) lists.
 MAX_VIEW = timedelta(days=400)

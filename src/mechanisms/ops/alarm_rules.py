@@ -1203,6 +1203,11 @@ class Silence(BaseModel):
         start, zone_name = info.data.get("start"), info.data.get("time_zone")
         if start is None or zone_name is None:
             return value
+        end = info.data.get("end")
+        if end is not None and end - start > recurrence.MAX_DURATION:
+            raise ValueError(
+                f"a recurring silence's window lasts at most {recurrence.MAX_DURATION.days} days"
+            )
         _compile_rrule(value, start, ZoneInfo(zone_name))
         return value
 
