@@ -24,6 +24,11 @@ class Settings(BaseSettings):
     worker_lease_seconds: float = 60.0
     webhook_timeout_seconds: float = 10.0
     webhook_max_attempts: int = 8
+    # Hosts and networks (CIDR) the server may send requests to although they are not
+    # public addresses, comma-separated: "127.0.0.1, 10.1.0.0/16, prometheus.internal".
+    # Without them, Prometheus sources and webhooks never reach loopback, private,
+    # link-local or metadata addresses (see mechanisms.core.outbound).
+    outbound_allow: str = ""
     # Comma-separated module names imported at start-up; each may register
     # event subscribers and reconcilers (see mechanisms.core.plugins).
     plugins: str = ""

@@ -20,10 +20,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
-import httpx
 from sqlalchemy.orm import Session
 
-from mechanisms.core import audit_anchor, events, signin, webhooks
+from mechanisms.core import audit_anchor, events, outbound, signin, webhooks
 from mechanisms.core.clock import Clock, SystemClock
 from mechanisms.core.config import Settings, get_settings
 from mechanisms.core.context import Ctx
@@ -262,7 +261,9 @@ class Worker:
         self.clock = clock or SystemClock()
         self.settings = settings or get_settings()
         self._jobs = jobs
-        self.http = httpx.Client(timeout=self.settings.webhook_timeout_seconds)
+        self.http = outbound.client(
+            self.settings.webhook_timeout_seconds, outbound.allowance(self.settings)
+        )
         self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="webhook")
         self.stop_event = threading.Event()
 
