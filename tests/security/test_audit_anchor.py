@@ -199,3 +199,49 @@ def test_filtering_by_a_person_finds_what_they_did_through_every_token(client, o
     assert {r["actor"] for r in one.json()["records"]} == {"lena[token:ci]"}
     wildcard = client.get(f"{API}/audit", params={"actor": "len_"}, headers=org.header("ada"))
     assert wildcard.json()["records"] == []
+
+
+def test_the_longest_names_still_fit_every_actor_column(client, org, db, clock):
+    """A 64-character username acting through a token of the longest name writes its audit
+    record on PostgreSQL too (actor columns hold 200 characters); a longer token name is
+    refused, and one stored before the limit is cut in the actor rather than failing."""
+    longest = "l" * 64
+    with db.transaction() as session:
+        ctx = Ctx(session, system_principal("test"), clock.now())
+        accounts.create_user(ctx, longest, password=PASSWORD)
+        accounts.set_membership(ctx, "acme", longest, "admin")
+        token = accounts.create_token(ctx, longest, "n" * 100, "admin")[1]
+        legacy = accounts.create_token(ctx, longest, "legacy", "admin")
+        legacy[0].name = "o" * 200  # as the old 200-character limit allowed
+    for slug, secret in (("by-longest", token), ("by-legacy", legacy[1])):
+        created = client.post(
+            f"{API}/teams",
+            json={"slug": slug, "parent": "acme"},
+            headers={"Authorization": f"Bearer {secret}"},
+        )
+        assert created.status_code == 201, created.text
+    too_long = client.post(f"{API}/tokens", json={"name": "n" * 101}, headers=org.header("eve"))
+    assert too_long.status_code == 422, too_long.text
+
+
+def test_a_checkpoint_never_vouches_for_a_rewritten_history(mech, org, db, keys, tmp_path):
+    """Signing the head as it is would anchor a rewrite made before the checkpoint: each new
+    checkpoint first verifies the records since the last signed one (all of them the first
+    time), and a broken chain gets no signature."""
+    checkpoints = tmp_path / "checkpoints.jsonl"
+    checkpoint(mech, checkpoints)
+    rewrite_history(db, 3)  # every later hash and the head recomputed: plain verify passes
+    refused = mech("audit", "checkpoint", "--out", str(checkpoints))
+    assert refused.exit_code == 1, refused.output
+    assert "not signing" in refused.output
+    assert len(checkpoints.read_text().splitlines()) == 1
+
+    fresh = tmp_path / "first.jsonl"
+    first = mech("audit", "checkpoint", "--out", str(fresh))
+    assert first.exit_code == 0, "from the genesis the rewritten chain links up again"
+    with db.transaction() as session:
+        row = session.execute(select(AuditRecord).where(AuditRecord.seq == 2)).scalar_one()
+        row.action = "nothing.happened"  # an edit nobody re-hashed
+    broken = mech("audit", "checkpoint", "--out", str(tmp_path / "second.jsonl"))
+    assert broken.exit_code == 1 and "record 2" in broken.output
+    assert not (tmp_path / "second.jsonl").exists()

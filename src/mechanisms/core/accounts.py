@@ -18,6 +18,7 @@ from mechanisms.core.context import Ctx
 from mechanisms.core.errors import Conflict, Forbidden, InvalidInput, NotAuthenticated, NotFound
 from mechanisms.core.identity import (
     SLUG_RE,
+    TOKEN_NAME_MAX,
     USERNAME_RE,
     Principal,
     Role,
@@ -381,7 +382,7 @@ def create_token(
     secret = new_api_token()
     token = ApiToken(
         user_id=user.id,
-        name=_check_visible("name", _check_text("name", name, 200)),
+        name=_check_visible("name", _check_text("name", name, TOKEN_NAME_MAX)),
         prefix=secret[:12],
         token_hash=token_digest(secret),
         scope=parsed_scope.label,

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from mechanisms.core import accounts, audit, webhooks
 from mechanisms.core.context import Ctx
 from mechanisms.core.errors import InvalidInput, NotAuthenticated
-from mechanisms.core.identity import Role
+from mechanisms.core.identity import TOKEN_NAME_MAX, Role
 from mechanisms.core.permissions import require_site_role
 from mechanisms.core.tables import ApiToken, Team, User
 from mechanisms.web.http import (
@@ -119,7 +119,7 @@ class TokenOut(BaseModel):
 
 
 class TokenIn(Input):
-    name: Text = Field(min_length=1, max_length=200)
+    name: Text = Field(min_length=1, max_length=TOKEN_NAME_MAX)
     scope: RoleName = "engineer"
     expires_at: Instant | None = None
     username: Text | None = Field(

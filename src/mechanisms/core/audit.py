@@ -213,21 +213,38 @@ def _anchor_mismatch(row: AuditRecord, anchors: dict[int, list[Anchor]]) -> Anch
     return next((a for a in anchors.get(row.seq, ()) if a.hash != row.hash), None)
 
 
-def _records_in_order(session: Session) -> Iterator[AuditRecord]:
-    yield from (
-        session.execute(select(AuditRecord).order_by(AuditRecord.id)).scalars().yield_per(1000)
-    )
+def _records_in_order(
+    session: Session, after_seq: int = 0, up_to_seq: int | None = None
+) -> Iterator[AuditRecord]:
+    query = select(AuditRecord).order_by(AuditRecord.id)
+    if after_seq:
+        query = query.where(AuditRecord.seq > after_seq)
+    if up_to_seq is not None:
+        query = query.where(AuditRecord.seq <= up_to_seq)
+    yield from session.execute(query).scalars().yield_per(1000)
 
 
-def verify(session: Session, anchors: Sequence[Anchor] = ()) -> VerifyResult:
+def verify(
+    session: Session,
+    anchors: Sequence[Anchor] = (),
+    start: Anchor | None = None,
+    end: tuple[int, str] | None = None,
+) -> VerifyResult:
     """Walk the chain in insertion order and report the first record that does not fit:
     one that breaks the chain, or whose hash differs from an anchor at its position (the
-    history up to there was rewritten, every later hash recomputed)."""
+    history up to there was rewritten, every later hash recomputed).
+
+    ``start`` (a trusted checkpoint) skips the records up to it; ``end`` (seq, hash) checks
+    the chain up to that record instead of the head, for a caller that read the head
+    before walking while others append."""
     by_seq: dict[int, list[Anchor]] = {}
     for anchor in anchors:
         by_seq.setdefault(anchor.seq, []).append(anchor)
     expected_prev, expected_seq, checked = GENESIS_HASH, 1, 0
-    for row in _records_in_order(session):
+    if start is not None:
+        expected_prev, expected_seq = start.hash, start.seq + 1
+    up_to = end[0] if end is not None else None
+    for row in _records_in_order(session, expected_seq - 1, up_to):
         fields = stored_fields(row)
         problem, bad_seq = None, row.seq
         if row.seq > expected_seq:
@@ -268,8 +285,11 @@ def verify(session: Session, anchors: Sequence[Anchor] = ()) -> VerifyResult:
             first.name,
         )
 
-    head = session.get(AuditHead, HEAD_ID)
-    head_seq, head_hash = (head.last_seq, head.last_hash) if head else (0, GENESIS_HASH)
+    if end is not None:
+        head_seq, head_hash = end
+    else:
+        head = session.get(AuditHead, HEAD_ID)
+        head_seq, head_hash = (head.last_seq, head.last_hash) if head else (0, GENESIS_HASH)
     if (head_seq, head_hash) != (expected_seq - 1, expected_prev):
         return VerifyResult(
             False,

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from mechanisms.core import audit
 from mechanisms.core.audit import GENESIS_HASH, HEAD_ID
 from mechanisms.core.config import Settings
-from mechanisms.core.errors import InvalidInput
+from mechanisms.core.errors import InvalidInput, MechanismsError
 from mechanisms.core.tables import AuditHead
 
 PURPOSE = "mechanisms-audit-checkpoint-v1"
@@ -112,10 +112,26 @@ class Checkpoint:
         )
 
 
-def take(session: Session, key: Ed25519PrivateKey, now: datetime) -> Checkpoint:
-    """Sign the chain's head as it is now."""
+class ChainBroken(MechanismsError):
+    """The chain does not verify, so signing its head would vouch for a rewritten history."""
+
+    code = "audit_chain_broken"
+
+
+def take(
+    session: Session, key: Ed25519PrivateKey, now: datetime, previous: Checkpoint | None = None
+) -> Checkpoint:
+    """Sign the chain's head as it is now, once the records since ``previous`` (the last
+    checkpoint, whose signature the caller checked; else every record) verify up to it."""
     head = session.get(AuditHead, HEAD_ID)
     seq, hash_ = (head.last_seq, head.last_hash) if head else (0, GENESIS_HASH)
+    start = audit.Anchor(previous.seq, previous.hash, "the last checkpoint") if previous else None
+    checked = audit.verify(session, start=start, end=(seq, hash_))
+    if not checked.ok:
+        raise ChainBroken(
+            f"not signing record {seq}: the chain is broken at record "
+            f"{checked.first_bad_seq}: {checked.reason}"
+        )
     unsigned = Checkpoint(seq, hash_, now)
     signature = base64.b64encode(key.sign(unsigned.signed_bytes())).decode()
     return Checkpoint(seq, hash_, now, signature)
@@ -153,6 +169,13 @@ def last(path: Path) -> Checkpoint | None:
         return None
     checkpoints = read(path)
     return max(checkpoints, key=lambda c: c.at) if checkpoints else None
+
+
+def last_signed(path: Path, key: Ed25519PrivateKey) -> Checkpoint | None:
+    """The newest checkpoint in ``path`` that this key signed: what a new checkpoint need
+    only verify the chain from (an unsigned or foreign line earns no trust)."""
+    newest = last(path)
+    return newest if newest and is_signed(newest, key.public_key()) else None
 
 
 def is_signed(checkpoint: Checkpoint, key: Ed25519PublicKey) -> bool:

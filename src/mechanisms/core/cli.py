@@ -481,8 +481,11 @@ def audit_checkpoint(
         if key is None:
             fail("configure MECH_AUDIT_SIGNING_KEY_FILE (or MECH_AUDIT_SIGNING_KEY) first")
         with db.transaction(write=False) as session:
-            checkpoint = audit_anchor.take(session, key, SystemClock().now())
+            previous = audit_anchor.last_signed(target, key)
+            checkpoint = audit_anchor.take(session, key, SystemClock().now(), previous)
         audit_anchor.append(target, checkpoint)
+    except audit_anchor.ChainBroken as exc:
+        fail(exc.message, code=EXIT_CHECK_FAILED)
     except MechanismsError as exc:
         fail(exc.message)
     finally:

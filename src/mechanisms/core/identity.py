@@ -33,6 +33,11 @@ class Role(enum.IntEnum):
 ROLE_NAMES = [r.label for r in Role]
 
 
+# An actor is stored in 200-character columns everywhere: a username (at most 64) plus
+# "[token:…]" must fit, so token names are at most 100 characters.
+TOKEN_NAME_MAX = 100
+
+
 @dataclass(frozen=True)
 class Principal:
     """Who is acting: a person through a web session, anyone through an API token, or the
@@ -51,7 +56,8 @@ class Principal:
     @property
     def actor(self) -> str:
         if self.via == "token":
-            return f"{self.username}[token:{self.token_name}]"
+            # Tokens named before the limit existed are cut, not refused, so they still work.
+            return f"{self.username}[token:{(self.token_name or '')[:TOKEN_NAME_MAX]}]"
         return self.username
 
     @property

@@ -218,10 +218,17 @@ class AuditCheckpoints:
         if key is None:
             log.warning("audit checkpoints are configured but no signing key is")
             return 0
-        with worker.db.transaction(write=False) as session:
-            checkpoint = audit_anchor.take(session, key, now)
-        audit_anchor.append(path, checkpoint)
+        # Whatever happens, the next attempt waits a whole interval: a broken chain would
+        # otherwise be walked again on every tick.
         self._last_at[path] = now
+        try:
+            with worker.db.transaction(write=False) as session:
+                previous = audit_anchor.last_signed(path, key)
+                checkpoint = audit_anchor.take(session, key, now, previous)
+        except audit_anchor.ChainBroken as exc:
+            log.error("audit checkpoint refused: %s", exc.message)
+            return 0
+        audit_anchor.append(path, checkpoint)
         return 1
 
 
