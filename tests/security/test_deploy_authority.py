@@ -167,6 +167,24 @@ def test_a_leaders_engineer_scoped_token_cannot_give_a_leaders_stage_approval(ac
     ]
 
 
+def test_the_author_cannot_give_their_own_versions_stage_approval(acme):
+    """The same rule as break-glass: whoever wrote the change cannot be its approver."""
+    stages = [
+        {"name": "beta", "required_suites": ["integration"]},
+        {"name": "prod", "approval": {"roles": ["leader"], "count": 1}},
+    ]
+    acme.run(pipelines.set_pipeline, "checkout", stages)
+    assert acme.register("sha256:aaa", author="LENA").status_code == 201
+    acme.run(pipelines.upload_tests, "checkout", "sha256:aaa", "integration", PASSING)
+    acme.run(pipelines.promote, "checkout", "beta", "sha256:aaa")
+    body = {**TARGET, "version": "sha256:aaa"}
+    refused = acme.post("/approvals", "lena", body)
+    assert refused.status_code == 403 and error(refused) == "author_approval"
+    params = {**TARGET, "version": "sha256:aaa"}
+    gate = acme.client.get(f"{API}/gate", params=params, headers=acme.header("eve")).json()
+    assert [b["code"] for b in gate["blockers"]] == ["approval_required"]
+
+
 # --- item 3: authorship is a fact ------------------------------------------------------
 
 

@@ -532,7 +532,14 @@ def approve_stage(
         raise Forbidden("bots and machine tokens cannot approve a stage", code="not_human")
     if not isinstance(comment, str) or "\x00" in comment or len(comment) > 2000:
         raise _invalid("comment", "text up to 2000 characters")
-    digest = get_version(ctx, service, version).digest
+    registered = get_version(ctx, service, version)
+    if registered.author_id is not None and registered.author_id == ctx.principal.user_id:
+        # The person who wrote the change is the one an approval exists to check.
+        raise Forbidden(
+            f"{ctx.principal.username} wrote {registered.digest} and cannot approve it",
+            code="author_approval",
+        )
+    digest = registered.digest
     approval = StageApproval(
         service_key=service,
         stage=stage,
