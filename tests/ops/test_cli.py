@@ -6,19 +6,6 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from typer.testing import CliRunner
-
-from mechanisms.cli import app
-from mechanisms.core.config import get_settings
-
-
-@pytest.fixture
-def mech(db, org, monkeypatch):
-    monkeypatch.setenv("MECH_DATABASE_URL", db.url)
-    get_settings.cache_clear()
-    runner = CliRunner()
-    yield lambda *args, input=None: runner.invoke(app, list(args), input=input)
-    get_settings.cache_clear()
 
 
 def test_services_are_created_and_listed(mech):

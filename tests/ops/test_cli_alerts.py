@@ -4,21 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
-from typer.testing import CliRunner
-
-from mechanisms.cli import app
-from mechanisms.core.config import get_settings
-
-
-@pytest.fixture
-def mech(db, org, monkeypatch):
-    monkeypatch.setenv("MECH_DATABASE_URL", db.url)
-    get_settings.cache_clear()
-    runner = CliRunner()
-    yield lambda *args: runner.invoke(app, list(args))
-    get_settings.cache_clear()
-
 
 def test_keys_are_created_listed_and_rotated(mech):
     assert mech("ops", "create-service", "checkout", "--owner", "payments").exit_code == 0

@@ -8,12 +8,6 @@ from datetime import datetime
 from itertools import pairwise
 from zoneinfo import ZoneInfo
 
-import pytest
-from typer.testing import CliRunner
-
-from mechanisms.cli import app
-from mechanisms.core.config import get_settings
-
 SCHEDULE = {
     "name": "primary",
     "team": "payments",
@@ -26,15 +20,6 @@ SCHEDULE = {
         }
     ],
 }
-
-
-@pytest.fixture
-def mech(db, org, monkeypatch):
-    monkeypatch.setenv("MECH_DATABASE_URL", db.url)
-    get_settings.cache_clear()
-    runner = CliRunner()
-    yield lambda *args, input=None: runner.invoke(app, list(args), input=input)
-    get_settings.cache_clear()
 
 
 def test_schedules_policies_and_pages_from_the_command_line(mech, tmp_path):

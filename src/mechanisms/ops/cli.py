@@ -50,6 +50,7 @@ def create_service(
 # Each area's commands live in a module of its own.
 from mechanisms.ops import (  # noqa: E402
     cli_alarms,
+    cli_ingest_keys,
     cli_metrics,
     cli_oncall,
     cli_scaling,
@@ -59,6 +60,7 @@ from mechanisms.ops import (  # noqa: E402
 )
 
 app.add_typer(cli_metrics.app, name="metrics")
+app.add_typer(cli_ingest_keys.app, name="ingest-keys")
 app.add_typer(cli_alarms.app, name="alarms")
 app.add_typer(cli_silences.app, name="silences")
 app.add_typer(cli_tickets.app, name="tickets")

@@ -25,10 +25,21 @@ def _row(key: Any, service: Any, secret: str | None = None) -> dict[str, Any]:
     return row
 
 
-def _show_secret(row: dict[str, Any], verb: str) -> None:
-    typer.echo(f"{verb} integration key {row['name']} of service {row['service']}")
-    typer.echo(f"routing_key: {row['routing_key']}")
+def show_secret(
+    row: dict[str, Any], verb: str, kind: str = "integration key", field: str = "routing_key"
+) -> None:
+    """A service key's secret, printed the one time anyone sees it."""
+    typer.echo(f"{verb} {kind} {row['name']} of service {row['service']}")
+    typer.echo(f"{field}: {row[field]}")
     typer.echo("It is shown this once; only its digest is kept.")
+
+
+def key_table(title: str, rows: list[dict[str, Any]]) -> None:
+    table(
+        title,
+        ["service", "name", "hint", "rotated"],
+        [[r["service"], r["name"], r["hint"] + "…", r["rotated_at"] or ""] for r in rows],
+    )
 
 
 @app.command("create-key")
@@ -40,7 +51,7 @@ def create_key(
     """Create a routing key that sends events to SERVICE."""
     with operator() as ctx:
         row = _row(*alerts.create_integration_key(ctx, service, name))
-    emit(row, as_json, lambda: _show_secret(row, "created"))
+    emit(row, as_json, lambda: show_secret(row, "created"))
 
 
 @app.command("rotate-key")
@@ -52,7 +63,7 @@ def rotate_key(
     """Give a key a new secret; the old one stops working at once."""
     with operator() as ctx:
         row = _row(*alerts.rotate_integration_key(ctx, service, name))
-    emit(row, as_json, lambda: _show_secret(row, "rotated"))
+    emit(row, as_json, lambda: show_secret(row, "rotated"))
 
 
 @app.command("keys")
@@ -63,12 +74,4 @@ def list_keys(
     """List integration keys (never their secrets)."""
     with operator() as ctx:
         rows = [_row(k, s) for k, s in alerts.list_integration_keys(ctx, service)]
-    emit(
-        rows,
-        as_json,
-        lambda: table(
-            "Integration keys",
-            ["service", "name", "hint", "rotated"],
-            [[r["service"], r["name"], r["hint"] + "…", r["rotated_at"] or ""] for r in rows],
-        ),
-    )
+    emit(rows, as_json, lambda: key_table("Integration keys", rows))
