@@ -23,7 +23,14 @@ from mechanisms.core.identity import (
     new_session_secret,
     token_digest,
 )
-from mechanisms.core.permissions import require_site_role, require_team_role, team_lineage
+from mechanisms.core.permissions import (
+    forget_tenancy,
+    require_site_role,
+    require_team_role,
+    team_lineage,
+    tenancy,
+    visible_teams_filter,
+)
 from mechanisms.core.tables import ApiToken, Membership, Team, User, WebSession
 
 _hasher = PasswordHasher()
@@ -125,8 +132,22 @@ def get_user(ctx: Ctx, username: str) -> User:
 
 
 def list_users(ctx: Ctx) -> list[User]:
+    """Everyone for site administrators; for others, the people of their organisations."""
     require_site_role(ctx, Role.VIEWER)
-    return list(ctx.session.execute(select(User).order_by(User.username)).scalars())
+    query = select(User).order_by(User.username)
+    if tenancy(ctx).team_ids is not None:
+        colleagues = select(Membership.user_id).where(visible_teams_filter(ctx, Membership.team_id))
+        query = query.where(User.id.in_(colleagues) | (User.id == ctx.principal.user_id))
+    return list(ctx.session.execute(query).scalars())
+
+
+def get_visible_user(ctx: Ctx, username: str) -> User:
+    """A user the caller may see: themselves or someone of their organisations."""
+    require_site_role(ctx, Role.VIEWER)
+    user = get_user(ctx, username)
+    if user not in list_users(ctx):
+        raise NotFound(f"user {username!r} not found", details={"field": "username"})
+    return user
 
 
 def set_password(ctx: Ctx, username: str, password: str) -> None:
@@ -184,6 +205,7 @@ def create_team(ctx: Ctx, slug: str, name: str | None = None, parent: str | None
     )
     ctx.session.add(team)
     ctx.session.flush()
+    forget_tenancy(ctx)
     audit.record(ctx, "team.created", "team", team.id, after=team_snapshot(team))
     events.emit(ctx, "identity.team_created", "team", team.id, team_snapshot(team))
     return team
@@ -191,7 +213,8 @@ def create_team(ctx: Ctx, slug: str, name: str | None = None, parent: str | None
 
 def list_teams(ctx: Ctx) -> list[Team]:
     require_site_role(ctx, Role.VIEWER)
-    return list(ctx.session.execute(select(Team).order_by(Team.slug)).scalars())
+    query = select(Team).where(visible_teams_filter(ctx, Team.id)).order_by(Team.slug)
+    return list(ctx.session.execute(query).scalars())
 
 
 def organisation_of(ctx: Ctx, team_id: int) -> int:
@@ -220,6 +243,7 @@ def set_membership(ctx: Ctx, team_slug: str, username: str, role: str) -> Member
     else:
         membership.role = parsed.label
     ctx.session.flush()
+    forget_tenancy(ctx)
     audit.record(
         ctx,
         "team.member_set",
@@ -255,6 +279,7 @@ def remove_membership(ctx: Ctx, team_slug: str, username: str) -> None:
         raise NotFound(f"{username} is not a member of {team_slug}")
     ctx.session.delete(membership)
     ctx.session.flush()
+    forget_tenancy(ctx)
     audit.record(
         ctx,
         "team.member_removed",

@@ -44,6 +44,11 @@ def owner(ctx: Ctx, service_key: str) -> Owner:
     return Owner(service.key, team.id, team.slug, org.id, org.slug)
 
 
+def visible_services(ctx: Ctx) -> list[str]:
+    """The keys of the services of the caller's organisations."""
+    return [service.key for service in ops_alarms.list_services(ctx)]
+
+
 def require_engineer(ctx: Ctx, service_key: str) -> Owner:
     """Engineers of the owning team (or above it) change a service's deploys."""
     found = owner(ctx, service_key)

@@ -23,7 +23,12 @@ from sqlalchemy.orm.exc import StaleDataError
 from mechanisms.core.context import Ctx
 from mechanisms.core.errors import Conflict, InvalidInput, NotFound, StaleState
 from mechanisms.core.identity import Role
-from mechanisms.core.permissions import require_site_role, require_team_role
+from mechanisms.core.permissions import (
+    require_site_role,
+    require_team_role,
+    tenancy,
+    visible_slugs_filter,
+)
 from mechanisms.deploys import access, approvals, pipelines
 from mechanisms.deploys.approvals import Status, Target
 from mechanisms.deploys.tables import BreakGlassDecision, BreakGlassRequest, ReviewItem
@@ -59,7 +64,7 @@ def _decisions(ctx: Ctx, request_id: int) -> list[BreakGlassDecision]:
 
 def decisions(ctx: Ctx, request_id: int) -> list[BreakGlassDecision]:
     """Every approval (revoked ones too) and denial of a request, oldest first."""
-    require_site_role(ctx, Role.VIEWER)
+    get(ctx, request_id)
     return _decisions(ctx, request_id)
 
 
@@ -109,7 +114,7 @@ def _locked(ctx: Ctx, request_id: int) -> BreakGlassRequest:
         .with_for_update()
         .execution_options(populate_existing=True)
     ).scalar_one_or_none()
-    if row is None:
+    if row is None or not tenancy(ctx).sees_team_slug(row.org):
         raise NotFound(f"break-glass request {request_id} not found", details={"field": "id"})
     return row
 
@@ -301,7 +306,7 @@ def request(
 def get(ctx: Ctx, request_id: int) -> BreakGlassRequest:
     require_site_role(ctx, Role.VIEWER)
     row = ctx.session.get(BreakGlassRequest, request_id)
-    if row is None:
+    if row is None or not tenancy(ctx).sees_team_slug(row.org):
         raise NotFound(f"break-glass request {request_id} not found", details={"field": "id"})
     return row
 
@@ -310,7 +315,12 @@ def list_requests(
     ctx: Ctx, service: str | None = None, open_only: bool = False
 ) -> list[BreakGlassRequest]:
     require_site_role(ctx, Role.VIEWER)
-    query = select(BreakGlassRequest).order_by(BreakGlassRequest.id.desc()).limit(500)
+    query = (
+        select(BreakGlassRequest)
+        .where(visible_slugs_filter(ctx, BreakGlassRequest.org))
+        .order_by(BreakGlassRequest.id.desc())
+        .limit(500)
+    )
     if service is not None:
         query = query.where(BreakGlassRequest.service_key == service)
     if open_only:
@@ -578,7 +588,12 @@ def review_snapshot(row: ReviewItem) -> dict[str, Any]:
 
 def list_reviews(ctx: Ctx, open_only: bool = True) -> list[ReviewItem]:
     require_site_role(ctx, Role.VIEWER)
-    query = select(ReviewItem).order_by(ReviewItem.id.desc()).limit(500)
+    query = (
+        select(ReviewItem)
+        .where(ReviewItem.service_key.in_(access.visible_services(ctx)))
+        .order_by(ReviewItem.id.desc())
+        .limit(500)
+    )
     if open_only:
         query = query.where(ReviewItem.closed_at.is_(None))
     return list(ctx.session.execute(query).scalars())

@@ -25,7 +25,12 @@ from mechanisms.core import accounts, audit, events
 from mechanisms.core.context import Ctx
 from mechanisms.core.errors import Conflict, InvalidInput, NotFound, StaleState
 from mechanisms.core.identity import Role
-from mechanisms.core.permissions import require_site_role, require_team_role
+from mechanisms.core.permissions import (
+    require_site_role,
+    require_team_role,
+    require_visible_team,
+    visible_teams_filter,
+)
 from mechanisms.core.tables import Team
 from mechanisms.core.worker import Reconciler, register
 from mechanisms.ops import escalation, schedules, tickets
@@ -277,6 +282,7 @@ def get_page(ctx: Ctx, page_id: int) -> Page:
     page = ctx.session.get(Page, page_id)
     if page is None:
         raise NotFound(f"page {page_id} not found")
+    require_visible_team(ctx, page.team_id, f"page {page_id}")
     return page
 
 
@@ -286,7 +292,12 @@ def list_pages(
     require_site_role(ctx, Role.VIEWER)
     if state is not None and state not in STATES:
         raise InvalidInput(f"state: one of {', '.join(STATES)}", details={"field": "state"})
-    query = select(Page).order_by(Page.id.desc()).limit(max(1, min(limit, 500)))
+    query = (
+        select(Page)
+        .where(visible_teams_filter(ctx, Page.team_id))
+        .order_by(Page.id.desc())
+        .limit(max(1, min(limit, 500)))
+    )
     if state:
         query = query.where(Page.state == state)
     if team:
