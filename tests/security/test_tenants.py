@@ -25,9 +25,9 @@ from mechanisms.deploys import breakglass, pipelines, windows
 from mechanisms.docs import registry, reviews
 from mechanisms.docs.registry import NewDoc
 from mechanisms.flags import service as flags
-from mechanisms.ops import alarms, paging, tickets
-from tests.conftest import PASSWORD, seed_org
-from tests.deploys.conftest import ALARM_DEFINITION, STAGES, ship
+from mechanisms.ops import paging, tickets
+from tests.conftest import PASSWORD
+from tests.deploys.conftest import STAGES, checkout, ship  # noqa: F401 - checkout is a fixture
 
 GLOBEX = {"gil": "leader", "gus": "engineer", "gwen": "viewer"}
 BODY = "## Why now\n\nThe checkout page is slow.\n\n## What changes\n\nWe cache it.\n"
@@ -49,9 +49,10 @@ def _as(db, username: str):
 
 
 @pytest.fixture
-def tenants(db, clock, run) -> Tenants:
-    acme = seed_org(db, clock)
-    tokens = dict(acme.tokens)
+def tenants(db, clock, run, org, checkout) -> Tenants:  # noqa: F811 - the imported fixture
+    """Acme (the shared ``org``) with the deploys fixture's checkout service, pipeline and
+    alarm, plus globex and one object of acme's in every other mechanism."""
+    tokens = dict(org.tokens)
     with db.transaction() as session:
         ctx = Ctx(session, system_principal("test"), clock.now())
         accounts.create_team(ctx, "globex", "Globex")
@@ -59,20 +60,8 @@ def tenants(db, clock, run) -> Tenants:
             accounts.create_user(ctx, username, password=PASSWORD)
             accounts.set_membership(ctx, "globex", username, role)
             tokens[username] = accounts.create_token(ctx, username, "test", role)[1]
-    # Acme's objects, one per mechanism.
     run(flags.create_app, "shop", "Shop", "payments")
     run(flags.create_flag, "shop", "checkout-v2", description="the new checkout")
-    run(alarms.create_service, "checkout", "Checkout", "payments")
-    run(
-        alarms.create_alarm,
-        "checkout-errors",
-        "checkout",
-        metric="errors",
-        definition=ALARM_DEFINITION,
-        severity=2,
-    )
-    run(alarms.evaluate_due)
-    run(pipelines.set_pipeline, "checkout", STAGES)
     eve, leo = _as(db, "eve"), _as(db, "leo")
     ticket = run(tickets.create, "checkout", "EU cards fail", 1, as_=eve)
     page = run(lambda ctx: paging.open_page(ctx, tickets.get(ctx, ticket.id)))
