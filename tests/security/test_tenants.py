@@ -25,7 +25,7 @@ from mechanisms.deploys import breakglass, pipelines, windows
 from mechanisms.docs import registry, reviews
 from mechanisms.docs.registry import NewDoc
 from mechanisms.flags import service as flags
-from mechanisms.ops import paging, tickets
+from mechanisms.ops import paging, schedules, tickets
 from tests.conftest import PASSWORD
 from tests.deploys.conftest import STAGES, checkout, ship  # noqa: F401 - checkout is a fixture
 
@@ -62,6 +62,9 @@ def tenants(db, clock, run, org, checkout) -> Tenants:  # noqa: F811 - the impor
             tokens[username] = accounts.create_token(ctx, username, "test", role)[1]
     run(flags.create_app, "shop", "Shop", "payments")
     run(flags.create_flag, "shop", "checkout-v2", description="the new checkout")
+    rotation = {"type": "daily", "handoff_time": "09:00"}
+    layer = {"participants": ["eve"], "rotation": rotation, "start": "2026-01-01T09:00:00Z"}
+    run(schedules.create_schedule, "payments", "primary", "UTC", [layer])
     eve, leo = _as(db, "eve"), _as(db, "leo")
     ticket = run(tickets.create, "checkout", "EU cards fail", 1, as_=eve)
     page = run(lambda ctx: paging.open_page(ctx, tickets.get(ctx, ticket.id)))
@@ -98,6 +101,7 @@ LISTS = [
     ("alarms", f"{API}/ops/alarms", "checkout-errors"),
     ("tickets", f"{API}/ops/tickets", "EU cards fail"),
     ("pages", f"{API}/ops/oncall/pages", '"ticket_id"'),
+    ("on-call schedules", f"{API}/ops/oncall/schedules", '"primary"'),
     ("pipelines", f"{API}/deploys/pipelines", '"checkout"'),
     ("block windows", f"{API}/deploys/windows", "year-end"),
     ("break-glass requests", f"{API}/deploys/breakglass", '"checkout"'),
@@ -117,6 +121,7 @@ READS = [
     ("ticket", f"{API}/ops/tickets/{{ticket}}"),
     ("ticket timeline", f"{API}/ops/tickets/{{ticket}}/timeline"),
     ("page", f"{API}/ops/oncall/pages/{{page}}"),
+    ("on-call schedule", f"{API}/ops/oncall/schedules/primary"),
     ("pipeline", f"{API}/deploys/pipelines/checkout"),
     ("pipeline timeline", f"{API}/deploys/pipelines/checkout/timeline"),
     ("block window", f"{API}/deploys/windows/{{window}}"),
@@ -136,6 +141,25 @@ WRITES = [
     ("comment a ticket", "POST", f"{API}/ops/tickets/{{ticket}}/comments", {"text": "x"}, 404),
     ("resolve a ticket", "POST", f"{API}/ops/tickets/{{ticket}}/resolve", {"text": "x"}, 404),
     ("acknowledge a page", "POST", f"{API}/ops/oncall/pages/{{page}}/acknowledge", None, 404),
+    (
+        "silence every organisation's alarms",
+        "POST",
+        f"{API}/ops/silences",
+        {"name": "quiet", "start": "2026-01-05T10:00:00", "end": "2026-01-05T12:00:00"},
+        403,
+    ),
+    (
+        "silence acme's alarm",
+        "POST",
+        f"{API}/ops/silences",
+        {
+            "name": "quiet",
+            "start": "2026-01-05T10:00:00",
+            "end": "2026-01-05T12:00:00",
+            "alarms": ["checkout-errors"],
+        },
+        403,
+    ),
     ("replace a pipeline", "PUT", f"{API}/deploys/pipelines/checkout", {"stages": STAGES}, 404),
     ("delete a window", "DELETE", f"{API}/deploys/windows/{{window}}", None, 404),
     (
@@ -206,10 +230,13 @@ def _audit_count(db) -> int:
 
 
 def test_each_organisation_reads_its_own_audit_trail_and_admins_all(client, tenants):
-    def actors(who: str) -> set[str]:
+    def records(who: str) -> list[dict[str, Any]]:
         response = client.get(f"{API}/audit?limit=500", headers=tenants.header(who))
         assert response.status_code == 200, response.text
-        return {r["actor"] for r in response.json()["records"]}
+        return response.json()["records"]
+
+    def actors(who: str) -> set[str]:
+        return {r["actor"] for r in records(who)}
 
     client.post(
         f"{API}/ops/tickets",
@@ -217,8 +244,13 @@ def test_each_organisation_reads_its_own_audit_trail_and_admins_all(client, tena
         headers=tenants.header("eve"),
     )
     assert "eve[token:test]" in actors("vic")
-    assert not {a for a in actors("gil") if a.startswith(("eve", "leo", "system"))}
+    assert not {a for a in actors("gil") if a.startswith(("eve", "leo"))}
+    assert {r["object_type"] for r in records("gil")} == {"team"}  # globex's own, and only
     assert "eve[token:test]" in actors("ada")
+    # What the system did to acme's objects (a page opened for acme's ticket) is acme's too.
+    page = f"{API}/audit?limit=500&object_type=page"
+    assert client.get(page, headers=tenants.header("vic")).json()["records"]
+    assert not client.get(page, headers=tenants.header("gil")).json()["records"]
 
 
 # --- item 7: the pages (web UI) ---------------------------------------------------------

@@ -25,9 +25,9 @@ from mechanisms.core.identity import (
 )
 from mechanisms.core.permissions import (
     forget_tenancy,
+    organisation_of,
     require_site_role,
     require_team_role,
-    team_lineage,
     tenancy,
     visible_teams_filter,
 )
@@ -206,7 +206,14 @@ def create_team(ctx: Ctx, slug: str, name: str | None = None, parent: str | None
     ctx.session.add(team)
     ctx.session.flush()
     forget_tenancy(ctx)
-    audit.record(ctx, "team.created", "team", team.id, after=team_snapshot(team))
+    audit.record(
+        ctx,
+        "team.created",
+        "team",
+        team.id,
+        after=team_snapshot(team),
+        org_id=organisation_of(ctx, team.id),
+    )
     events.emit(ctx, "identity.team_created", "team", team.id, team_snapshot(team))
     return team
 
@@ -215,11 +222,6 @@ def list_teams(ctx: Ctx) -> list[Team]:
     require_site_role(ctx, Role.VIEWER)
     query = select(Team).where(visible_teams_filter(ctx, Team.id)).order_by(Team.slug)
     return list(ctx.session.execute(query).scalars())
-
-
-def organisation_of(ctx: Ctx, team_id: int) -> int:
-    """The organisation (root team) a team belongs to."""
-    return team_lineage(ctx, team_id)[-1]
 
 
 def set_membership(ctx: Ctx, team_slug: str, username: str, role: str) -> Membership:
@@ -252,6 +254,7 @@ def set_membership(ctx: Ctx, team_slug: str, username: str, role: str) -> Member
         before=before,
         after={"role": parsed.label},
         details={"user": user.username},
+        org_id=organisation_of(ctx, team.id),
     )
     events.emit(
         ctx,
@@ -287,6 +290,7 @@ def remove_membership(ctx: Ctx, team_slug: str, username: str) -> None:
         team.id,
         before={"role": membership.role},
         details={"user": user.username},
+        org_id=organisation_of(ctx, team.id),
     )
     events.emit(
         ctx,

@@ -66,6 +66,11 @@ def team_lineage(ctx: Ctx, team_id: int) -> list[int]:
     return [team.id for team in team_chain(ctx, team_id)]
 
 
+def organisation_of(ctx: Ctx, team_id: int) -> int:
+    """The organisation (root team) a team belongs to."""
+    return team_chain(ctx, team_id)[-1].id
+
+
 def _held_role(ctx: Ctx, principal: Principal, team_id: int) -> Role | None:
     if principal.is_site_admin:
         return Role.ADMIN

@@ -16,7 +16,7 @@ from mechanisms.core import audit, events
 from mechanisms.core.context import Ctx
 from mechanisms.core.errors import Conflict, Forbidden, NotFound, StaleState
 from mechanisms.core.identity import Role
-from mechanisms.core.permissions import require_site_role, require_visible_team
+from mechanisms.core.permissions import organisation_of, require_site_role, require_visible_team
 from mechanisms.flags import rollout
 from mechanisms.flags.service import (
     RUNNING,
@@ -294,7 +294,13 @@ def _announce(
     subject = f"{app.key}/{flag.key}"
     snapshot = deployment_snapshot(dep)
     audit.record(
-        ctx, action, "flag", subject, after=snapshot, details={"environment": env.key, **extra}
+        ctx,
+        action,
+        "flag",
+        subject,
+        after=snapshot,
+        details={"environment": env.key, **extra},
+        org_id=organisation_of(ctx, flag.owner_team_id),
     )
     events.emit(ctx, action, "flag", subject, {"environment": env.key, **extra, **snapshot})
 

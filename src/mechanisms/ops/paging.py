@@ -26,6 +26,7 @@ from mechanisms.core.context import Ctx
 from mechanisms.core.errors import Conflict, InvalidInput, NotFound, StaleState
 from mechanisms.core.identity import Role
 from mechanisms.core.permissions import (
+    organisation_of,
     require_site_role,
     require_team_role,
     require_visible_team,
@@ -63,7 +64,15 @@ def _team_slug(session: Session, team_id: int) -> str | None:
 def _announce(
     ctx: Ctx, page: Page, action: str, before: dict[str, Any] | None = None, **extra: Any
 ) -> None:
-    audit.record(ctx, action, "page", page.id, before=before, after=snapshot(page))
+    audit.record(
+        ctx,
+        action,
+        "page",
+        page.id,
+        before=before,
+        after=snapshot(page),
+        org_id=organisation_of(ctx, page.team_id),
+    )
     ticket = ctx.session.get(Ticket, page.ticket_id)
     events.emit(
         ctx,
@@ -265,7 +274,14 @@ def _notify(ctx: Ctx, page: Page, ticket: Ticket, note: escalation.Notification)
         "gap": note.person is None,
         "due_at": note.due_at.isoformat(),
     }
-    audit.record(ctx, "ops.page.notified", "page", page.id, after=payload)
+    audit.record(
+        ctx,
+        "ops.page.notified",
+        "page",
+        page.id,
+        after=payload,
+        org_id=organisation_of(ctx, page.team_id),
+    )
     events.emit(ctx, "ops.page.notified", "page", page.id, payload)
     return True
 

@@ -13,6 +13,7 @@ from mechanisms.core.context import Ctx
 from mechanisms.core.errors import Conflict, InvalidInput, NotFound
 from mechanisms.core.identity import Role
 from mechanisms.core.permissions import (
+    organisation_of,
     require_site_role,
     require_team_role,
     require_visible_team,
@@ -50,7 +51,15 @@ def _note(ctx: Ctx, ticket: Ticket, kind: str, text: str = "") -> None:
 
 
 def _announce(ctx: Ctx, ticket: Ticket, action: str, before: dict[str, Any] | None = None) -> None:
-    audit.record(ctx, action, "ticket", ticket.id, before=before, after=snapshot(ticket))
+    audit.record(
+        ctx,
+        action,
+        "ticket",
+        ticket.id,
+        before=before,
+        after=snapshot(ticket),
+        org_id=organisation_of(ctx, ticket.owner_team_id),
+    )
     events.emit(
         ctx,
         action,
@@ -173,7 +182,13 @@ def comment(ctx: Ctx, ticket_id: int, text: str) -> Ticket:
         raise _invalid("text", "say something")
     _note(ctx, ticket, "comment", text.strip())
     ctx.session.flush()
-    audit.record(ctx, "tickets.commented", "ticket", ticket.id)
+    audit.record(
+        ctx,
+        "tickets.commented",
+        "ticket",
+        ticket.id,
+        org_id=organisation_of(ctx, ticket.owner_team_id),
+    )
     return ticket
 
 
