@@ -25,7 +25,7 @@ from mechanisms.deploys import breakglass, pipelines, windows
 from mechanisms.docs import registry, reviews
 from mechanisms.docs.registry import NewDoc
 from mechanisms.flags import service as flags
-from mechanisms.ops import paging, schedules, tickets
+from mechanisms.ops import autoscaling, paging, schedules, tickets
 from tests.conftest import PASSWORD
 from tests.deploys.conftest import STAGES, checkout, ship  # noqa: F401 - checkout is a fixture
 
@@ -65,6 +65,7 @@ def tenants(db, clock, run, org, checkout) -> Tenants:  # noqa: F811 - the impor
     rotation = {"type": "daily", "handoff_time": "09:00"}
     layer = {"participants": ["eve"], "rotation": rotation, "start": "2026-01-01T09:00:00Z"}
     run(schedules.create_schedule, "payments", "primary", "UTC", [layer])
+    run(autoscaling.create_target, "checkout-web", "checkout", min_capacity=1, max_capacity=4)
     eve, leo = _as(db, "eve"), _as(db, "leo")
     ticket = run(tickets.create, "checkout", "EU cards fail", 1, as_=eve)
     page = run(lambda ctx: paging.open_page(ctx, tickets.get(ctx, ticket.id)))
@@ -102,6 +103,7 @@ LISTS = [
     ("tickets", f"{API}/ops/tickets", "EU cards fail"),
     ("pages", f"{API}/ops/oncall/pages", '"ticket_id"'),
     ("on-call schedules", f"{API}/ops/oncall/schedules", '"primary"'),
+    ("scalable targets", f"{API}/ops/scaling/targets", "checkout-web"),
     ("pipelines", f"{API}/deploys/pipelines", '"checkout"'),
     ("block windows", f"{API}/deploys/windows", "year-end"),
     ("break-glass requests", f"{API}/deploys/breakglass", '"checkout"'),
@@ -122,6 +124,7 @@ READS = [
     ("ticket timeline", f"{API}/ops/tickets/{{ticket}}/timeline"),
     ("page", f"{API}/ops/oncall/pages/{{page}}"),
     ("on-call schedule", f"{API}/ops/oncall/schedules/primary"),
+    ("scalable target", f"{API}/ops/scaling/targets/checkout-web"),
     ("pipeline", f"{API}/deploys/pipelines/checkout"),
     ("pipeline timeline", f"{API}/deploys/pipelines/checkout/timeline"),
     ("block window", f"{API}/deploys/windows/{{window}}"),
