@@ -136,6 +136,10 @@ def get_meeting(ctx: Ctx, meeting_id: int) -> Meeting:
     meeting = ctx.session.get(Meeting, meeting_id)
     if meeting is None:
         raise NotFound(f"no meeting {meeting_id}", details={"field": "meeting"})
+    try:
+        access.get(ctx, meeting.doc_id)
+    except NotFound:
+        raise NotFound(f"no meeting {meeting_id}", details={"field": "meeting"}) from None
     return meeting
 
 
