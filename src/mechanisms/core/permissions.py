@@ -233,11 +233,6 @@ def require_visible_team(ctx: Ctx, team_id: int | None, what: str) -> None:
         raise NotFound(f"{what} not found")
 
 
-def require_visible_team_slug(ctx: Ctx, slug: str | None, what: str) -> None:
-    if not tenancy(ctx).sees_team_slug(slug):
-        raise NotFound(f"{what} not found")
-
-
 def single_org_of(ctx: Ctx) -> int | None:
     """The caller's organisation when they belong to exactly one: where their actions land."""
     orgs = tenancy(ctx).org_ids
