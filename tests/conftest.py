@@ -246,3 +246,29 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
 
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+# --- outbound requests --------------------------------------------------------------
+
+LOCAL_RECEIVERS = "127.0.0.1,::1,localhost"
+# A worker for tests of deliveries to a local receiver: few, quick attempts.
+RECEIVER_SETTINGS = Settings(
+    webhook_max_attempts=3,
+    worker_batch=50,
+    webhook_timeout_seconds=5,
+    outbound_allow=LOCAL_RECEIVERS,
+)
+
+
+@pytest.fixture
+def local_receivers_allowed(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Lets the server send requests to this machine (the tests' Prometheus and webhook
+    receivers), as a site administrator would with MECH_OUTBOUND_ALLOW: by default the
+    server refuses loopback and private destinations."""
+    from mechanisms.core.config import get_settings
+
+    monkeypatch.setenv("MECH_OUTBOUND_ALLOW", LOCAL_RECEIVERS)
+    get_settings.cache_clear()
+    yield LOCAL_RECEIVERS
+    monkeypatch.undo()
+    get_settings.cache_clear()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -99,6 +100,9 @@ def test_verify_finds_the_newest_records_deleted(db, org):
 
 def test_cli_verify_exits_0_then_1_after_tampering(db, org, monkeypatch):
     env = {"MECH_DATABASE_URL": db.url, "PATH": "/usr/bin:/bin"}
+    # The code under test, where a checkout puts it ahead of the installed package.
+    if os.environ.get("PYTHONPATH"):
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
 
     def verify_cli() -> subprocess.CompletedProcess:
         return subprocess.run(

@@ -43,9 +43,9 @@ with open(sys.argv[1], "w") as out:
 """
 
 
-def loaded(tmp_path: Path, *args: str) -> tuple[int, set[str]]:
+def loaded(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, set[str]]:
     report = tmp_path / "modules.json"
-    env = {"PYTHONPATH": SRC, "PATH": "/usr/bin:/bin", "MECH_PLUGINS": ""}
+    env = {"PYTHONPATH": SRC, "PATH": "/usr/bin:/bin", "MECH_PLUGINS": "", **(env or {})}
     subprocess.run(
         [sys.executable, "-c", PROBE, str(report), *args],
         env=env,

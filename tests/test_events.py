@@ -14,14 +14,17 @@ from sqlalchemy import func, select
 
 from mechanisms.core import audit, events, webhooks
 from mechanisms.core import db as db_module
-from mechanisms.core.config import Settings
 from mechanisms.core.context import Ctx
 from mechanisms.core.identity import system_principal
 from mechanisms.core.tables import Delivery, Event
 from mechanisms.core.worker import Worker
+from tests.conftest import RECEIVER_SETTINGS
 from tests.support.receiver import Receiver
 
-SETTINGS = Settings(webhook_max_attempts=3, worker_batch=50, webhook_timeout_seconds=5)
+SETTINGS = RECEIVER_SETTINGS
+
+# The receivers listen on this machine, which the server refuses unless allowed.
+pytestmark = pytest.mark.usefixtures("local_receivers_allowed")
 
 
 @pytest.fixture

@@ -24,7 +24,8 @@ from mechanisms.core.tables import AuditRecord, Delivery
 from tests.conftest import REPO_ROOT
 from tests.support.receiver import Receiver
 
-pytestmark = pytest.mark.slow
+# The receiver listens on this machine, which the server refuses unless allowed.
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("local_receivers_allowed")]
 
 EVENTS = 400
 OBJECTS = 25

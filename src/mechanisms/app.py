@@ -19,6 +19,7 @@ from prometheus_client import (
 )
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.datastructures import State
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from mechanisms import __version__, modules
 from mechanisms.core.api import router as core_api
@@ -28,6 +29,7 @@ from mechanisms.core.db import Database
 from mechanisms.core.worker import Worker
 from mechanisms.web import pages
 from mechanisms.web.http import EXCEPTION_HANDLERS, RequestGuards
+from mechanisms.web.security import SecurityHeaders, redact_access_log
 
 log = logging.getLogger("mechanisms.app")
 
@@ -55,6 +57,8 @@ def create_app(
         # that reaches it, about a second for a mechanism's router, while every other
         # request waits. Building the OpenAPI schema prepares them all, before serving.
         app.openapi()
+        # After uvicorn configured its loggers (it does so before the app starts).
+        redact_access_log()
         worker = thread = None
         if run_worker:
             worker = Worker(app.state.db, clock=app.state.clock, settings=settings)
@@ -87,6 +91,10 @@ def create_app(
     for middleware in modules.middlewares():
         app.add_middleware(middleware)
     app.add_middleware(RequestGuards, max_body_bytes=settings.max_body_bytes, registry=registry)
+    app.add_middleware(SecurityHeaders)
+    if settings.trusted_proxies.strip():
+        # Outermost, so everything inside sees the client's address and scheme.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
 
     @app.get("/healthz", tags=["operations"], summary="The process is up")
     def healthz() -> dict[str, str]:

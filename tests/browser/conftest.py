@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -133,6 +134,25 @@ def new_page(browser: Any, live: LiveServer) -> Iterator[Callable[..., Any]]:
     yield open_page
     for context in contexts:
         context.close()
+
+
+def wait_until(page: Any, expression: str, arg: Any = None) -> None:
+    """``page.wait_for_function`` without it compiling the expression inside the page, which
+    the Content-Security-Policy forbids (no 'unsafe-eval'): polls ``page.evaluate``."""
+    from playwright.sync_api import Error as PlaywrightError
+
+    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    while True:
+        try:
+            if page.evaluate(expression, arg):
+                return
+        except PlaywrightError as exc:
+            # The page navigated while it was asked (as an htmx redirect does): ask the next.
+            if "context was destroyed" not in str(exc):
+                raise
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still false after {TIMEOUT_MS} ms: {expression}")
+        page.wait_for_timeout(25)
 
 
 def sign_in(page: Any, username: str, password: str = PASSWORD) -> None:

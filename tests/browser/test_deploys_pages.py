@@ -16,7 +16,7 @@ from mechanisms.core.db import Database
 from mechanisms.core.identity import Principal, system_principal
 from mechanisms.deploys import breakglass, pipelines, windows
 from mechanisms.ops import alarms, tickets
-from tests.browser.conftest import PHONE, LiveServer, serve
+from tests.browser.conftest import PHONE, LiveServer, serve, wait_until
 from tests.browser.test_flags_support import no_sideways_scroll
 from tests.deploys.conftest import PASSING
 
@@ -54,6 +54,7 @@ def seed_blocked(live: LiveServer) -> int:
     hour_ago = now - timedelta(hours=1)
     _at(live, hour_ago, alarms.create_service, "checkout", "Checkout", "payments")
     _at(live, hour_ago, pipelines.set_pipeline, "checkout", STAGES)
+    _at(live, hour_ago, accounts.create_user, "sam")  # the author is an account
     _at(live, hour_ago, pipelines.register_version, "checkout", "v1", "sha256:aaa", "sam")
     _at(live, hour_ago, pipelines.upload_tests, "checkout", "v1", "integration", PASSING)
     _at(live, hour_ago, pipelines.promote, "checkout", "beta", "v1")
@@ -101,7 +102,8 @@ def test_pipeline_view_shows_the_blocked_gate_and_break_glass_is_granted_by_two(
     for approver, status in (("leo", "pending"), ("ada", "granted")):
         other = signed_in(approver, viewport=PHONE, path=address)
         other.get_by_test_id("approve").click()
-        other.wait_for_function(
+        wait_until(
+            other,
             "s => document.querySelector('[data-testid=approvals]').innerText.includes(s)",
             arg=approver,
         )
@@ -173,6 +175,7 @@ def test_the_promote_button_promotes_an_open_gate(live: LiveServer, signed_in: A
     hour_ago = datetime.now(UTC) - timedelta(hours=1)
     _at(live, hour_ago, alarms.create_service, "checkout", "Checkout", "payments")
     _at(live, hour_ago, pipelines.set_pipeline, "checkout", STAGES)
+    _at(live, hour_ago, accounts.create_user, "sam")  # the author is an account
     _at(live, hour_ago, pipelines.register_version, "checkout", "v1", "sha256:aaa", "sam")
     _at(live, hour_ago, pipelines.upload_tests, "checkout", "v1", "integration", PASSING)
 

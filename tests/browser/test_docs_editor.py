@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import PHONE
+from tests.browser.conftest import PHONE, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -21,8 +21,8 @@ def test_typing_marks_findings_and_updates_the_statistics(signed_in: Any) -> Non
     text.press_sequentially(
         "The plan was approved by many people. I think it is much faster.", delay=5
     )
-    page.wait_for_function(
-        "document.querySelector('[data-testid=stat-words]').textContent.trim() === '13'"
+    wait_until(
+        page, "document.querySelector('[data-testid=stat-words]').textContent.trim() === '13'"
     )
     marks = {
         kind: preview.locator(f"mark.doc-{kind}").all_inner_texts()
@@ -41,8 +41,8 @@ def test_typing_marks_findings_and_updates_the_statistics(signed_in: Any) -> Non
 
     text.press("End")
     text.press_sequentially(" We ship on Monday.", delay=5)
-    page.wait_for_function(
-        "document.querySelector('[data-testid=stat-words]').textContent.trim() === '17'"
+    wait_until(
+        page, "document.querySelector('[data-testid=stat-words]').textContent.trim() === '17'"
     )
     assert page.get_by_test_id("stat-sentences").inner_text() == "3"
     assert not page.console_errors
@@ -55,8 +55,9 @@ def test_typed_markup_stays_text(signed_in: Any) -> None:
     text.fill("")
     # Unquoted: a quoted word is a mention, which the weasel finder leaves alone.
     text.press_sequentially('It is very <img src=x onerror="window.__pwned=true"> good.', delay=2)
-    page.wait_for_function(
-        "document.querySelector('[data-testid=doc-preview]').textContent.includes('<img src=x')"
+    wait_until(
+        page,
+        "document.querySelector('[data-testid=doc-preview]').textContent.includes('<img src=x')",
     )
     preview = page.get_by_test_id("doc-preview")
     assert preview.locator("mark.doc-weasel").all_inner_texts() == ["very"]

@@ -14,7 +14,7 @@ from mechanisms.core.context import Ctx
 from mechanisms.core.identity import Principal
 from mechanisms.docs import reading, registry
 from mechanisms.docs.registry import NewDoc
-from tests.browser.conftest import PHONE, LiveServer
+from tests.browser.conftest import PHONE, LiveServer, wait_until
 from tests.browser.test_flags_support import no_sideways_scroll
 from tests.docs.conftest import BODY
 
@@ -73,9 +73,7 @@ def test_the_meeting_timer_counts_down_from_the_reading_time(live, signed_in, sh
     timer = eve.get_by_test_id("timer")
     first = timer.inner_text()
     assert first in ("1:00", "0:59")  # a few words: the one-minute minimum
-    eve.wait_for_function(
-        f"document.querySelector('[data-testid=timer]').textContent !== '{first}'"
-    )
+    wait_until(eve, f"document.querySelector('[data-testid=timer]').textContent !== '{first}'")
     assert eve.get_by_test_id("meeting").get_attribute("data-phase") == "reading"
     assert eve.get_by_test_id("timer-done").is_hidden()
     eve.get_by_role("button", name="I have finished reading").click()

@@ -13,7 +13,7 @@ import pytest
 from mechanisms.core.context import Ctx
 from mechanisms.core.identity import system_principal
 from mechanisms.ops import alarms, tickets
-from tests.browser.conftest import PHONE, LiveServer
+from tests.browser.conftest import PHONE, LiveServer, wait_until
 from tests.browser.test_flags_support import no_sideways_scroll
 
 pytestmark = pytest.mark.browser
@@ -198,8 +198,8 @@ def test_a_ticket_is_acknowledged_commented_and_resolved_on_its_page(
     assert page.get_by_test_id("ticket-state").inner_text() == "open"
 
     page.get_by_role("button", name="Acknowledge").click()
-    page.wait_for_function(
-        "document.querySelector('[data-testid=ticket-state]').textContent === 'acknowledged'"
+    wait_until(
+        page, "document.querySelector('[data-testid=ticket-state]').textContent === 'acknowledged'"
     )
     assert page.get_by_test_id("assignee").inner_text() == "eve"
     assert page.get_by_role("button", name="Acknowledge").count() == 0
@@ -211,8 +211,8 @@ def test_a_ticket_is_acknowledged_commented_and_resolved_on_its_page(
 
     page.get_by_label("What fixed it").fill("alias restored")
     page.get_by_role("button", name="Resolve").click()
-    page.wait_for_function(
-        "document.querySelector('[data-testid=ticket-state]').textContent === 'resolved'"
+    wait_until(
+        page, "document.querySelector('[data-testid=ticket-state]').textContent === 'resolved'"
     )
     page.screenshot(path=str(shots_dir / "ops-ticket.png"), full_page=True)
     kinds = page.locator(".timeline li").evaluate_all("els => els.map(e => e.dataset.kind)")

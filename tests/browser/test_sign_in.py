@@ -14,7 +14,7 @@ from mechanisms.core import accounts
 from mechanisms.core.context import Ctx
 from mechanisms.core.identity import system_principal
 from mechanisms.core.tables import WebSession
-from tests.browser.conftest import DESKTOP, LiveServer, sign_in
+from tests.browser.conftest import DESKTOP, LiveServer, sign_in, wait_until
 from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.browser
@@ -47,9 +47,10 @@ def test_ada_signs_in_and_finds_her_sign_in_in_the_audit_trail(new_page: Any) ->
     # Filtering swaps only the rows (htmx): a value set on the page survives it.
     page.evaluate("window.stillTheSamePage = true")
     page.get_by_label("action").fill("user.login")
-    page.wait_for_function(
+    wait_until(
+        page,
         "[...document.querySelectorAll('#audit-rows tr[data-action]')]"
-        ".every(r => r.dataset.action === 'user.login')"
+        ".every(r => r.dataset.action === 'user.login')",
     )
     assert _audit_actions(page) == ["user.login"]
     assert page.evaluate("window.stillTheSamePage") is True
@@ -70,7 +71,7 @@ def test_older_audit_records_load_below_the_newest(live: LiveServer, signed_in: 
     rows = page.locator("#audit-rows tr[data-action]")
     assert rows.count() == 50
     page.get_by_role("button", name="Older records").click()
-    page.wait_for_function("document.querySelectorAll('#audit-rows tr[data-action]').length === 62")
+    wait_until(page, "document.querySelectorAll('#audit-rows tr[data-action]').length === 62")
     seqs = [int(s) for s in page.locator("#audit-rows td.seq").all_inner_texts()]
     assert seqs == sorted(seqs, reverse=True), "newest first, older ones appended below"
     assert page.get_by_role("button", name="Older records").count() == 0

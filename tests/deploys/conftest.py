@@ -61,6 +61,12 @@ def as_user(db) -> Callable[[str], Principal]:
 
 @pytest.fixture
 def checkout(org, run):
+    return create_checkout(run)
+
+
+def create_checkout(run) -> str:
+    # Sam writes the changes the tests ship (an author is an account of the system).
+    run(accounts.create_user, "sam", email="sam@acme.example")
     run(alarms.create_service, "checkout", "Checkout", "payments")
     run(
         alarms.create_alarm,

@@ -61,6 +61,19 @@ def test_two_approvers_one_a_leader_grant_it():
     assert view["status"] == "granted" and view["approvals_needed"] == 0 and view["leader_approved"]
 
 
+def test_a_leader_acting_with_a_credential_scoped_below_leader_neither_counts_nor_denies():
+    carol_as_engineer = Principal("carol", leader_scope=False)
+    request = approvals.approve(new(), carol_as_engineer, TARGET, at(1), LEADERS)
+    request = approvals.approve(request, ERIN, TARGET, at(2), LEADERS)
+    assert approvals.status(request, at(2), LEADERS) is Status.PENDING
+    assert not approvals.describe(request, at(2), LEADERS)["leader_approved"]
+    with pytest.raises(Forbidden) as refused:
+        approvals.deny(request, carol_as_engineer, at(3), LEADERS)
+    assert "scoped below leader" in str(refused.value)
+    request = approvals.approve(request, DAVE, TARGET, at(4), LEADERS)
+    assert approvals.grant(request, at(4), LEADERS).leaders == ("dave",)
+
+
 def test_two_approvers_without_a_leader_are_not_enough():
     request = approvals.approve(new(), ERIN, TARGET, at(1), LEADERS)
     request = approvals.approve(request, Principal("frank"), TARGET, at(2), LEADERS)

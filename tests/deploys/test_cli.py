@@ -138,12 +138,18 @@ def test_promote_and_break_glass_from_the_terminal(mech, checkout, org, run, clo
         "--suite",
         "integration",
     )
-    # beta has no bake in this pipeline, so prod may follow at once.
+    # beta has no bake in this pipeline, so prod may follow at once. Dropping the bake is a
+    # protected change: a leader's token and a ticket, not the local operator.
+    ticket = run(tickets.create, "checkout", "card payments fail", 1)
     stages = tmp_path / "pipeline.json"
     stages.write_text(
         json.dumps([{"name": "beta", "required_suites": ["integration"]}, {"name": "prod"}])
     )
-    assert mech("deploy", "pipeline", "set", "checkout", "--file", str(stages)).exit_code == 0
+    lower = ("deploy", "pipeline", "set", "checkout", "--file", str(stages))
+    assert mech(*lower).exit_code == 2
+    because = ("--ticket", str(ticket.id), "--why", "beta bakes elsewhere now")
+    lowered = mech(*lower, *because, "--token", org.tokens["leo"])
+    assert lowered.exit_code == 0, lowered.output
     promoted = mech(
         "deploy", "promote", "--service", "checkout", "--stage", "beta", "--version", "v1", "--json"
     )
@@ -166,7 +172,6 @@ def test_promote_and_break_glass_from_the_terminal(mech, checkout, org, run, clo
     prod = ("deploy", "promote", "--service", "checkout", "--stage", "prod", "--version", "v1")
     blocked = mech(*prod)
     assert blocked.exit_code == 1 and "migration" in said(blocked)
-    ticket = run(tickets.create, "checkout", "card payments fail", 1)
     ask = (
         "deploy",
         "breakglass",
@@ -272,3 +277,15 @@ def test_windows_from_the_terminal_with_ical(mech, checkout, tmp_path):
         '{"kind": "recurring", "rrule": "FREQ=DAILY", "dtstart": "2026-01-01T00:00", "duration_minutes": 60, "tz": "Nowhere/City"}',
     )
     assert bad.exit_code == 2 and "Nowhere/City" in said(bad)
+
+
+def test_an_unknown_author_exits_2_and_a_missing_one_is_named_from_the_terminal(mech, checkout):
+    register = ("deploy", "versions", "register", "--service", "checkout", "--artifact", "v1")
+    unknown = mech(*register, "--digest", "sha256:aaa", "--author", "Sam Smith")
+    assert unknown.exit_code == 2 and "Sam Smith" in said(unknown)
+    assert mech(*register, "--digest", "sha256:aaa").exit_code == 0
+    name = ("deploy", "versions", "name-author", "--service", "checkout", "--version", "v1")
+    named = mech(*name, "--author", " SAM@acme.example ", "--json")
+    assert named.exit_code == 0, named.output
+    assert json.loads(named.output)["author"] == "sam"
+    assert mech(*name, "--author", "eve").exit_code == 2  # a known author is kept

@@ -34,6 +34,9 @@ def statements_sent(db) -> Iterator[list[str]]:
         event.remove(db.engine, "before_cursor_execute", note)
 
 
+AUTHOR_SUBQUERY = re.compile(r"\(SELECT users\.username\s+FROM users\s+WHERE [^)]*\)")
+
+
 def tables_read(sent: list[str]) -> list[str]:
     """Each statement by the first table it reads (what a failure message should show).
     SQLite's BEGIN is left out: on PostgreSQL the driver sends it, unseen here."""
@@ -44,6 +47,8 @@ def tables_read(sent: list[str]) -> list[str]:
         if re.search(r"\bFROM\s+deploys_pipelines\s+JOIN\s+deploys_stages\b", statement):
             found.append(GATE_ROWS)  # its owner chain (WITH) and probes come before its FROM
             continue
+        # A version's author (a username) comes in its own row as a scalar subquery.
+        statement = AUTHOR_SUBQUERY.sub("", statement)
         first = re.search(r"\bFROM\s+(\w+)", statement)
         exists = statement.lstrip().upper().startswith("SELECT EXISTS")
         found.append(("exists: " if exists else "") + (first.group(1) if first else statement))

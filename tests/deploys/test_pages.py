@@ -12,7 +12,7 @@ import pytest
 from mechanisms.deploys import pipelines, windows
 from mechanisms.ops import alarms, tickets
 
-from .conftest import ship
+from .conftest import PASSING, ship
 
 WEEKEND = {
     "kind": "recurring",
@@ -84,6 +84,37 @@ def test_break_glass_through_the_forms_needs_two_people_and_a_leader(client, org
         )
     granted = client.get(f"/deploys/breakglass/{request_id}", headers=vic).text
     assert 'data-testid="status">granted' in granted
+
+
+def test_an_author_is_named_and_a_denial_lifted_through_the_forms(client, org, run, frozen):
+    eve, leo = org.header("eve"), org.header("leo")
+    run(pipelines.register_version, "checkout", "v2", "sha256:nameless")
+    run(pipelines.upload_tests, "checkout", "sha256:nameless", "integration", PASSING)
+    new = "/deploys/services/checkout/breakglass/new?stage=beta&version=sha256:nameless"
+    assert 'data-testid="name-author"' in client.get(new, headers=eve).text
+    named = client.post(
+        "/deploys/services/checkout/versions/author",
+        data={"version": "sha256:nameless", "stage": "beta", "author": " SAM "},
+        headers=eve,
+        follow_redirects=False,
+    )
+    assert named.status_code == 303, named.text
+    page = client.get(named.headers["location"], headers=eve).text
+    assert "by sam" in page and 'data-testid="name-author"' not in page
+    asked = client.post(
+        "/deploys/services/checkout/breakglass",
+        data={"stage": "prod", "version": "v1", "reason": "EU fix", "ticket": f"#{frozen.id}"},
+        headers=eve,
+        follow_redirects=False,
+    )
+    address = asked.headers["location"]
+    assert client.post(f"{address}/deny", data={"reason": "Monday"}, headers=leo).status_code == 200
+    denied = client.get(address, headers=leo).text
+    assert "cannot ask again" in denied and 'data-testid="lift-denial"' in denied
+    assert client.post(f"{address}/lift-denial", data={}, headers=eve).status_code == 403
+    lifted = client.post(f"{address}/lift-denial", data={"reason": "ok"}, headers=leo)
+    assert lifted.status_code == 200
+    assert "the denial was lifted by leo" in client.get(address, headers=eve).text
 
 
 @pytest.mark.parametrize(

@@ -80,6 +80,9 @@ def test_an_org_window_blocks_every_service_with_its_reason_and_next_transition(
     assert decision.blockers[0].details["windows"][0]["reason"] == "year-end freeze"
     # Later the same call answers from the model: the freeze is over.
     assert run(pipelines.gate, "checkout", "prod", "v1", clock.now() + timedelta(hours=11)).allowed
+    # Once the freeze is over, moving it is no protected change (tests/security covers the
+    # edits of a window in force).
+    clock.advance(hours=11)
     later = {"kind": "one_off", "start": "2026-02-01T00:00", "end": "2026-02-02T00:00"}
     run(windows.update_window, row.uid, later)
     assert run(pipelines.gate, "checkout", "prod", "v1").allowed
@@ -318,6 +321,10 @@ def test_a_leader_denies_and_an_unapproved_request_expires(db, run, clock, block
     with pytest.raises(Forbidden):
         run(breakglass.deny, first.id, "no", as_=eve)
     assert run(breakglass.deny, first.id, "wait for Monday", as_=leo).status == "denied"
+    # Asking again is refused until a leader lifts the denial.
+    with pytest.raises(Conflict):
+        run(breakglass.request, "checkout", "prod", "v1", "fix", str(blocked_prod.id), as_=eve)
+    run(breakglass.lift_denial, first.id, "the fix is smaller now", as_=leo)
     second = run(breakglass.request, "checkout", "prod", "v1", "fix", str(blocked_prod.id), as_=eve)
     clock.advance(minutes=61)
     work(db, clock)

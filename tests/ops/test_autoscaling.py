@@ -14,16 +14,19 @@ import pytest
 import standardwebhooks
 
 from mechanisms.core import webhooks
-from mechanisms.core.config import Settings
 from mechanisms.core.context import Ctx
 from mechanisms.core.errors import Forbidden, InvalidInput
 from mechanisms.core.identity import system_principal
 from mechanisms.core.worker import Worker
 from mechanisms.ops import alarms, autoscaling
 from mechanisms.ops.scaling_worker import RunScalingActions
+from tests.conftest import RECEIVER_SETTINGS
 from tests.support.receiver import Receiver
 
-SETTINGS = Settings(webhook_max_attempts=3, worker_batch=50, webhook_timeout_seconds=5)
+SETTINGS = RECEIVER_SETTINGS
+
+# The receivers listen on this machine, which the server refuses unless allowed.
+pytestmark = pytest.mark.usefixtures("local_receivers_allowed")
 
 
 @pytest.fixture

@@ -231,6 +231,7 @@ def test_a_raised_severity_pages(db, run, clock, team_on_call):
     assert sent(db) == [(0, 0, "eve")]
 
 
+@pytest.mark.usefixtures("local_receivers_allowed")  # the receiver listens on this machine
 def test_pages_reach_a_real_webhook_receiver(db, run, clock, team_on_call):
     receiver = Receiver().start()
     try:

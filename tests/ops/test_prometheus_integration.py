@@ -18,8 +18,12 @@ import pytest
 from mechanisms.app import create_app
 from mechanisms.core.config import Settings
 from mechanisms.core.worker import Worker
+from tests.conftest import LOCAL_RECEIVERS
 from tests.support.prometheus import alertmanager, prometheus
 from tests.support.server import serving
+
+# Prometheus listens on this machine, which the server refuses unless allowed.
+pytestmark = pytest.mark.usefixtures("local_receivers_allowed")
 
 RULES = """
 groups:
@@ -181,7 +185,9 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 def test_prometheus_and_alertmanager_cut_and_resolve_tickets(db, clock, org, tmp_path, error_ratio):
     started = time.monotonic()
-    app = create_app(db, clock=clock, settings=Settings(max_body_bytes=256_000))
+    app = create_app(
+        db, clock=clock, settings=Settings(max_body_bytes=256_000, outbound_allow=LOCAL_RECEIVERS)
+    )
     admin = org.header("ada")
     with serving(app) as url:
         api = httpx.Client(base_url=url, headers=admin, timeout=5)

@@ -18,6 +18,9 @@ from mechanisms.ops import alarms, prometheus, tickets
 from tests.support.prometheus import prometheus as running_prometheus
 from tests.support.server import free_port
 
+# Prometheus listens on this machine, which the server refuses unless allowed.
+pytestmark = pytest.mark.usefixtures("local_receivers_allowed")
+
 CONFIG = """
 global:
   scrape_interval: 1s

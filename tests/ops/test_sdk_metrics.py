@@ -228,3 +228,21 @@ def test_a_forked_child_sends_its_own_samples_and_not_its_parents(sqlite_db, tok
         metrics.close()
     assert stored(sqlite_db, "forks", match={"who": "parent"}) == 1
     assert stored(sqlite_db, "forks", match={"who": "child"}) == 1
+
+
+def test_a_services_ingest_key_sends_its_samples_without_a_persons_token(sqlite_db, tokens, app):
+    from mechanisms.core.context import Ctx
+    from mechanisms.core.identity import system_principal
+    from mechanisms.ops import alarms, ingest_keys
+
+    with sqlite_db.transaction() as session:
+        ctx = Ctx(session, system_principal("test"), SystemClock().now())
+        alarms.create_service(ctx, "shop", "Shop", "payments")
+        secret = ingest_keys.create(ctx, "shop", "sdk")[2]
+    with (
+        serving(app) as url,
+        Metrics(url, ingest_key=secret, labels={"service": "shop"}, start=False) as metrics,
+    ):
+        metrics.counter("orders", 4)
+        assert metrics.flush() is True and metrics.dropped["refused"] == 0
+    assert stored(sqlite_db, "orders", match={"service": "shop"}) == 4

@@ -22,17 +22,20 @@ def free_port() -> int:
 @contextmanager
 def serving(app: Any, port: int | None = None, **options: Any) -> Iterator[str]:
     """Serve ``app`` on 127.0.0.1 (on ``port``, or a free one) in a thread; yields its base
-    URL. ``options`` go to uvicorn (e.g. ``ssl_certfile`` and ``ssl_keyfile`` to serve HTTPS)."""
+    URL. ``options`` go to uvicorn (e.g. ``ssl_certfile`` and ``ssl_keyfile`` to serve HTTPS,
+    ``access_log=True`` to log requests)."""
     config = uvicorn.Config(
         app,
         host="127.0.0.1",
         port=port or free_port(),
-        log_level="warning",
-        access_log=False,
-        # Streams and keep-alive connections a test left open would hold a graceful
-        # shutdown for the whole join below.
-        timeout_graceful_shutdown=1,
-        **options,
+        **{
+            "log_level": "warning",
+            "access_log": False,
+            # Streams and keep-alive connections a test left open would hold a graceful
+            # shutdown for the whole join below.
+            "timeout_graceful_shutdown": 1,
+            **options,
+        },
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="test-server", daemon=True)

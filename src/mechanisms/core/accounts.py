@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import secrets
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mechanisms.core import audit, events
@@ -60,6 +62,22 @@ def _check_text(field: str, value: str, max_len: int) -> str:
         raise _field_error(field, f"{field} must have at most {max_len} characters")
     if "\x00" in value:
         raise _field_error(field, f"{field} must not contain NUL characters")
+    return value
+
+
+# Control characters move the cursor or rewrite a terminal line (\x1b[…), bidirectional
+# controls (U+202E, U+2066…) make a name read differently from what it is, and line breaks
+# forge extra lines in a listing: a token's name shows in audit records and tables.
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
+
+
+def _check_visible(field: str, value: str) -> str:
+    bad = next((ch for ch in value if unicodedata.category(ch) in _INVISIBLE_CATEGORIES), None)
+    if bad is not None:
+        raise _field_error(
+            field,
+            f"{field} must not contain control or bidirectional characters (U+{ord(bad):04X})",
+        )
     return value
 
 
@@ -122,6 +140,28 @@ def find_user(session: Session, username: str) -> User | None:
     return session.execute(
         select(User).where(User.username == username.strip().lower())
     ).scalar_one_or_none()
+
+
+def named_person(session: Session, name: str) -> User:
+    """The account ``name`` designates: its username or its email, trimmed and compared
+    case-insensitively. Refused (naming the name) when no account or several answer to it,
+    so a rule about a person (an author cannot approve) never rests on a typed string."""
+    wanted = name.strip().lower()
+    found = list(
+        session.execute(
+            select(User)
+            .where((User.username == wanted) | (func.lower(User.email) == wanted))
+            .limit(2)
+        ).scalars()
+    )
+    if len(found) != 1:
+        problem = "no account" if not found else "more than one account"
+        raise InvalidInput(
+            f"{problem} answers to {name.strip()!r}; name a user by username or email",
+            code="unknown_person" if not found else "ambiguous_person",
+            details={"value": name.strip()},
+        )
+    return found[0]
 
 
 def get_user(ctx: Ctx, username: str) -> User:
@@ -370,7 +410,7 @@ def create_token(
     secret = new_api_token()
     token = ApiToken(
         user_id=user.id,
-        name=_check_text("name", name, 200),
+        name=_check_visible("name", _check_text("name", name, 200)),
         prefix=secret[:12],
         token_hash=token_digest(secret),
         scope=parsed_scope.label,
@@ -479,16 +519,32 @@ def _principal_for(user: User) -> Principal:
     )
 
 
+_dummy_hashes: dict[int, str] = {}
+
+
+def _dummy_hash() -> str:
+    """A hash made with the current hasher's cost (tests swap in a cheaper hasher)."""
+    key = id(_hasher)
+    if key not in _dummy_hashes:
+        _dummy_hashes[key] = _hasher.hash(secrets.token_urlsafe(16))
+    return _dummy_hashes[key]
+
+
 def login(ctx: Ctx, username: str, password: str, lifetime: timedelta) -> tuple[str, SignedIn]:
     """Check a password and open a session; returns the cookie value and the signed-in state."""
-    user = find_user(ctx.session, username) if username.strip() else None
-    valid = False
+    # A username with NUL cannot exist, and PostgreSQL would refuse to even compare it.
+    user = find_user(ctx.session, username) if username.strip() and "\x00" not in username else None
     if user is not None and user.active and user.password_hash and not user.is_bot:
-        try:
-            valid = _hasher.verify(user.password_hash, password)
-        except (VerificationError, InvalidHashError):
-            valid = False
-    if not valid or user is None:
+        stored_hash = user.password_hash
+    else:
+        # Checking against a dummy hash takes as long as a real check, so the answer's
+        # time does not tell whether the username exists.
+        user, stored_hash = None, _dummy_hash()
+    try:
+        valid = _hasher.verify(stored_hash, password)
+    except (VerificationError, InvalidHashError):
+        valid = False
+    if not valid or user is None or user.password_hash is None:
         raise NotAuthenticated("wrong username or password")
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = _hasher.hash(password)

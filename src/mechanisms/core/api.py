@@ -168,7 +168,10 @@ class WebhookOut(BaseModel):
 
 class WebhookIn(Input):
     url: Text = Field(max_length=2000, pattern=r"^https?://[^/?#\s]")
-    event_types: list[Text] = Field(default_factory=lambda: ["*"], min_length=1, max_length=100)
+    # Glob patterns (fnmatch) matched against every event: short ones only.
+    event_types: list[Annotated[Text, Field(min_length=1, max_length=200)]] = Field(
+        default_factory=lambda: ["*"], min_length=1, max_length=100
+    )
     description: Text = Field(default="", max_length=500)
 
 

@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
 
 from mechanisms.core.context import Ctx
 from mechanisms.core.db import bulk_insert, canonical_json
 from mechanisms.core.errors import InvalidInput
-from mechanisms.core.identity import Role
+from mechanisms.core.identity import USERNAME_RE, Role
 from mechanisms.core.permissions import require_site_role, single_org_of, tenancy
 from mechanisms.core.tables import AuditHead, AuditRecord
 
@@ -67,6 +67,20 @@ def _chained_fields(
         "change_digest": digest,
         "details": details,
     }
+
+
+def stored_fields(row: AuditRecord) -> dict[str, Any]:
+    """The fields of a stored record that its hash covers."""
+    return _chained_fields(
+        row.seq,
+        row.at,
+        row.actor,
+        row.action,
+        row.object_type,
+        row.object_id,
+        row.change_digest,
+        row.details,
+    )
 
 
 def _lock_head(session: Session) -> AuditHead:
@@ -186,6 +200,21 @@ class VerifyResult:
     first_bad_seq: int | None = None
     first_bad_id: int | None = None
     reason: str | None = None
+    # The first signed checkpoint the chain no longer matches.
+    bad_checkpoint: str | None = None
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """A head the chain once had, known from outside the database (a signed checkpoint)."""
+
+    seq: int
+    hash: str
+    name: str
+
+
+def _anchor_mismatch(row: AuditRecord, anchors: dict[int, list[Anchor]]) -> Anchor | None:
+    return next((a for a in anchors.get(row.seq, ()) if a.hash != row.hash), None)
 
 
 def _records_in_order(session: Session) -> Iterator[AuditRecord]:
@@ -194,20 +223,16 @@ def _records_in_order(session: Session) -> Iterator[AuditRecord]:
     )
 
 
-def verify(session: Session) -> VerifyResult:
-    """Walk the chain in insertion order and report the first record that does not fit."""
+def verify(session: Session, anchors: Sequence[Anchor] = ()) -> VerifyResult:
+    """Walk the chain in insertion order and report the first record that does not fit:
+    one that breaks the chain, or whose hash differs from an anchor at its position (the
+    history up to there was rewritten, every later hash recomputed)."""
+    by_seq: dict[int, list[Anchor]] = {}
+    for anchor in anchors:
+        by_seq.setdefault(anchor.seq, []).append(anchor)
     expected_prev, expected_seq, checked = GENESIS_HASH, 1, 0
     for row in _records_in_order(session):
-        fields = _chained_fields(
-            row.seq,
-            row.at,
-            row.actor,
-            row.action,
-            row.object_type,
-            row.object_id,
-            row.change_digest,
-            row.details,
-        )
+        fields = stored_fields(row)
         problem, bad_seq = None, row.seq
         if row.seq > expected_seq:
             problem = "it is missing or out of order (a record was deleted or reordered)"
@@ -222,7 +247,30 @@ def verify(session: Session) -> VerifyResult:
             problem = "its content does not match its hash (the record was edited)"
         if problem:
             return VerifyResult(False, checked, bad_seq, row.id, problem)
+        rewritten = _anchor_mismatch(row, by_seq)
+        if rewritten is not None:
+            return VerifyResult(
+                False,
+                checked,
+                row.seq,
+                row.id,
+                f"it does not match {rewritten.name}: the history up to it was rewritten",
+                rewritten.name,
+            )
         expected_prev, expected_seq, checked = row.hash, row.seq + 1, checked + 1
+
+    beyond = [a for a in anchors if a.seq >= expected_seq]
+    if beyond:
+        first = min(beyond, key=lambda a: a.seq)
+        return VerifyResult(
+            False,
+            checked,
+            expected_seq,
+            None,
+            f"the chain ends at record {expected_seq - 1}, before {first.name} "
+            "(records were deleted)",
+            first.name,
+        )
 
     head = session.get(AuditHead, HEAD_ID)
     head_seq, head_hash = (head.last_seq, head.last_hash) if head else (0, GENESIS_HASH)
@@ -258,6 +306,16 @@ def browse_for(ctx: Ctx, flt: AuditFilter) -> list[AuditRecord]:
     return browse(ctx.session, flt, tenancy(ctx).org_ids)
 
 
+def actor_matches(actor: str) -> ColumnElement[bool]:
+    """Records made by this actor; for a username, by the person's session and by every
+    token of theirs (``lena[token:ci]``), and not by another user whose name merely starts
+    the same (``lenab``): usernames cannot contain '[', so the prefix is lena's alone."""
+    exact = AuditRecord.actor == actor
+    if not USERNAME_RE.match(actor):
+        return exact
+    return or_(exact, AuditRecord.actor.startswith(f"{actor}[token:", autoescape=True))
+
+
 def browse(
     session: Session, flt: AuditFilter, org_ids: frozenset[int] | None = None
 ) -> list[AuditRecord]:
@@ -265,7 +323,7 @@ def browse(
         raise InvalidInput("limit must be between 1 and 500", details={"field": "limit"})
     query = select(AuditRecord).order_by(AuditRecord.seq.desc()).limit(flt.limit)
     if flt.actor:
-        query = query.where(AuditRecord.actor == flt.actor)
+        query = query.where(actor_matches(flt.actor))
     if flt.action:
         query = query.where(AuditRecord.action == flt.action)
     if flt.object_type:

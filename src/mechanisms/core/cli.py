@@ -1,21 +1,30 @@
 """`mech` commands of the core: serve, worker, db, demo, users, teams, tokens, audit,
-webhooks. Commands act directly on the database as the local operator (``system:cli``)."""
+webhooks. Commands act directly on the database as the local operator (``system:cli``).
+
+They run on the server itself: every command that opens the database here refuses to run
+while ``MECH_URL`` is set, because that variable says "act through this server's API" (a
+CI job's setting) and these commands cannot; a CI job holds a token, never the database."""
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from pathlib import Path
 from typing import Annotated
 
 import typer
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from mechanisms.core import accounts, audit, migrate, webhooks
+from mechanisms.core import accounts, audit, audit_anchor, migrate, webhooks
 from mechanisms.core.cli_output import (  # noqa: F401 - re-exported for the mechanisms' CLIs
     EXIT_CHECK_FAILED,
     EXIT_USAGE,
     JsonOpt,
+    TokenOpt,
     console,
     emit,
     errors,
@@ -31,6 +40,12 @@ from mechanisms.core.identity import system_principal
 
 
 def database() -> Database:
+    if os.environ.get("MECH_URL"):
+        fail(
+            "this command opens the database directly and runs on the server itself; "
+            "MECH_URL is set, which asks commands to act through a server's API, and this "
+            "one cannot (`mech deploy …` can). Unset MECH_URL to run it here."
+        )
     return Database(get_settings().database_url)
 
 
@@ -51,12 +66,6 @@ def operator() -> Iterator[Ctx]:
         fail(exc.message)
     finally:
         db.dispose()
-
-
-TokenOpt = Annotated[
-    str | None,
-    typer.Option("--token", envvar="MECH_TOKEN", help="Act as this API token's user."),
-]
 
 
 @contextmanager
@@ -101,7 +110,9 @@ def serve(
         _print_demo(db)
     app = create_app(db, run_worker=worker)
     console.print(f"Mechanisms on [bold]http://{host}:{port}[/] (database: {_redacted(db.url)})")
-    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=True)
+    # The app believes forwarded headers only from MECH_TRUSTED_PROXIES (uvicorn's own
+    # default would trust whatever runs on 127.0.0.1).
+    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False)
 
 
 def _redacted(url: str) -> str:
@@ -380,23 +391,65 @@ def token_revoke(token_id: int) -> None:
 audit_app = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
 
 
-@audit_app.command("verify")
-def audit_verify(as_json: JsonOpt = False) -> None:
-    """Check the hash chain: exit 0 when intact, 1 naming the first bad record."""
+CheckpointsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--checkpoints",
+        help="Also prove the history up to each signed checkpoint in this file was not rewritten.",
+    ),
+]
+PublicKeyOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--public-key",
+        help="The checkpoints' Ed25519 public key (PEM); by default the configured signing key's.",
+    ),
+]
+
+
+def _checkpoint_key(public_key: Path | None) -> Ed25519PublicKey:
+    if public_key is not None:
+        return audit_anchor.load_public_key(public_key)
+    key = audit_anchor.signing_key(get_settings())
+    if key is None:
+        fail("give --public-key, or configure MECH_AUDIT_SIGNING_KEY_FILE")
+    return key.public_key()
+
+
+def _verify_chain(checkpoints: Path | None, public_key: Path | None) -> audit.VerifyResult:
     db = database()
-    ensure_schema(db)
-    with db.transaction(write=False) as session:
-        result = audit.verify(session)
+    try:
+        ensure_schema(db)
+        with db.transaction(write=False) as session:
+            if checkpoints is None:
+                return audit.verify(session)
+            key = _checkpoint_key(public_key)
+            return audit_anchor.verify(session, audit_anchor.read(checkpoints), key)
+    except MechanismsError as exc:
+        fail(exc.message)
+    finally:
+        db.dispose()
+
+
+@audit_app.command("verify")
+def audit_verify(
+    checkpoints: CheckpointsOpt = None, public_key: PublicKeyOpt = None, as_json: JsonOpt = False
+) -> None:
+    """Check the hash chain (and signed checkpoints): exit 0 when intact, 1 naming the
+    first bad record or rewritten checkpoint."""
+    result = _verify_chain(checkpoints, public_key)
     data = {
         "ok": result.ok,
         "checked": result.checked,
         "first_bad_seq": result.first_bad_seq,
         "reason": result.reason,
+        "checkpoint": result.bad_checkpoint,
     }
     if as_json:
         emit(data, True, lambda: None)
     elif result.ok:
-        console.print(f"[green]audit chain intact[/]: {result.checked} records verified")
+        anchored = " and every checkpoint matches" if checkpoints else ""
+        console.print(f"[green]audit chain intact[/]: {result.checked} records verified{anchored}")
     else:
         errors.print(
             f"[bold red]audit chain broken[/] at record {result.first_bad_seq}: {result.reason} "
@@ -404,6 +457,58 @@ def audit_verify(as_json: JsonOpt = False) -> None:
         )
     if not result.ok:
         raise typer.Exit(EXIT_CHECK_FAILED)
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint(
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Append to this file (default MECH_AUDIT_CHECKPOINT_FILE)."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Sign the chain's head with the audit signing key and append it to the checkpoints."""
+    settings = get_settings()
+    target = out or (
+        Path(settings.audit_checkpoint_file) if settings.audit_checkpoint_file else None
+    )
+    if target is None:
+        fail("give --out, or configure MECH_AUDIT_CHECKPOINT_FILE")
+    db = database()
+    try:
+        ensure_schema(db)
+        key = audit_anchor.signing_key(settings)
+        if key is None:
+            fail("configure MECH_AUDIT_SIGNING_KEY_FILE (or MECH_AUDIT_SIGNING_KEY) first")
+        with db.transaction(write=False) as session:
+            checkpoint = audit_anchor.take(session, key, SystemClock().now())
+        audit_anchor.append(target, checkpoint)
+    except MechanismsError as exc:
+        fail(exc.message)
+    finally:
+        db.dispose()
+    emit(
+        json.loads(checkpoint.to_json()),
+        as_json,
+        lambda: console.print(f"checkpoint of record {checkpoint.seq} appended to {target}"),
+    )
+
+
+@audit_app.command("keygen")
+def audit_keygen(
+    private: Annotated[Path, typer.Argument(help="Where to write the private key (PEM).")],
+) -> None:
+    """Make an Ed25519 key pair for checkpoints: the private key (kept out of the database,
+    readable by the worker only) and PRIVATE.pub, the public key verifiers need."""
+    if private.exists():
+        fail(f"{private} exists; refusing to overwrite a signing key")
+    private_pem, public = audit_anchor.new_signing_key_pem()
+    private.parent.mkdir(parents=True, exist_ok=True)
+    private.touch(mode=0o600)
+    private.write_bytes(private_pem)
+    public_path = private.with_name(private.name + ".pub")
+    public_path.write_bytes(public)
+    console.print(f"private key: {private}\npublic key: {public_path}")
 
 
 @audit_app.command("list")

@@ -19,6 +19,10 @@ console = Console()
 errors = Console(stderr=True)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for machines.")]
+TokenOpt = Annotated[
+    str | None,
+    typer.Option("--token", envvar="MECH_TOKEN", help="Act as this API token's user."),
+]
 
 EXIT_CHECK_FAILED = 1
 EXIT_USAGE = 2

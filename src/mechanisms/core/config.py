@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -24,6 +24,11 @@ class Settings(BaseSettings):
     worker_lease_seconds: float = 60.0
     webhook_timeout_seconds: float = 10.0
     webhook_max_attempts: int = 8
+    # Hosts and networks (CIDR) the server may send requests to although they are not
+    # public addresses, comma-separated: "127.0.0.1, 10.1.0.0/16, prometheus.internal".
+    # Without them, Prometheus sources and webhooks never reach loopback, private,
+    # link-local or metadata addresses (see mechanisms.core.outbound).
+    outbound_allow: str = ""
     # Comma-separated module names imported at start-up; each may register
     # event subscribers and reconcilers (see mechanisms.core.plugins).
     plugins: str = ""
@@ -31,6 +36,19 @@ class Settings(BaseSettings):
     # and every rollup older than the retention is deleted (the worker's ops.retention job).
     metrics_minute_rollups_hours: int = Field(default=48, ge=1)
     metrics_retention_days: int = Field(default=90, ge=1)
+    # Comma-separated addresses or networks of the reverse proxies whose X-Forwarded-For and
+    # X-Forwarded-Proto are believed (the client address for sign-in throttling, HTTPS for
+    # Secure cookies). Empty: the socket peer is the client and no header is believed.
+    trusted_proxies: str = ""
+    # The Ed25519 private key (PEM) that signs audit checkpoints: a file, or the key itself
+    # in the environment. Never stored in the database, so rewriting the database cannot
+    # forge a checkpoint.
+    audit_signing_key_file: str = ""
+    audit_signing_key: SecretStr = SecretStr("")
+    # Where the worker appends a signed checkpoint of the audit head (JSON lines), and how
+    # often; empty: no scheduled checkpoints.
+    audit_checkpoint_file: str = ""
+    audit_checkpoint_minutes: float = Field(default=60.0, gt=0)
 
 
 @lru_cache

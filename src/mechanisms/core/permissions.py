@@ -86,6 +86,14 @@ def _held_role(ctx: Ctx, principal: Principal, team_id: int) -> Role | None:
     return max(held) if held else None
 
 
+def credential_reaches(principal: Principal, role: Role) -> bool:
+    """Whether the credential's scope reaches ``role``. ``team_role`` and ``site_role`` cap
+    by it already; a rule that reads a person's role some other way (a roster of a team's
+    leaders, a site-admin flag) asks this too, so a leader's engineer-scoped token never
+    acts as a leader."""
+    return principal.capped(role) == role
+
+
 def team_role(ctx: Ctx, team_id: int, principal: Principal | None = None) -> Role | None:
     principal = principal or ctx.principal
     return principal.capped(_held_role(ctx, principal, team_id))

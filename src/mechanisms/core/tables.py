@@ -183,3 +183,18 @@ class Delivery(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     last_status_code: Mapped[int | None] = mapped_column(Integer)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class SigninThrottle(Base):
+    """Failed sign-ins counted per key: a client address (``addr:``), an account from one
+    address (``acct:``), an account from addresses that never signed in as it (``user:``);
+    and ``known:`` rows remembering an address where the account signed in successfully.
+    In the database so that every replica sees the same counts."""
+
+    __tablename__ = "signin_throttle"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)

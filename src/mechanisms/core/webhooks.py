@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import httpx
 from sqlalchemy import Select, func, select
 
-from mechanisms.core import audit
+from mechanisms.core import audit, outbound
 from mechanisms.core.context import Ctx
 from mechanisms.core.errors import Conflict, InvalidInput, NotFound
 from mechanisms.core.events import EventMessage
@@ -79,8 +79,11 @@ def send(client: httpx.Client, webhook: Webhook, message: EventMessage) -> SendR
     }
     try:
         response = client.post(webhook.url, content=body.encode(), headers=headers)
+    except outbound.RefusedDestination as exc:
+        return SendResult(False, None, f"refused: {exc}")
     except httpx.HTTPError as exc:
-        return SendResult(False, None, f"{type(exc).__name__}: {exc}")
+        # The exception's name only: its text may quote what the other end sent.
+        return SendResult(False, None, f"{type(exc).__name__}")
     if 200 <= response.status_code < 300:
         return SendResult(True, response.status_code, None)
     return SendResult(False, response.status_code, f"HTTP {response.status_code}")
@@ -103,6 +106,7 @@ def _validate_url(url: str) -> str:
         or any(c.isspace() or not c.isprintable() for c in url)
     ):
         raise InvalidInput("url must be an absolute http or https URL", details={"field": "url"})
+    outbound.check_url(url)
     return url
 
 

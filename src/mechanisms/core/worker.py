@@ -17,12 +17,12 @@ from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Protocol
 
-import httpx
 from sqlalchemy.orm import Session
 
-from mechanisms.core import events, webhooks
+from mechanisms.core import audit_anchor, events, outbound, signin, webhooks
 from mechanisms.core.clock import Clock, SystemClock
 from mechanisms.core.config import Settings, get_settings
 from mechanisms.core.context import Ctx
@@ -188,7 +188,64 @@ class Deliver:
                 )
 
 
-CORE_JOBS: list[Job] = [FanOut(), Deliver()]
+class AuditCheckpoints:
+    """Every MECH_AUDIT_CHECKPOINT_MINUTES, append a signed checkpoint of the audit head to
+    MECH_AUDIT_CHECKPOINT_FILE (when both it and a signing key are configured). Several
+    workers may each append one: a checkpoint more proves the same thing."""
+
+    name = "audit.checkpoint"
+
+    def __init__(self) -> None:
+        # When this process last found or wrote a checkpoint in each file: the file is read
+        # once, not on every tick.
+        self._last_at: dict[Path, datetime | None] = {}
+
+    def run(self, worker: Worker) -> int:
+        settings = worker.settings
+        if not settings.audit_checkpoint_file:
+            return 0
+        path = Path(settings.audit_checkpoint_file)
+        now = worker.clock.now()
+        if path not in self._last_at:
+            previous = audit_anchor.last(path)
+            self._last_at[path] = previous.at if previous else None
+        last_at = self._last_at[path]
+        if last_at is not None and now - last_at < timedelta(
+            minutes=settings.audit_checkpoint_minutes
+        ):
+            return 0
+        key = audit_anchor.signing_key(settings)
+        if key is None:
+            log.warning("audit checkpoints are configured but no signing key is")
+            return 0
+        with worker.db.transaction(write=False) as session:
+            checkpoint = audit_anchor.take(session, key, now)
+        audit_anchor.append(path, checkpoint)
+        self._last_at[path] = now
+        return 1
+
+
+class ForgetSigninFailures:
+    """Hourly, drop sign-in throttle counters nobody needs any more."""
+
+    name = "signin.forget"
+    every = timedelta(hours=1)
+
+    def __init__(self) -> None:
+        self._last_run: datetime | None = None
+
+    def run(self, worker: Worker) -> int:
+        now = worker.clock.now()
+        if self._last_run is not None and now - self._last_run < self.every:
+            return 0
+        self._last_run = now
+        with worker.db.transaction() as session:
+            signin.forget_stale(session, now)
+        # Cleaning is never a backlog to drain at once.
+        return 0
+
+
+CORE_JOBS: list[Job] = [FanOut(), Deliver(), AuditCheckpoints(), ForgetSigninFailures()]
 
 
 class Worker:
@@ -204,7 +261,9 @@ class Worker:
         self.clock = clock or SystemClock()
         self.settings = settings or get_settings()
         self._jobs = jobs
-        self.http = httpx.Client(timeout=self.settings.webhook_timeout_seconds)
+        self.http = outbound.client(
+            self.settings.webhook_timeout_seconds, outbound.allowance(self.settings)
+        )
         self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="webhook")
         self.stop_event = threading.Event()
 

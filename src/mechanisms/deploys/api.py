@@ -8,12 +8,14 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from mechanisms.core.context import Ctx
 from mechanisms.core.errors import InvalidInput
-from mechanisms.deploys import breakglass, gates, pipelines, windows
+from mechanisms.deploys import breakglass, changes, gates, pipelines, windows
+from mechanisms.deploys.tables import ProtectedChange
 from mechanisms.web.http import (
     Input,
     Instant,
@@ -49,7 +51,50 @@ class StageIn(Input):
     approval: ApprovalRuleIn | None = None
 
 
-class PipelineIn(Input):
+TicketRef = Annotated[Text, Field(min_length=1, max_length=40)]
+ChangeReason = Annotated[Text, Field(min_length=1, max_length=2000)]
+
+
+class ProtectedIn(Input):
+    """What a protected change (lowering a requirement, narrowing a window in force) cites."""
+
+    ticket: TicketRef | None = Field(
+        default=None, description="The open ops ticket a protected change cites, e.g. 42"
+    )
+    change_reason: ChangeReason | None = Field(
+        default=None, description="Why the protected change is made"
+    )
+
+
+class ProtectedChangeOut(BaseModel):
+    id: int
+    status: str
+    kind: str
+    subject: str
+    services: list[str]
+    proposal: dict[str, Any]
+    digest: str
+    protection: dict[str, Any]
+    requester: str
+    reason: str
+    ticket: int
+    requested_at: str
+    expires_at: str
+    approvals: list[str]
+    decided_by: str | None
+    decided_at: str | None
+    outcome: str
+
+
+PENDING_CHANGE_RESPONSE: dict[int | str, dict[str, Any]] = {
+    202: {
+        "model": ProtectedChangeOut,
+        "description": "A protected change stored for a second leader's approval",
+    }
+}
+
+
+class PipelineIn(ProtectedIn):
     stages: list[StageIn] = Field(min_length=1, max_length=20)
 
 
@@ -91,6 +136,12 @@ class VersionIn(Input):
     artifact: Name
     digest: Name
     author: Name | None = None
+
+
+class VersionAuthorIn(Input):
+    service: Annotated[Text, Field(min_length=1, max_length=128)]
+    version: Name
+    author: Name = Field(description="The author's username or email")
 
 
 class VersionOut(BaseModel):
@@ -279,6 +330,8 @@ class BreakGlassOut(BaseModel):
     leader_approved: bool
     grant_expires_at: str | None
     denied_by: str | None
+    denial_lifted_by: str | None
+    denial_lifted_at: str | None
     used_at: str | None
     review: ReviewOut | None
 
@@ -306,12 +359,22 @@ def list_pipelines(ctx: CtxDep) -> list[PipelineOut]:
     return [_pipeline(ctx, p.service_key) for p in pipelines.list_pipelines(ctx)]
 
 
-@router.put("/pipelines/{service}", response_model=PipelineOut)
+@router.put("/pipelines/{service}", response_model=PipelineOut, responses=PENDING_CHANGE_RESPONSE)
 def set_pipeline(
     service: Annotated[str, Path(min_length=1, max_length=128)], body: PipelineIn, ctx: CtxDep
-) -> PipelineOut:
-    """Create or replace the service's pipeline (its stages in order, each name once)."""
-    pipelines.set_pipeline(ctx, service, [s.model_dump() for s in body.stages])
+) -> PipelineOut | JSONResponse:
+    """Create or replace the service's pipeline (its stages in order, each name once).
+    Lowering a requirement or removing a stage needs a leader and a ticket; when it lifts a
+    block in force now it is stored for a second leader (202 with the request)."""
+    result = pipelines.set_pipeline(
+        ctx,
+        service,
+        [s.model_dump() for s in body.stages],
+        ticket=body.ticket,
+        reason=body.change_reason,
+    )
+    if isinstance(result, ProtectedChange):
+        return _pending(ctx, result)
     return _pipeline(ctx, service)
 
 
@@ -338,6 +401,13 @@ def timeline(
 @router.post("/versions", response_model=VersionOut, status_code=201)
 def register_version(body: VersionIn, ctx: CtxDep) -> VersionOut:
     row = pipelines.register_version(ctx, body.service, body.artifact, body.digest, body.author)
+    return VersionOut(**pipelines.version_snapshot(row))
+
+
+@router.post("/versions/author", response_model=VersionOut)
+def name_version_author(body: VersionAuthorIn, ctx: CtxDep) -> VersionOut:
+    """Name the author of a version registered without one; a known author is kept."""
+    row = pipelines.name_author(ctx, body.service, body.version, body.author)
     return VersionOut(**pipelines.version_snapshot(row))
 
 
@@ -406,15 +476,7 @@ def promote(body: PromotionIn, ctx: CtxDep) -> PromotionOut:
 @router.post("/approvals", response_model=StageApprovalOut, status_code=201)
 def approve_stage(body: StageApprovalIn, ctx: CtxDep) -> StageApprovalOut:
     row = pipelines.approve_stage(ctx, body.service, body.stage, body.version, body.comment)
-    return StageApprovalOut(
-        id=row.id,
-        service=row.service_key,
-        stage=row.stage,
-        digest=row.digest,
-        approver=row.approver,
-        roles=list(row.roles),
-        approved_at=row.approved_at.isoformat(),
-    )
+    return StageApprovalOut(**pipelines.stage_approval_snapshot(row))
 
 
 # --- block windows --------------------------------------------------------------------
@@ -482,23 +544,91 @@ def get_window(window_id: WindowId, ctx: CtxDep) -> WindowOut:
     return WindowOut(**windows.snapshot(windows.get_window(ctx, window_id)))
 
 
-class WindowUpdateIn(Input):
+class WindowUpdateIn(ProtectedIn):
     definition: dict[str, Any]
     reason: Text | None = Field(default=None, max_length=2000)
 
 
-@router.put("/windows/{window_id}", response_model=WindowOut)
-def update_window(window_id: WindowId, body: WindowUpdateIn, ctx: CtxDep) -> WindowOut:
-    """Replace the window's rule (and reason); its scope stays."""
-    return WindowOut(
-        **windows.snapshot(windows.update_window(ctx, window_id, body.definition, body.reason))
+@router.put("/windows/{window_id}", response_model=WindowOut, responses=PENDING_CHANGE_RESPONSE)
+def update_window(
+    window_id: WindowId, body: WindowUpdateIn, ctx: CtxDep
+) -> WindowOut | JSONResponse:
+    """Replace the window's rule (and reason); its scope stays. Making a window in force (or
+    starting within a day) block less needs a leader and a ticket; when it lifts the block
+    in force now it is stored for a second leader (202 with the request)."""
+    result = windows.update_window(
+        ctx,
+        window_id,
+        body.definition,
+        body.reason,
+        ticket=body.ticket,
+        change_reason=body.change_reason,
     )
+    if isinstance(result, ProtectedChange):
+        return _pending(ctx, result)
+    return WindowOut(**windows.snapshot(result))
 
 
-@router.delete("/windows/{window_id}", status_code=204, response_class=Response)
-def delete_window(window_id: WindowId, ctx: CtxDep) -> Response:
-    windows.delete_window(ctx, window_id)
+@router.delete(
+    "/windows/{window_id}",
+    status_code=204,
+    response_class=Response,
+    responses=PENDING_CHANGE_RESPONSE,
+)
+def delete_window(
+    window_id: WindowId,
+    ctx: CtxDep,
+    ticket: Annotated[str | None, Query(min_length=1, max_length=40)] = None,
+    reason: Annotated[str | None, Query(min_length=1, max_length=2000)] = None,
+) -> Response:
+    """Delete the window. A window in force or starting within a day needs a leader and a
+    ticket; one in force now is deleted only once a second leader approves (202)."""
+    pending = windows.delete_window(ctx, window_id, ticket=ticket, reason=reason)
+    if pending is not None:
+        return _pending(ctx, pending)
     return Response(status_code=204)
+
+
+# --- protected changes ----------------------------------------------------------------
+
+
+class ProtectedApproveIn(Input):
+    digest: Name = Field(description="The digest of the proposal you were shown")
+    comment: Text = Field(default="", max_length=2000)
+
+
+def _change(ctx: Ctx, row: ProtectedChange) -> ProtectedChangeOut:
+    return ProtectedChangeOut(**changes.describe(ctx, row))
+
+
+def _pending(ctx: Ctx, row: ProtectedChange) -> JSONResponse:
+    return JSONResponse(_change(ctx, row).model_dump(), status_code=202)
+
+
+@router.get("/changes", response_model=list[ProtectedChangeOut])
+def list_changes(
+    ctx: CtxDep,
+    service: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
+    open_only: bool = False,
+) -> list[ProtectedChangeOut]:
+    """Protected changes waiting for (or decided by) a second leader."""
+    return [_change(ctx, r) for r in changes.list_changes(ctx, service, open_only)]
+
+
+@router.get("/changes/{change_id}", response_model=ProtectedChangeOut)
+def get_change(change_id: RowId, ctx: CtxDep) -> ProtectedChangeOut:
+    return _change(ctx, changes.get(ctx, change_id))
+
+
+@router.post("/changes/{change_id}/approve", response_model=ProtectedChangeOut)
+def approve_change(change_id: RowId, body: ProtectedApproveIn, ctx: CtxDep) -> ProtectedChangeOut:
+    """A second leader approves exactly the proposal shown; it is applied at once."""
+    return _change(ctx, changes.approve(ctx, change_id, digest=body.digest, comment=body.comment))
+
+
+@router.post("/changes/{change_id}/deny", response_model=ProtectedChangeOut)
+def deny_change(change_id: RowId, body: BreakGlassDenyIn, ctx: CtxDep) -> ProtectedChangeOut:
+    return _change(ctx, changes.deny(ctx, change_id, body.reason))
 
 
 # --- break-glass ----------------------------------------------------------------------
@@ -556,6 +686,12 @@ def approve_breakglass(request_id: RowId, body: BreakGlassApproveIn, ctx: CtxDep
 @router.post("/breakglass/{request_id}/deny", response_model=BreakGlassOut)
 def deny_breakglass(request_id: RowId, body: BreakGlassDenyIn, ctx: CtxDep) -> BreakGlassOut:
     return _breakglass(ctx, breakglass.deny(ctx, request_id, body.reason))
+
+
+@router.post("/breakglass/{request_id}/lift-denial", response_model=BreakGlassOut)
+def lift_breakglass_denial(request_id: RowId, body: BreakGlassDenyIn, ctx: CtxDep) -> BreakGlassOut:
+    """A leader lets the requester of a denied request ask again for that version."""
+    return _breakglass(ctx, breakglass.lift_denial(ctx, request_id, body.reason))
 
 
 @router.post("/breakglass/{request_id}/revoke", response_model=BreakGlassOut)

@@ -46,10 +46,17 @@ OPEN = frozenset({Status.PENDING, Status.GRANTED})
 
 @dataclass(frozen=True)
 class Principal:
-    """Who acts. ``human`` is False for bots and machine API tokens: they never count."""
+    """Who acts. ``human`` is False for bots and machine API tokens: they never count.
+    ``leader_scope`` is False when the credential acted with is scoped below leader: the
+    person's leadership (checked against the roster of leaders when asked) then does not
+    count, since authority comes from the credential, not only from the person."""
 
     id: str
     human: bool = True
+    leader_scope: bool = True
+
+    def leads(self, leaders: frozenset[str]) -> bool:
+        return self.human and self.leader_scope and self.id in leaders
 
 
 @dataclass(frozen=True)
@@ -118,6 +125,9 @@ class Request:
     # moves, so revoking one approval while a later one still meets the rule cannot push the
     # expiry later, nor can revoking and approving again.
     granted_at: datetime | None = None
+    # Break-glass asks two approvers besides the requester; a protected change, whose
+    # requester is a leader already, asks one more leader.
+    required_approvers: int = REQUIRED_APPROVERS
 
     @property
     def request_expires_at(self) -> datetime:
@@ -149,9 +159,9 @@ def _rule_met_at(
 ) -> tuple[datetime, list[Approval]] | None:
     """The instant the two-person rule was first met by the approvals that count now."""
     counting = _counting(request, leaders)
-    for n in range(REQUIRED_APPROVERS, len(counting) + 1):
+    for n in range(request.required_approvers, len(counting) + 1):
         prefix = counting[:n]
-        if any(a.approver.id in leaders for a in prefix):
+        if any(a.approver.leads(leaders) for a in prefix):
             return prefix[-1].at, prefix
     return None
 
@@ -194,7 +204,7 @@ def grant(request: Request, at: datetime, leaders: Iterable[str]) -> Grant | Non
         granted_at,
         granted_at + request.grant_ttl,
         tuple(a.approver.id for a in approvals),
-        tuple(a.approver.id for a in approvals if a.approver.id in roster),
+        tuple(a.approver.id for a in approvals if a.approver.leads(roster)),
         request.drill,
     )
 
@@ -218,8 +228,8 @@ def describe(request: Request, at: datetime, leaders: Iterable[str]) -> dict[str
         "requested_at": request.requested_at.isoformat(),
         "request_expires_at": request.request_expires_at.isoformat(),
         "approvals": [a.approver.id for a in counting],
-        "approvals_needed": max(0, REQUIRED_APPROVERS - len(counting)),
-        "leader_approved": any(a.approver.id in roster for a in counting),
+        "approvals_needed": max(0, request.required_approvers - len(counting)),
+        "leader_approved": any(a.approver.leads(roster) for a in counting),
         "grant_expires_at": held.expires_at.isoformat() if held else None,
         "denied_by": request.denied_by,
     }
@@ -378,9 +388,12 @@ def deny(
     roster = frozenset(leaders)
     _require_order(request, at)
     _require_open(request, at, roster)
-    if not by.human or by.id not in roster:
+    if not by.leads(roster):
+        scoped = by.id in roster and not by.leader_scope
         raise Forbidden(
-            "only a leader of the owning organisation can deny break-glass", code="not_a_leader"
+            "only a leader of the owning organisation can deny break-glass"
+            + (" (this credential is scoped below leader)" if scoped else ""),
+            code="not_a_leader",
         )
     return dataclasses.replace(
         request, denied_by=by.id, denied_at=at, denial_reason=reason, last_event_at=at

@@ -21,17 +21,19 @@ from sqlalchemy.orm.attributes import flag_modified
 from sqlalchemy.orm.exc import StaleDataError
 
 from mechanisms.core.context import Ctx
-from mechanisms.core.errors import Conflict, InvalidInput, NotFound, StaleState
+from mechanisms.core.errors import Conflict, Forbidden, InvalidInput, NotFound, StaleState
 from mechanisms.core.identity import Role
 from mechanisms.core.permissions import (
     require_site_role,
     require_team_role,
+    team_lineage,
     tenancy,
     visible_slugs_filter,
 )
 from mechanisms.deploys import access, approvals, pipelines
 from mechanisms.deploys.approvals import Status, Target
-from mechanisms.deploys.tables import BreakGlassDecision, BreakGlassRequest, ReviewItem
+from mechanisms.deploys.tables import BreakGlassDecision, BreakGlassRequest, ReviewItem, Version
+from mechanisms.ops import alarms as ops_alarms
 from mechanisms.ops import tickets as ops_tickets
 
 _TICKET_REF = re.compile(r"^(?:#|T-?)?(\d{1,12})$", re.IGNORECASE)
@@ -88,7 +90,7 @@ def to_domain(ctx: Ctx, row: BreakGlassRequest) -> approvals.Request:
         grant_ttl=timedelta(seconds=row.grant_ttl_seconds),
         approvals=tuple(
             approvals.Approval(
-                approvals.Principal(d.actor, d.human),
+                approvals.Principal(d.actor, d.human, d.leader_scope),
                 Target(d.service_key, d.stage, d.digest),
                 d.at,
                 d.revoked_at,
@@ -108,14 +110,14 @@ def to_domain(ctx: Ctx, row: BreakGlassRequest) -> approvals.Request:
 
 
 def _locked(ctx: Ctx, request_id: int) -> BreakGlassRequest:
-    row = ctx.session.execute(
-        select(BreakGlassRequest)
-        .where(BreakGlassRequest.id == request_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).scalar_one_or_none()
-    if row is None or not tenancy(ctx).sees_team_slug(row.org):
-        raise NotFound(f"break-glass request {request_id} not found", details={"field": "id"})
+    row = access.load(ctx, BreakGlassRequest, request_id, "break-glass request", lock=True)
+    return _of_caller_org(ctx, row)
+
+
+def _of_caller_org(ctx: Ctx, row: BreakGlassRequest) -> BreakGlassRequest:
+    """Another organisation's request is not found (issue #14, item 7)."""
+    if not tenancy(ctx).sees_team_slug(row.org):
+        raise NotFound(f"break-glass request {row.id} not found", details={"field": "id"})
     return row
 
 
@@ -191,6 +193,8 @@ def describe(ctx: Ctx, row: BreakGlassRequest) -> dict[str, Any]:
     ).scalar_one_or_none()
     found["id"] = row.id
     found["version_author"] = row.version_author
+    found["denial_lifted_by"] = row.denial_lifted_by
+    found["denial_lifted_at"] = row.denial_lifted_at.isoformat() if row.denial_lifted_at else None
     found["used_at"] = row.used_at.isoformat() if row.used_at else None
     found["review"] = review_snapshot(review) if review else None
     return found
@@ -199,13 +203,19 @@ def describe(ctx: Ctx, row: BreakGlassRequest) -> dict[str, Any]:
 # --- services -----------------------------------------------------------------------
 
 
-def _ticket(ctx: Ctx, reference: str) -> approvals.Ticket:
+def _ticket(ctx: Ctx, reference: str, owner: access.Owner) -> Any:
+    """The open SEV1/SEV2 ops ticket ``reference`` names, if it justifies breaking glass on
+    ``owner``'s service: one of the service, of its owning team, or of a team above it up to
+    the organisation (a ticket of the organisation itself is an org-wide incident)."""
     if not isinstance(reference, str) or not (match := _TICKET_REF.match(reference.strip())):
         raise _invalid("ticket", "an ops ticket number, e.g. 42 or #42")
     try:
         ticket = ops_tickets.get(ctx, int(match.group(1)))
     except NotFound:
         raise _invalid("ticket", f"no ops ticket {reference}", "unknown_ticket") from None
+    if team_lineage(ctx, ticket.owner_team_id)[-1] != owner.org_id:
+        # Said as "no such ticket": another organisation's tickets are none of this one's.
+        raise _invalid("ticket", f"no ops ticket {reference}", "unknown_ticket")
     if ticket.state == "resolved":
         raise _invalid("ticket", f"ticket {ticket.id} is resolved", "ticket_resolved")
     severity = f"SEV{ticket.severity}"
@@ -215,7 +225,52 @@ def _ticket(ctx: Ctx, reference: str) -> approvals.Ticket:
             f"break-glass needs a SEV1 or SEV2 ticket; {ticket.id} is {severity}",
             "ticket_severity",
         )
-    return approvals.Ticket(str(ticket.id), severity)
+    service_id = ops_alarms.get_service(ctx, owner.service).id
+    if ticket.service_id != service_id and ticket.owner_team_id not in team_lineage(
+        ctx, owner.team_id
+    ):
+        raise _invalid(
+            "ticket",
+            f"ticket {ticket.id} is another team's incident; cite one of {owner.service}, "
+            f"of team {owner.team}, or an incident of {owner.org}",
+            "ticket_unrelated",
+        )
+    return ticket
+
+
+def _require_known_author(found: Version, owner: access.Owner) -> None:
+    if found.author_id is None:
+        raise Conflict(
+            f"{found.digest} has no known author, so nobody can tell who may not approve it; "
+            f"an engineer of {owner.team} names the author first "
+            "(mech deploy versions name-author)",
+            code="author_unknown",
+            details={"field": "version", "digest": found.digest},
+        )
+
+
+def _standing_denial(ctx: Ctx, service: str, digest: str, requester: str) -> None:
+    """A denied request keeps its requester from asking again for the same version (in
+    any stage) until a leader lifts the denial: a veto is not undone by asking twice."""
+    denied = ctx.session.execute(
+        select(BreakGlassRequest)
+        .where(
+            BreakGlassRequest.service_key == service,
+            BreakGlassRequest.digest == digest,
+            BreakGlassRequest.requester == requester,
+            BreakGlassRequest.denied_at.is_not(None),
+            BreakGlassRequest.denial_lifted_at.is_(None),
+        )
+        .order_by(BreakGlassRequest.id.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    if denied is not None:
+        raise Conflict(
+            f"break-glass request {denied.id} for {digest} was denied by {denied.denied_by}; "
+            "a leader of the owning team must lift that denial before you ask again",
+            code="denial_standing",
+            details={"request": denied.id, "denied_by": denied.denied_by},
+        )
 
 
 def _minutes(value: int | None, default: timedelta, field: str) -> timedelta:
@@ -252,11 +307,15 @@ def request(
             details={"blockers": [b.to_dict() for b in decision.blockers]},
         )
     found = pipelines.get_version(ctx, service, version)
-    held_ticket = _ticket(ctx, ticket)
+    _require_known_author(found, owner)
+    requester = access.actor(ctx)
+    _standing_denial(ctx, service, found.digest, requester.id)
+    cited = _ticket(ctx, ticket, owner)
+    held_ticket = approvals.Ticket(str(cited.id), f"SEV{cited.severity}")
     domain = approvals.open_request(
         "new",
         decision.target,
-        requester=access.actor(ctx),
+        requester=requester,
         version_author=found.author,
         org=owner.org,
         reason=reason,
@@ -300,15 +359,22 @@ def request(
             "windows": [b.to_dict() for b in decision.blockers],
         },
     )
+    ops_tickets.cite(
+        ctx,
+        cited,
+        f"breakglass_{row.id}",
+        {"request": row.id, "service": service, "url": f"/deploys/breakglass/{row.id}"},
+        f"cited by break-glass request {row.id} ({service}/{row.stage} {row.digest}) "
+        f"from {row.requester}",
+    )
     return row
 
 
 def get(ctx: Ctx, request_id: int) -> BreakGlassRequest:
     require_site_role(ctx, Role.VIEWER)
-    row = ctx.session.get(BreakGlassRequest, request_id)
-    if row is None or not tenancy(ctx).sees_team_slug(row.org):
-        raise NotFound(f"break-glass request {request_id} not found", details={"field": "id"})
-    return row
+    return _of_caller_org(
+        ctx, access.load(ctx, BreakGlassRequest, request_id, "break-glass request")
+    )
 
 
 def list_requests(
@@ -352,6 +418,7 @@ def _decide(ctx: Ctx, request_id: int, kind: str, comment: str, apply: Any) -> B
                 kind=kind,
                 actor=who.id,
                 human=who.human,
+                leader_scope=who.leader_scope,
                 service_key=shown.service,
                 stage=shown.stage,
                 digest=shown.digest,
@@ -410,6 +477,44 @@ def deny(ctx: Ctx, request_id: int, reason: str = "") -> BreakGlassRequest:
         reason,
         lambda r, leaders: approvals.deny(r, who, ctx.now, leaders, reason),
     )
+
+
+def lift_denial(ctx: Ctx, request_id: int, reason: str = "") -> BreakGlassRequest:
+    """A leader of the owning team (the people who may deny) lets the requester of a denied
+    request ask again for that version. The request itself stays denied."""
+    require_site_role(ctx, Role.ENGINEER)
+    row = _locked(ctx, request_id)
+    team_id = _owner_team(ctx, row)
+    if not access.actor(ctx).leads(access.leaders(ctx, team_id)):
+        raise Forbidden(
+            "only a leader of the owning organisation, acting with a leader-scoped "
+            "credential, can lift a break-glass denial",
+            code="not_a_leader",
+        )
+    if not isinstance(reason, str) or "\x00" in reason or len(reason) > 2000:
+        raise _invalid("reason", "text up to 2000 characters")
+    if row.denied_at is None:
+        raise Conflict(f"break-glass request {row.id} was not denied", code="not_denied")
+    if row.denial_lifted_at is not None:
+        raise Conflict(
+            f"the denial of break-glass request {row.id} was lifted already",
+            code="denial_lifted",
+        )
+    row.denial_lifted_by, row.denial_lifted_at = ctx.principal.username, ctx.now
+    row.updated_at = max(row.updated_at, ctx.now)
+    try:
+        ctx.session.flush()
+    except StaleDataError:
+        raise StaleState(
+            "the break-glass request changed meanwhile; try again", code="stale_request"
+        ) from None
+    _history(
+        ctx,
+        row,
+        "breakglass_denial_lifted",
+        {"by": row.denial_lifted_by, "denied_by": row.denied_by, "reason": reason.strip()},
+    )
+    return row
 
 
 def revoke(ctx: Ctx, request_id: int) -> BreakGlassRequest:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import bisect
 import functools
-import itertools
 import re
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -27,11 +26,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import holidays
 from dateutil.rrule import rrule, rruleset, rrulestr
 
+from mechanisms.core import inputs, recurrence
 from mechanisms.core.errors import InvalidInput
 
 # How far ahead the gate looks for the next transition; beyond it the answer is "not within".
@@ -39,7 +39,7 @@ DEFAULT_HORIZON = timedelta(days=400)
 # A recurring rule must match at least once this soon after its DTSTART, else it never does.
 MATCH_HORIZON_YEARS = 10
 # A window longer than this is a freeze without end, which a one-off window says better.
-MAX_DURATION = timedelta(days=366)
+MAX_DURATION = recurrence.MAX_DURATION
 MAX_HOLIDAY_PADDING_DAYS = 31
 # The longest span one calendar view (Calendar.occurrences) lists.
 MAX_VIEW = timedelta(days=400)
@@ -50,14 +50,10 @@ _DST_SLACK = timedelta(hours=3)
 # rule walk centuries of occurrences.
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(2200, 1, 1, tzinfo=UTC)
-# A block window recurring more often than this is a mistake (or an attempt to make the
-# gate expand millions of occurrences); a daily rule is 365 a year.
-MAX_OCCURRENCES_PER_YEAR = 1000
 # RFC 5545 has no day or week 0; dateutil drops a 0 silently, which would widen the rule.
 _ZERO_ORDINAL = re.compile(
     r"(?:^|;)BY(?:MONTHDAY|YEARDAY|WEEKNO|SETPOS)=(?:[^;]*,)?[+-]?0+(?:[,;]|$)"
 )
-_FINE_FREQUENCIES = re.compile(r"(?:^|;)FREQ=(SECONDLY|MINUTELY)(?:;|$)")
 _MAX_CHAIN_STEPS = 10_000
 
 
@@ -75,18 +71,7 @@ class WindowKind(StrEnum):
 
 def zone(name: str, *, field_name: str = "tz") -> ZoneInfo:
     """The IANA zone called ``name``, or ``InvalidInput`` naming the field."""
-    if not isinstance(name, str) or not name or "\x00" in name:
-        raise InvalidInput(
-            "a time zone is required", code="unknown_time_zone", details={"field": field_name}
-        )
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
-        raise InvalidInput(
-            f"unknown time zone {name!r}: use an IANA name such as Europe/Berlin",
-            code="unknown_time_zone",
-            details={"field": field_name, "value": name},
-        ) from exc
+    return inputs.checked_zone(name, field_name)
 
 
 def to_utc(wall: datetime, tz: ZoneInfo) -> datetime:
@@ -517,7 +502,7 @@ def _rrule_text(text: str) -> str:
             "malformed_rrule",
             "rrule",
         )
-    if _FINE_FREQUENCIES.search(upper):
+    if recurrence.fine_frequency(upper):
         raise _bad(
             "block windows recur at most a few times a day (FREQ=SECONDLY and MINUTELY are refused)",
             "malformed_rrule",
@@ -591,18 +576,6 @@ def _plainly_impossible(parsed: rrule) -> bool:
     return False
 
 
-def _too_dense(parsed: rrule, dtstart: datetime) -> bool:
-    if parsed._count is not None and parsed._count <= MAX_OCCURRENCES_PER_YEAR:
-        return False
-    year_end = dtstart + timedelta(days=366)
-    until = parsed._until
-    first_year = parsed.replace(count=None, until=min(until, year_end) if until else year_end)
-    return (
-        len(list(itertools.islice(first_year, MAX_OCCURRENCES_PER_YEAR + 1)))
-        > MAX_OCCURRENCES_PER_YEAR
-    )
-
-
 def _compile_recurring(rule: Recurring) -> CompiledRule:
     tz = zone(rule.tz)
     body = _rrule_text(rule.rrule)
@@ -654,7 +627,7 @@ def _compile_recurring(rule: Recurring) -> CompiledRule:
         )
     try:
         never = _never_matches(parsed, dtstart)
-        dense = not never and _too_dense(parsed, dtstart)
+        dense = not never and recurrence.too_dense(parsed, dtstart)
     except (ValueError, OverflowError) as exc:  # raised by dateutil while it expands the rule
         raise _bad(f"malformed RRULE: {exc}", "malformed_rrule", "rrule", value=body) from exc
     if never:
@@ -666,7 +639,7 @@ def _compile_recurring(rule: Recurring) -> CompiledRule:
         )
     if dense:
         raise _bad(
-            f"the RRULE recurs more than {MAX_OCCURRENCES_PER_YEAR} times a year; "
+            f"the RRULE recurs more than {recurrence.MAX_OCCURRENCES_PER_YEAR} times a year; "
             "a block window recurs at most a few times a day",
             "malformed_rrule",
             "rrule",

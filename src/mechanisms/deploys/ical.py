@@ -10,6 +10,7 @@ floating times, Windows zone names. Every refusal names the event.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import icalendar
 from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
 
+from mechanisms.core import inputs
 from mechanisms.core.errors import InvalidInput
 from mechanisms.deploys.calendar import (
     BlockWindow,
@@ -32,6 +34,12 @@ from mechanisms.deploys.calendar import (
 )
 
 PRODID = "-//Mechanisms//Deploys block windows//EN"
+# An import is one transaction: these bound how long it can hold the database's write lock.
+# A team's block calendar has tens of events; a year of daily events is 365.
+MAX_IMPORT_EVENTS = 2_000
+MAX_IMPORT_BYTES = 1_000_000
+# Window ids come from UIDs and name windows in URLs (/windows/{id}).
+MAX_WINDOW_ID_LENGTH = 200
 
 
 # ---------------------------------------------------------------------------------------------
@@ -225,9 +233,7 @@ def _one_window(
         raise _refuse(f"event {uid!r} has no DTSTART", uid)
     if event.get("RDATE") is not None:
         raise _refuse(f"event {uid!r}: RDATE is not supported; use RRULE or separate events", uid)
-    window_id = str(event.get("X-MECH-WINDOW") or uid or "")
-    if not window_id:
-        raise _refuse("an event has neither UID nor X-MECH-WINDOW", None)
+    window_id = _window_id(event, uid)
     start_prop = event.get("DTSTART")
     tz_name = _tz_name(start_prop, default_tz, uid)
     start = start_prop.dt
@@ -256,12 +262,51 @@ def _one_window(
     return window
 
 
+def _window_id(event: Any, uid: str | None) -> str:
+    """The id of an event's window: its X-MECH-WINDOW, else its UID; one that a URL can name."""
+    window_id = str(event.get("X-MECH-WINDOW") or uid or "")
+    if not window_id:
+        raise _refuse("an event has neither UID nor X-MECH-WINDOW", None)
+    try:
+        return inputs.key(window_id, MAX_WINDOW_ID_LENGTH)
+    except ValueError as exc:
+        raise _refuse(f"event {window_id!r}: its UID {exc}", window_id, "invalid_uid") from None
+
+
+def _refuse_oversized(data: bytes | str) -> None:
+    """Refused before parsing: a document too large, or with too many events, to import in
+    one short transaction."""
+    size = len(data.encode() if isinstance(data, str) else data)
+    if size > MAX_IMPORT_BYTES:
+        raise InvalidInput(
+            f"the iCalendar document has {size} bytes; import at most {MAX_IMPORT_BYTES}",
+            code="too_large",
+            details={"field": "ical", "limit": MAX_IMPORT_BYTES},
+        )
+    count = (data.upper() if isinstance(data, str) else data.upper().decode("latin-1")).count(
+        "BEGIN:VEVENT"
+    )
+    _refuse_too_many(count)
+
+
+def _refuse_too_many(count: int) -> None:
+    if count > MAX_IMPORT_EVENTS:
+        raise InvalidInput(
+            f"the iCalendar document has {count} events; import at most {MAX_IMPORT_EVENTS} "
+            "at a time (split the file)",
+            code="too_many_events",
+            details={"field": "ical", "limit": MAX_IMPORT_EVENTS},
+        )
+
+
 def import_ical(
     data: bytes | str, *, scope: Scope | None = None, default_tz: str = "UTC"
 ) -> list[BlockWindow]:
     """The block windows of an iCalendar document. ``scope``: where they apply (else each
-    event's ``X-MECH-SCOPE``); ``default_tz``: the zone of floating and all-day times."""
+    event's ``X-MECH-SCOPE``); ``default_tz``: the zone of floating and all-day times.
+    At most MAX_IMPORT_EVENTS events and MAX_IMPORT_BYTES bytes."""
     zone(default_tz, field_name="default_tz")
+    _refuse_oversized(data)
     try:
         # The library trips over some broken documents with AttributeError (a VTIMEZONE that
         # is not one, a parameter given twice); those are malformed input too.
@@ -270,7 +315,9 @@ def import_ical(
         raise _malformed(exc) from exc
     if not isinstance(calendar, icalendar.Calendar):
         raise _malformed("the document is not a VCALENDAR")
-    for event in calendar.walk("VEVENT"):
+    all_events = calendar.walk("VEVENT")
+    _refuse_too_many(len(all_events))
+    for event in all_events:
         _require_single_values(event)
     try:
         return _windows(calendar, scope, default_tz)
@@ -309,14 +356,15 @@ def _windows(
     # A moved or cancelled occurrence (RECURRENCE-ID) leaves its master's series and, unless
     # cancelled, stands as a window of its own.
     moved: dict[str, list[datetime]] = {}
+    masters: dict[str, Any] = {}
+    for event in events:
+        if event.get("RECURRENCE-ID") is None:
+            masters.setdefault(str(event.get("UID")), event)
     for event in calendar.walk("VEVENT"):
         if event.get("RECURRENCE-ID") is not None:
             uid = str(event.get("UID"))
             recurrence = event.get("RECURRENCE-ID")
-            master = next(
-                (m for m in events if str(m.get("UID")) == uid and m.get("RECURRENCE-ID") is None),
-                None,
-            )
+            master = masters.get(uid)
             tz_name = (
                 _tz_name(master.get("DTSTART"), default_tz, uid)
                 if master is not None
@@ -332,7 +380,7 @@ def _windows(
         uid = str(event.get("UID")) if event.get("UID") is not None else None
         marker = event.get("X-MECH-HOLIDAYS")
         if marker is not None:
-            window_id = str(event.get("X-MECH-WINDOW") or uid)
+            window_id = _window_id(event, uid)
             if window_id not in holiday_rules:
                 reason = str(event.get("SUMMARY") or "").split(": ", 1)[0]
                 window = BlockWindow(
@@ -355,12 +403,12 @@ def _windows(
             single = event.copy()
             for name in ("RECURRENCE-ID", "RRULE", "EXDATE"):
                 single.pop(name, None)
-            single["UID"] = f"{uid}/{stamp}"
+            # "~": a URL path can carry it, and the key rule allows it (not "/").
+            single["UID"] = f"{uid}~{stamp}"
             windows.append(_one_window(single, scope, default_tz, ()))
             continue
         windows.append(_one_window(event, scope, default_tz, tuple(moved.get(uid or "", ()))))
-    ids = [w.id for w in windows]
-    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    duplicates = sorted(i for i, n in Counter(w.id for w in windows).items() if n > 1)
     if duplicates:
         raise _refuse(f"several events share the UID {duplicates[0]!r}", duplicates[0])
     return windows

@@ -1,5 +1,5 @@
-"""Worker jobs: bakes that end or roll back, break-glass requests and grants that expire,
-one-off windows and freezes that are over."""
+"""Worker jobs: bakes that end or roll back, break-glass requests and grants and protected
+changes that expire, one-off windows and freezes that are over."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from mechanisms.core import events
 from mechanisms.core.context import Ctx
 from mechanisms.core.errors import StaleState
 from mechanisms.core.worker import WORKER, Reconciler, Worker, register
-from mechanisms.deploys import breakglass, pipelines, windows
+from mechanisms.deploys import breakglass, changes, pipelines, windows
 from mechanisms.deploys.tables import Deployment, Pipeline, Stage
 from mechanisms.ops import alarms as ops_alarms
 
@@ -58,6 +58,7 @@ class ExpireWindows:
 register(FinishBakes())
 register(ExpireWindows())
 register(Reconciler("deploys.breakglass-expiry", breakglass.due_expiries, breakglass.expire))
+register(Reconciler("deploys.protected-change-expiry", changes.due_expiries, changes.expire))
 
 
 @events.subscribe("deploys.rollback-on-alarm", "alarms.state_changed")

@@ -13,12 +13,13 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Annotated, Any
-from urllib.parse import quote
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from urllib.parse import quote, urlencode
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
+from mechanisms.core import inputs
 from mechanisms.core.context import Ctx
 from mechanisms.core.errors import InvalidInput, NotFound
 from mechanisms.core.identity import Role
@@ -211,13 +212,6 @@ def promote_form(
 # --- the block calendar -------------------------------------------------------------
 
 
-def _zone(tz: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise _invalid("tz", f"{tz!r} is not an IANA time zone") from None
-
-
 # Every month the calendar model evaluates: its instants run from EARLIEST up to LATEST
 # (exclusive), and a month view ends at the next month's first midnight, which must be
 # inside that range in any zone.
@@ -274,7 +268,7 @@ def calendar_page(
     tz: Annotated[str, Query(min_length=1, max_length=64)] = "UTC",
     stage: Annotated[str | None, Query(max_length=100)] = None,
 ) -> Response:
-    zone = _zone(tz)
+    zone = inputs.checked_zone(tz)
     today = ctx.now.astimezone(zone).date()
     first = _month(month, today)
     following = _shift(first, 1)
@@ -313,7 +307,7 @@ def freeze_form(
     stage: Annotated[Text, Form(max_length=100)] = "",
     reason: Annotated[Text, Form(max_length=500)] = "",
 ) -> Response:
-    zone = _zone(tz)
+    zone = inputs.checked_zone(tz)
     try:
         local = datetime.fromisoformat(until)
     except ValueError:
@@ -348,6 +342,20 @@ def request_page(
         version=found,
         decision=decision,
     )
+
+
+@router.post("/deploys/services/{service}/versions/author")
+def name_author_form(
+    request: Request,
+    service: str,
+    ctx: FormCtx,
+    version: Annotated[Text, Form(max_length=200)] = "",
+    stage: Annotated[Text, Form(max_length=100)] = "",
+    author: Annotated[Text, Form(max_length=200)] = "",
+) -> Response:
+    found = pipelines.name_author(ctx, service, version, author)
+    query = urlencode({"stage": stage, "version": found.digest})
+    return done(request, f"{service_url(service)}/breakglass/new?{query}")
 
 
 @router.post("/deploys/services/{service}/breakglass")
@@ -431,6 +439,17 @@ def deny_form(
     reason: Annotated[Text, Form(max_length=2000)] = "",
 ) -> Response:
     breakglass.deny(ctx, request_id, reason)
+    return _decided(request, request_id)
+
+
+@router.post("/deploys/breakglass/{request_id}/lift-denial")
+def lift_denial_form(
+    request: Request,
+    request_id: RowId,
+    ctx: FormCtx,
+    reason: Annotated[Text, Form(max_length=2000)] = "",
+) -> Response:
+    breakglass.lift_denial(ctx, request_id, reason)
     return _decided(request, request_id)
 
 

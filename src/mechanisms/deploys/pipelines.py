@@ -16,15 +16,18 @@ from typing import Any
 
 from sqlalchemy import Select, bindparam, func, select
 
+from mechanisms.core import accounts
 from mechanisms.core.context import Ctx
 from mechanisms.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from mechanisms.core.identity import Role
 from mechanisms.core.permissions import require_site_role, team_chain_cte
-from mechanisms.deploys import access, gates, junit, windows
+from mechanisms.core.tables import User
+from mechanisms.deploys import access, changes, gates, junit, protection, windows
 from mechanisms.deploys.approvals import Target
 from mechanisms.deploys.tables import (
     Deployment,
     Pipeline,
+    ProtectedChange,
     Stage,
     StageApproval,
     TestRun,
@@ -140,16 +143,78 @@ def pipeline_snapshot(ctx: Ctx, pipeline: Pipeline) -> dict[str, Any]:
     }
 
 
-def set_pipeline(ctx: Ctx, service: str, stages: Sequence[dict[str, Any]]) -> Pipeline:
-    """Create or replace a service's pipeline: its stages in order (each name once)."""
+def set_pipeline(
+    ctx: Ctx,
+    service: str,
+    stages: Sequence[dict[str, Any]],
+    *,
+    ticket: str | None = None,
+    reason: str | None = None,
+) -> Pipeline | ProtectedChange:
+    """Create or replace a service's pipeline: its stages in order (each name once).
+    Lowering a stage's requirements or removing a stage is protected (``changes.guarded``):
+    it may come back as a request waiting for a second leader instead of the pipeline."""
     require_site_role(ctx, Role.ENGINEER)
     owner = access.require_engineer(ctx, service)
+    specs = _stage_specs(ctx, service, stages)
+    pipeline = _find(ctx, service)
+    if pipeline is None:
+        return _replace_stages(ctx, owner, None, specs)
+    current = [stage_snapshot(s) for s in stages_of(ctx, pipeline)]
+    proposal = [stage_snapshot(Stage(**s)) for s in specs]
+    verdict = protection.classify_pipeline(current, proposal, _blocked_now(ctx, pipeline))
+    change = changes.Proposed(
+        kind="pipeline_set",
+        subject=service,
+        team_id=owner.team_id,
+        services=(service,),
+        proposal={"stages": proposal},
+        base={"stages": current},
+    )
+    return changes.guarded(
+        ctx,
+        change,
+        verdict,
+        lambda: _replace_stages(ctx, owner, pipeline, specs),
+        ticket=ticket,
+        reason=reason,
+    )
+
+
+def _stage_specs(ctx: Ctx, service: str, stages: Any) -> list[dict[str, Any]]:
     if not isinstance(stages, list | tuple) or not 1 <= len(stages) <= MAX_STAGES:
         raise _invalid("stages", f"1 to {MAX_STAGES} stages")
     specs = [_stage_spec(ctx, s, i) for i, s in enumerate(stages)]
     # The domain refuses overlapping (repeated) stage names and bad rules.
     gates.Pipeline(service, tuple(_domain_stage(Stage(**s)) for s in specs))
-    pipeline = _find(ctx, service)
+    return specs
+
+
+def _blocked_now(ctx: Ctx, pipeline: Pipeline) -> dict[str, frozenset[str]]:
+    """Each stage's blocker codes for the newest version now: what a lowered requirement
+    would lift."""
+    newest = ctx.session.execute(
+        select(Version.digest)
+        .where(Version.service_key == pipeline.service_key)
+        .order_by(Version.id.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    if newest is None:
+        return {}
+    return {
+        stage.name: frozenset(
+            b.code
+            for b in _decide(ctx, pipeline.service_key, stage.name, newest, ctx.now, False)[
+                0
+            ].blockers
+        )
+        for stage in stages_of(ctx, pipeline)
+    }
+
+
+def _replace_stages(
+    ctx: Ctx, owner: access.Owner, pipeline: Pipeline | None, specs: list[dict[str, Any]]
+) -> Pipeline:
     before = pipeline_snapshot(ctx, pipeline) if pipeline else None
     if pipeline is None:
         pipeline = Pipeline(
@@ -170,13 +235,26 @@ def set_pipeline(ctx: Ctx, service: str, stages: Sequence[dict[str, Any]]) -> Pi
     access.record(
         ctx,
         "pipeline_set",
-        service,
+        owner.service,
         object_type="deploys_pipeline",
         before=before,
         after=pipeline_snapshot(ctx, pipeline),
         details={"stages": [s["name"] for s in specs]},
     )
     return pipeline
+
+
+def apply_change(ctx: Ctx, change: ProtectedChange) -> str | None:
+    """Apply an approved protected change of a pipeline, or say why it no longer can be."""
+    pipeline = _find(ctx, change.subject)
+    if pipeline is None:
+        return f"{change.subject} no longer has a pipeline"
+    current = [stage_snapshot(s) for s in stages_of(ctx, pipeline)]
+    if problem := changes.unchanged(change, {"stages": current}):
+        return problem
+    specs = _stage_specs(ctx, change.subject, change.proposal["stages"])
+    _replace_stages(ctx, access.owner(ctx, change.subject), pipeline, specs)
+    return None
 
 
 def _find(ctx: Ctx, service: str) -> Pipeline | None:
@@ -227,27 +305,43 @@ def version_snapshot(row: Version) -> dict[str, Any]:
     }
 
 
+def _author(ctx: Ctx, author: Any) -> User:
+    """The account a registration names as the author, or a refusal naming the author."""
+    name = _name(author, "author")
+    try:
+        return accounts.named_person(ctx.session, name)
+    except InvalidInput as refused:
+        raise InvalidInput(
+            f"author: {refused.message}",
+            code="unknown_author",
+            details={"field": "author", "value": name},
+        ) from None
+
+
 def register_version(
     ctx: Ctx, service: str, artifact: str, digest: str, author: str | None = None
 ) -> Version:
-    """A build of the service. An artifact registered again with another digest invalidates
-    every open break-glass request for its old digest."""
+    """A build of the service, by ``author``: an account (username or email), or unknown.
+    An artifact registered again with another digest invalidates every open break-glass
+    request for its old digest."""
     require_site_role(ctx, Role.ENGINEER)
     access.require_engineer(ctx, service)
     artifact, digest = _name(artifact, "artifact"), _name(digest, "digest")
-    author = None if author is None else _name(author, "author")
+    author_id = None if author is None else _author(ctx, author).id
     if _version(ctx, service, digest) is not None:
         raise Conflict(f"{digest} is registered already", details={"field": "digest"})
     row = Version(
         service_key=service,
         artifact=artifact,
         digest=digest,
-        author=author,
+        author_id=author_id,
         registered_by=ctx.principal.actor,
         created_at=ctx.now,
     )
     ctx.session.add(row)
     ctx.session.flush()
+    ctx.session.refresh(row, ["author"])
+    author = row.author
     access.record(
         ctx,
         "version_registered",
@@ -267,6 +361,37 @@ def register_version(
     ).scalars()
     for old in replaced:
         breakglass.digest_changed(ctx, service, old, digest)
+    return row
+
+
+def name_author(ctx: Ctx, service: str, version: str, author: str) -> Version:
+    """Name the author of a version registered without one (an engineer of the owning
+    team); until then it cannot be broken-glass. A known author is never replaced: whoever
+    could swap it could approve their own change."""
+    require_site_role(ctx, Role.ENGINEER)
+    access.require_engineer(ctx, service)
+    row = _named_version(ctx, service, version)
+    if row.author_id is not None:
+        raise Conflict(
+            f"{row.digest} is by {row.author} already; a known author is not replaced",
+            code="author_known",
+            details={"field": "author", "author": row.author},
+        )
+    before = version_snapshot(row)
+    row.author_id = _author(ctx, author).id
+    ctx.session.flush()
+    ctx.session.refresh(row, ["author"])
+    access.record(
+        ctx,
+        "version_author_named",
+        service,
+        digest=row.digest,
+        object_type="deploys_version",
+        object_id=f"{service}@{row.digest}",
+        before=before,
+        after=version_snapshot(row),
+        details={"author": row.author},
+    )
     return row
 
 
@@ -378,6 +503,18 @@ def test_runs(ctx: Ctx, service: str, digest: str) -> list[TestRun]:
 
 
 # --- manual stage approvals -----------------------------------------------------------
+
+
+def stage_approval_snapshot(row: StageApproval) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "service": row.service_key,
+        "stage": row.stage,
+        "digest": row.digest,
+        "approver": row.approver,
+        "roles": list(row.roles),
+        "approved_at": row.approved_at.isoformat(),
+    }
 
 
 def approve_stage(

@@ -19,11 +19,12 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    select,
 )
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, column_property, mapped_column
 
 from mechanisms.core.db import Base, UTCDateTime
-from mechanisms.core.tables import BigId
+from mechanisms.core.tables import BigId, User
 
 
 class Pipeline(Base):
@@ -60,7 +61,9 @@ class Stage(Base):
 
 
 class Version(Base):
-    """A build of a service: an artifact and the digest that names its exact bytes."""
+    """A build of a service: an artifact and the digest that names its exact bytes, and its
+    author: an account of the system (never a typed name), or unknown until someone names
+    them."""
 
     __tablename__ = "deploys_versions"
     __table_args__ = (UniqueConstraint("service_key", "digest"),)
@@ -69,9 +72,14 @@ class Version(Base):
     service_key: Mapped[str] = mapped_column(String(128), index=True)
     artifact: Mapped[str] = mapped_column(String(500))
     digest: Mapped[str] = mapped_column(String(200))
-    author: Mapped[str | None] = mapped_column(String(200))
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     registered_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The author's username, read in the same statement as the version (no extra round
+    # trip on the gate's path); usernames never change, so it names the same person.
+    author: Mapped[str | None] = column_property(
+        select(User.username).where(User.id == author_id).correlate_except(User).scalar_subquery()
+    )
 
 
 class Deployment(Base):
@@ -189,6 +197,10 @@ class BreakGlassRequest(Base):
     denied_by: Mapped[str | None] = mapped_column(String(200))
     denied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     denial_reason: Mapped[str] = mapped_column(String(2000), default="")
+    # A denial keeps its requester from filing again for the same version until a leader of
+    # the owning team lifts it.
+    denial_lifted_by: Mapped[str | None] = mapped_column(String(200))
+    denial_lifted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     invalidated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     invalidated_by_digest: Mapped[str | None] = mapped_column(String(200))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -210,6 +222,9 @@ class BreakGlassDecision(Base):
     kind: Mapped[str] = mapped_column(String(8))
     actor: Mapped[str] = mapped_column(String(200))
     human: Mapped[bool] = mapped_column(Boolean)
+    # Whether the credential it was made with reached the leader role: only then may the
+    # approver's leadership count (a leader's engineer-scoped token approves as an engineer).
+    leader_scope: Mapped[bool] = mapped_column(Boolean, default=False)
     # What the approver was shown and approved: the exact promotion.
     service_key: Mapped[str] = mapped_column(String(128))
     stage: Mapped[str] = mapped_column(String(100))
@@ -252,3 +267,60 @@ class TimelineEntry(Base):
     actor: Mapped[str] = mapped_column(String(200))
     at: Mapped[datetime] = mapped_column(UTCDateTime)
     details: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class ProtectedChange(Base):
+    """A change that would lift a block in force now (deleting or narrowing a window holding
+    a gate, lowering a requirement that blocks the newest version), waiting for a second
+    leader under the two-person rule. ``proposal`` is what is applied once approved;
+    ``digest`` names it exactly, so an approval cannot carry over to another proposal."""
+
+    __tablename__ = "deploys_protected_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # window_update | window_delete | pipeline_set
+    kind: Mapped[str] = mapped_column(String(16))
+    # The window's uid, or the service whose pipeline changes.
+    subject: Mapped[str] = mapped_column(String(200))
+    # The services whose timelines show the change (the first is where it is listed).
+    service_key: Mapped[str] = mapped_column(String(128), index=True)
+    services: Mapped[list[str]] = mapped_column(JSON)
+    team_id: Mapped[int] = mapped_column(Integer)
+    proposal: Mapped[dict[str, Any]] = mapped_column(JSON)
+    digest: Mapped[str] = mapped_column(String(80))
+    # The subject's state when asked: applied only if it is still the same.
+    base_digest: Mapped[str] = mapped_column(String(80))
+    protection: Mapped[dict[str, Any]] = mapped_column(JSON)
+    requester: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(String(2000))
+    # An ops ticket's id, through ops' service API (not a copy of its text).
+    ticket_id: Mapped[int] = mapped_column(Integer)
+    # pending | applied | denied | expired | invalidated
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    decided_by: Mapped[str | None] = mapped_column(String(200))
+    outcome: Mapped[str] = mapped_column(String(2000), default="")
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    version: Mapped[int] = mapped_column(Integer, default=0)
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+class ProtectedChangeDecision(Base):
+    """A leader's approval or denial of a protected change, with the proposal they saw."""
+
+    __tablename__ = "deploys_protected_change_decisions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    change_id: Mapped[int] = mapped_column(
+        ForeignKey("deploys_protected_changes.id", ondelete="CASCADE"), index=True
+    )
+    # approve | deny
+    kind: Mapped[str] = mapped_column(String(8))
+    actor: Mapped[str] = mapped_column(String(200))
+    human: Mapped[bool] = mapped_column(Boolean)
+    digest: Mapped[str] = mapped_column(String(80))
+    comment: Mapped[str] = mapped_column(String(2000), default="")
+    at: Mapped[datetime] = mapped_column(UTCDateTime)

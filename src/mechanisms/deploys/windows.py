@@ -6,21 +6,23 @@ on the team for a team window, on the owning team for a service or stage window.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import secrets
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Row, Text, bindparam, cast, select
 
-from mechanisms.core import accounts
+from mechanisms.core import accounts, inputs
 from mechanisms.core.context import Ctx
 from mechanisms.core.errors import InvalidInput, NotFound
 from mechanisms.core.identity import Role
 from mechanisms.core.permissions import require_site_role, require_team_role, tenancy
 from mechanisms.core.tables import Team
-from mechanisms.deploys import access, calendar, ical
+from mechanisms.deploys import access, calendar, changes, ical, protection
 from mechanisms.deploys.calendar import (
     BlockWindow,
     Calendar,
@@ -32,6 +34,7 @@ from mechanisms.deploys.calendar import (
     Scope,
 )
 from mechanisms.deploys.tables import BlockWindow as WindowRow
+from mechanisms.deploys.tables import Pipeline, ProtectedChange
 
 SCOPE_KINDS = ("org", "team", "service", "stage")
 MAX_REASON = 2000
@@ -224,47 +227,81 @@ def _expires_at(window: BlockWindow) -> datetime | None:
     return None
 
 
-def _store(ctx: Ctx, window: BlockWindow, kind: str) -> WindowRow:
-    calendar.validate(window)
-    if ctx.session.execute(select(WindowRow.id).where(WindowRow.uid == window.id)).first():
+# Windows written per round of statements: one duplicate check and one bulk write each.
+_STORE_BATCH = 500
+
+
+def _window_id(value: Any) -> str:
+    """A user-chosen window id: it names the window in URLs (/windows/{id}), so one with
+    "/", "..", NUL or control characters could be created but never fetched or deleted."""
+    return inputs.checked_key(value, "id", ical.MAX_WINDOW_ID_LENGTH)
+
+
+def _store(ctx: Ctx, windows: Sequence[BlockWindow], kind: str) -> list[WindowRow]:
+    """Store the windows (all or none), a few statements per batch of windows rather than
+    per window: an import of thousands must not hold the write lock for seconds."""
+    rows: list[WindowRow] = []
+    for first in range(0, len(windows), _STORE_BATCH):
+        rows += _store_batch(ctx, windows[first : first + _STORE_BATCH], kind)
+    return rows
+
+
+def _store_batch(ctx: Ctx, windows: Sequence[BlockWindow], kind: str) -> list[WindowRow]:
+    for window in windows:
+        _window_id(window.id)
+        calendar.validate(window)
+    existing = ctx.session.execute(
+        select(WindowRow.uid).where(WindowRow.uid.in_([w.id for w in windows])).limit(1)
+    ).scalar()
+    if existing is not None:
         raise InvalidInput(
-            f"a window with the id {window.id!r} exists already",
+            f"a window with the id {existing!r} exists already",
             code="duplicate_window",
             details={"field": "id"},
         )
-    row = WindowRow(
-        uid=window.id,
-        scope_kind=kind,
-        scope_key=str(window.scope),
-        kind=window.kind.value,
-        definition=rule_to_json(window.rule),
-        reason=window.reason,
-        created_by=ctx.principal.actor,
-        created_at=ctx.now,
-        expires_at=_expires_at(window),
-    )
-    ctx.session.add(row)
+    rows = [
+        WindowRow(
+            uid=window.id,
+            scope_kind=kind,
+            scope_key=str(window.scope),
+            kind=window.kind.value,
+            definition=rule_to_json(window.rule),
+            reason=window.reason,
+            created_by=ctx.principal.actor,
+            created_at=ctx.now,
+            expires_at=_expires_at(window),
+        )
+        for window in windows
+    ]
+    ctx.session.add_all(rows)
     ctx.session.flush()
-    service = window.scope.service or ""
-    access.record(
+    access.record_many(
         ctx,
         "window_created",
-        service or str(window.scope),
-        stage=window.scope.stage,
-        object_type="deploys_window",
-        object_id=window.id,
-        after=snapshot(row),
-        details={"window": window.id, "scope": str(window.scope), "reason": window.reason},
+        [
+            access.Change(
+                service=window.scope.service or str(window.scope),
+                stage=window.scope.stage,
+                object_type="deploys_window",
+                object_id=window.id,
+                after=snapshot(row),
+                details={"window": window.id, "scope": str(window.scope), "reason": window.reason},
+            )
+            for window, row in zip(windows, rows, strict=True)
+        ],
     )
-    return row
+    return rows
 
 
 def _reason(reason: Any) -> str:
     if reason is None:
         return ""
-    if not isinstance(reason, str) or "\x00" in reason or len(reason) > MAX_REASON:
+    if not isinstance(reason, str) or len(reason) > MAX_REASON:
         raise _invalid("reason", f"text up to {MAX_REASON} characters")
-    return reason.strip()
+    try:
+        return inputs.text(reason).strip()
+    except ValueError as exc:
+        raise _invalid("reason", str(exc)) from None
 
 
 def create_window(
@@ -280,8 +317,8 @@ def create_window(
     domain_scope, team_id = resolve_scope(ctx, scope, target)
     require_team_role(ctx, team_id, Role.ENGINEER)
     rule = rule_from_json(definition)
-    uid = _str(window_id, "id") if window_id is not None else f"w-{secrets.token_hex(6)}"
-    return _store(ctx, BlockWindow(uid, domain_scope, rule, _reason(reason)), scope)
+    uid = _window_id(window_id) if window_id is not None else f"w-{secrets.token_hex(6)}"
+    return _store(ctx, [BlockWindow(uid, domain_scope, rule, _reason(reason))], scope)[0]
 
 
 def freeze(ctx: Ctx, scope: str, target: str, until: datetime, reason: str) -> WindowRow:
@@ -328,10 +365,18 @@ def list_windows(ctx: Ctx, service: str | None = None, stage: str | None = None)
 
 
 def update_window(
-    ctx: Ctx, window_id: str, definition: dict[str, Any], reason: str | None = None
-) -> WindowRow:
+    ctx: Ctx,
+    window_id: str,
+    definition: dict[str, Any],
+    reason: str | None = None,
+    *,
+    ticket: str | None = None,
+    change_reason: str | None = None,
+) -> WindowRow | ProtectedChange:
     """Replace a window's rule (and reason); its scope stays. Refused whole when the new
-    rule cannot be evaluated."""
+    rule cannot be evaluated. A change that makes a window in force (or starting within a
+    day) block less is protected (``changes.guarded``): it may come back as a request
+    waiting for a second leader instead of the updated window."""
     require_site_role(ctx, Role.ENGINEER)
     row = get_window(ctx, window_id)
     scope = _scope_from_key(row.scope_key)
@@ -343,6 +388,20 @@ def update_window(
         row.reason if reason is None else _reason(reason),
     )
     calendar.validate(window)
+    proposal = {"definition": rule_to_json(window.rule), "reason": window.reason}
+    verdict = protection.classify_window(to_domain(row), window, ctx.now)
+    return changes.guarded(
+        ctx,
+        _proposed(ctx, row, "window_update", proposal),
+        verdict,
+        lambda: _replace_rule(ctx, row, window),
+        ticket=ticket,
+        reason=change_reason,
+    )
+
+
+def _replace_rule(ctx: Ctx, row: WindowRow, window: BlockWindow) -> WindowRow:
+    scope = window.scope
     before = snapshot(row)
     row.kind = window.kind.value
     row.definition = rule_to_json(window.rule)
@@ -363,12 +422,74 @@ def update_window(
     return row
 
 
-def delete_window(ctx: Ctx, window_id: str) -> None:
+def delete_window(
+    ctx: Ctx, window_id: str, *, ticket: str | None = None, reason: str | None = None
+) -> ProtectedChange | None:
+    """Delete a window; a window in force or starting within a day is protected
+    (``changes.guarded``): None when deleted, else the request waiting for a second leader."""
     require_site_role(ctx, Role.ENGINEER)
     row = get_window(ctx, window_id)
     scope = _scope_from_key(row.scope_key)
     require_team_role(ctx, _scope_team(ctx, scope), Role.ENGINEER)
-    _remove(ctx, row, "window_deleted")
+    verdict = protection.classify_window(to_domain(row), None, ctx.now)
+    pending = changes.guarded(
+        ctx,
+        _proposed(ctx, row, "window_delete", {}),
+        verdict,
+        lambda: _remove(ctx, row, "window_deleted"),
+        ticket=ticket,
+        reason=reason,
+    )
+    return pending if isinstance(pending, ProtectedChange) else None
+
+
+def _timeline_services(ctx: Ctx, scope: Scope) -> tuple[str, ...]:
+    """The services whose pipelines a window on ``scope`` holds: their timelines show its
+    protected changes (the scope's own key when it holds none yet)."""
+    if scope.service is not None:
+        return (scope.service,)
+    held = []
+    for service in ctx.session.execute(
+        select(Pipeline.service_key).order_by(Pipeline.service_key)
+    ).scalars():
+        if scope.covers(access.owner(ctx, service).scope()):
+            held.append(service)
+    return tuple(held) or (str(scope),)
+
+
+def _proposed(ctx: Ctx, row: WindowRow, kind: str, proposal: dict[str, Any]) -> changes.Proposed:
+    scope = _scope_from_key(row.scope_key)
+    return changes.Proposed(
+        kind=kind,
+        subject=row.uid,
+        team_id=_scope_team(ctx, scope),
+        services=_timeline_services(ctx, scope),
+        proposal=proposal,
+        base=snapshot(row),
+    )
+
+
+def apply_change(ctx: Ctx, change: ProtectedChange) -> str | None:
+    """Apply an approved protected change of a window, or say why it no longer can be."""
+    row = ctx.session.execute(
+        select(WindowRow).where(WindowRow.uid == change.subject)
+    ).scalar_one_or_none()
+    if row is None:
+        return f"window {change.subject} no longer exists"
+    if problem := changes.unchanged(change, snapshot(row)):
+        return problem
+    if change.kind == "window_delete":
+        _remove(ctx, row, "window_deleted")
+        return None
+    proposal = change.proposal
+    window = BlockWindow(
+        row.uid,
+        _scope_from_key(row.scope_key),
+        rule_from_json(proposal["definition"]),
+        proposal["reason"],
+    )
+    _replace_rule(ctx, row, window)
+    return None
 
 
 def _remove(ctx: Ctx, row: WindowRow, kind: str) -> None:
@@ -445,10 +566,16 @@ def import_ical(
 ) -> list[WindowRow]:
     """Every event of an iCalendar document as a window on one scope, all or none."""
     require_site_role(ctx, Role.ENGINEER)
+    # Read before the first query: a writing unit of work takes SQLite's write lock with its
+    # first statement, and reading two thousand events takes most of a second.
+    read = ical.import_ical(data, scope=_PENDING_SCOPE, default_tz=default_tz)
     domain_scope, team_id = resolve_scope(ctx, scope, target)
     require_team_role(ctx, team_id, Role.ENGINEER)
-    windows = ical.import_ical(data, scope=domain_scope, default_tz=default_tz)
-    return [_store(ctx, w, scope) for w in windows]
+    return _store(ctx, [dataclasses.replace(w, scope=domain_scope) for w in read], scope)
+
+
+# The scope windows are read with before the import's scope is looked up (and replaced).
+_PENDING_SCOPE = Scope("pending")
 
 
 def export_ical(ctx: Ctx, service: str | None = None, stage: str | None = None) -> bytes:

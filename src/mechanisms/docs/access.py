@@ -15,7 +15,7 @@ from mechanisms.core import audit, events
 from mechanisms.core.context import Ctx
 from mechanisms.core.errors import Forbidden, NotFound
 from mechanisms.core.identity import Role
-from mechanisms.core.permissions import require_site_role, team_role, tenancy
+from mechanisms.core.permissions import credential_reaches, require_site_role, team_role, tenancy
 from mechanisms.core.tables import Membership, Team, User
 from mechanisms.docs.tables import DocPerson, Document
 
@@ -96,7 +96,7 @@ def owners(ctx: Ctx, doc: Document) -> list[str]:
 
 
 def _leads_team(ctx: Ctx, doc: Document) -> bool:
-    if ctx.principal.is_site_admin and ctx.principal.scope >= Role.ADMIN:
+    if ctx.principal.is_site_admin and credential_reaches(ctx.principal, Role.ADMIN):
         return True
     if doc.team is None:
         return False

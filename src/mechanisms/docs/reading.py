@@ -6,14 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mechanisms.core import accounts, audit
+from mechanisms.core import accounts, audit, inputs
 from mechanisms.core.context import Ctx
-from mechanisms.core.errors import Conflict, InvalidInput, NotFound, StaleState
+from mechanisms.core.errors import Conflict, NotFound, StaleState
 from mechanisms.docs import access, document, reviews
 from mechanisms.docs.tables import Attendee, Document, Meeting, Read, ReaderZone, Review
 
@@ -256,13 +256,7 @@ def meetings(ctx: Ctx, ref: str | int) -> list[Meeting]:
 
 
 def zone(name: str | None) -> ZoneInfo:
-    try:
-        return ZoneInfo(name or "UTC")
-    except (ZoneInfoNotFoundError, ValueError):
-        raise InvalidInput(
-            f"unknown time zone {name!r}; use an IANA name such as Europe/Berlin",
-            details={"field": "tz"},
-        ) from None
+    return inputs.checked_zone(name or "UTC")
 
 
 def zone_of(ctx: Ctx, username: str) -> str:

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
+from mechanisms.core import inputs
 from mechanisms.core.cli import JsonOpt, console, emit, fail, operator, table
 from mechanisms.flags import deployments as flag_deployments  # `deployments` is a command here
 from mechanisms.flags import experiments, service
@@ -34,10 +35,10 @@ def _read_json(source: str, what: str) -> Any:
             text = source
         else:
             text = Path(source).read_text(encoding="utf-8")
-        return json.loads(text)
+        return inputs.parse_json(text)
     except OSError as exc:
         fail(f"cannot read {what} from {source}: {exc.strerror}")
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except ValueError as exc:
         fail(f"{what} is not valid JSON: {exc}")
 
 

@@ -23,7 +23,6 @@ import copy
 import dataclasses
 import math
 import operator
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,6 +31,8 @@ from typing import Annotated, Any, Literal
 import semver
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from mechanisms.core import inputs
+from mechanisms.core.patterns import any_matches, compile_pattern
 from mechanisms.flags.bucketing import (
     BUCKETING_VERSION,
     BUCKETS,
@@ -154,12 +155,8 @@ class Clause(Strict):
             raise ValueError(f"op {self.op!r} takes strings")
         if self.op == "matches":
             for pattern in self.values:
-                try:
-                    re.compile(pattern)
-                except re.error as exc:
-                    raise ValueError(
-                        f"{pattern!r} is not a valid regular expression: {exc}"
-                    ) from None
+                compile_pattern(pattern)
+        inputs.json_text(self.values)
         return self
 
 
@@ -205,6 +202,11 @@ class Prerequisite(Strict):
     variants: list[str] = Field(min_length=1)
 
 
+# A variant's value travels inside the rule set an SDK downloads, a few levels below its top.
+MAX_VARIANT_VALUE_DEPTH = 32
+MAX_VARIANT_NAME_LENGTH = 64
+
+
 class FlagConfig(Strict):
     """One flag's behaviour in one environment: what a version holds."""
 
@@ -218,6 +220,12 @@ class FlagConfig(Strict):
 
     @model_validator(mode="after")
     def _variants_exist(self) -> FlagConfig:
+        for name, value in self.variants.items():
+            try:
+                inputs.key(name, MAX_VARIANT_NAME_LENGTH)
+                inputs.json_value(value, MAX_VARIANT_VALUE_DEPTH)
+            except ValueError as exc:
+                raise ValueError(f"variants.{name!r}: {exc}") from None
         known = set(self.variants)
 
         def check(path: str, name: str) -> None:
@@ -247,6 +255,11 @@ class Segment(Strict):
     included: list[str] = Field(default_factory=list, max_length=100_000)
     excluded: list[str] = Field(default_factory=list, max_length=100_000)
     rules: list[list[Clause]] = Field(default_factory=list, max_length=100)
+
+    @model_validator(mode="after")
+    def _keys_are_text(self) -> Segment:
+        inputs.json_text([self.included, self.excluded])
+        return self
 
 
 def check_value_type(flag_type: str, value: Any) -> bool:
@@ -391,8 +404,8 @@ def _value_test(op: str, values: list[Any]) -> Callable[[Any], bool]:
         suffixes = tuple(values)
         return lambda v: isinstance(v, str) and v.endswith(suffixes)
     if op == "matches":
-        patterns = [re.compile(p) for p in values]
-        return lambda v: isinstance(v, str) and any(p.search(v) for p in patterns)
+        matches = any_matches(values)
+        return lambda v: isinstance(v, str) and matches(v)
     if op in NUMERIC_OPS:
         bound, compare = values[0], NUMERIC_OPS[op]
         return lambda v: _is_number(v) and compare(v, bound)

@@ -19,6 +19,7 @@ from typing import Any
 
 from starlette.datastructures import FormData
 
+from mechanisms.core import inputs
 from mechanisms.core.errors import InvalidInput, MechanismsError
 from mechanisms.flags.domain import TARGETING_KEY
 
@@ -206,7 +207,7 @@ def model_from_form(form: FormData) -> dict[str, Any]:
 
 def json_field(text: str, name: str, prefix: str = "") -> Any:
     try:
-        return json.loads(text)
+        return inputs.parse_json(text)
     except ValueError as exc:
         raise InvalidInput(
             f"{prefix}{name}: not valid JSON ({exc})", details={"field": f"{prefix}{name}"}
@@ -273,7 +274,7 @@ def config_from_model(model: dict[str, Any]) -> dict[str, Any]:
 
 def variant_names(model: dict[str, Any], fallback: list[str]) -> list[str]:
     try:
-        variants = json.loads(model["variants_text"])
+        variants = inputs.parse_json(model["variants_text"])
     except ValueError:
         return fallback
     return list(variants) if isinstance(variants, dict) and variants else fallback

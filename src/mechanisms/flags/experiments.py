@@ -18,7 +18,7 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from mechanisms.core import audit, events
+from mechanisms.core import audit, events, inputs
 from mechanisms.core.context import Ctx
 from mechanisms.core.errors import Conflict, InvalidInput, NotFound
 from mechanisms.core.identity import Role
@@ -204,9 +204,16 @@ def _text(item: dict[str, Any], field: str, path: str, max_len: int) -> str:
     value = item.get(field)
     if isinstance(value, int | float) and not isinstance(value, bool):
         value = str(value)
-    if not isinstance(value, str) or not value or len(value) > max_len or "\x00" in value:
+    if not isinstance(value, str) or not value or len(value) > max_len:
         raise _invalid(f"{path}.{field}", f"a non-empty string of at most {max_len} characters")
-    return value
+    return _valid_text(value, f"{path}.{field}")
+
+
+def _valid_text(value: str, field: str) -> str:
+    try:
+        return inputs.text(value)
+    except ValueError as exc:
+        raise _invalid(field, str(exc)) from None
 
 
 def _batch(raw: Any, field: str) -> list[dict[str, Any]]:
@@ -272,10 +279,10 @@ def record_feedback(ctx: Ctx, app_key: str, env_key: str, raw: Any) -> int:
         ):
             raise _invalid(f"{path}.value", "a finite number")
         comment = item.get("comment")
-        if comment is not None and (
-            not isinstance(comment, str) or len(comment) > 5000 or "\x00" in comment
-        ):
+        if comment is not None and (not isinstance(comment, str) or len(comment) > 5000):
             raise _invalid(f"{path}.comment", "a string of at most 5000 characters")
+        if comment is not None:
+            _valid_text(comment, f"{path}.comment")
         rows.append(
             FlagFeedback(
                 environment_id=env.id,

@@ -24,7 +24,7 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mechanisms.core import accounts
+from mechanisms.core import accounts, inputs
 from mechanisms.core.context import Ctx
 from mechanisms.core.errors import MechanismsError
 from mechanisms.core.identity import system_principal
@@ -148,9 +148,9 @@ def failure_body(result: Evaluation) -> dict[str, Any]:
 def context_of(raw: bytes) -> dict[str, Any] | tuple[str, str]:
     """The evaluation context of an OFREP body, or (error code, details)."""
     try:
-        body = json.loads(raw) if raw.strip() else {}
-    except ValueError:
-        return PARSE_ERROR, "the body is not valid JSON"
+        body = inputs.parse_json(raw) if raw.strip() else {}
+    except ValueError as exc:
+        return PARSE_ERROR, f"the body is not valid JSON: {exc}"
     context = body.get("context") if isinstance(body, dict) else None
     if not isinstance(body, dict) or not isinstance(context, dict | None):
         return "INVALID_CONTEXT", "the body must be an object with an optional object 'context'"

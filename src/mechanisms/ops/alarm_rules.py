@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal, get_args
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from dateutil import rrule as dateutil_rrule
 from pydantic import (
@@ -40,6 +40,8 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
+
+from mechanisms.core import inputs, recurrence
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -116,12 +118,10 @@ def _finite(value: Any, name: str) -> float:
 
 
 def _zone(name: Any, field_name: str = "time_zone") -> ZoneInfo:
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"{field_name}: expected an IANA time zone name such as 'Europe/Berlin'")
     try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, OSError):
-        raise ValueError(f"{field_name}: unknown IANA time zone {name!r}") from None
+        return inputs.zone(name)
+    except ValueError as exc:
+        raise ValueError(f"{field_name}: {exc}") from None
 
 
 # --- metric alarms -----------------------------------------------------------------------
@@ -1078,7 +1078,16 @@ def _compile_rrule(text: str, start: datetime, zone: ZoneInfo) -> dateutil_rrule
             "EXDATE or RDATE; the first occurrence is 'start'"
         )
     shown = body
+    fine = recurrence.fine_frequency(body)
+    if fine:
+        raise ValueError(
+            f"rrule: FREQ={fine} is refused; a silence recurs at most a few times a day "
+            "(FREQ=HOURLY or coarser)"
+        )
     parts = _rule_parts(body)
+    count = parts.get("COUNT")
+    if count is not None and not (count.isdigit() and 1 <= int(count) <= recurrence.MAX_COUNT):
+        raise ValueError(f"rrule: COUNT must be a whole number from 1 to {recurrence.MAX_COUNT}")
     interval = parts.get("INTERVAL")
     if interval is not None and not (interval.isdigit() and int(interval) >= 1):
         raise ValueError(f"rrule: INTERVAL must be a whole number of at least 1, got {interval!r}")
@@ -1112,6 +1121,11 @@ def _compile_rrule(text: str, start: datetime, zone: ZoneInfo) -> dateutil_rrule
     if first is None:
         raise ValueError(
             f"rrule: {shown} has no occurrence (UNTIL or COUNT ends it before it matches)"
+        )
+    if recurrence.too_dense(rule, start):
+        raise ValueError(
+            f"rrule: {shown} recurs more than {recurrence.MAX_OCCURRENCES_PER_YEAR} times a "
+            "year; a silence recurs at most a few times a day"
         )
     return rule
 
@@ -1187,6 +1201,11 @@ class Silence(BaseModel):
         start, zone_name = info.data.get("start"), info.data.get("time_zone")
         if start is None or zone_name is None:
             return value
+        end = info.data.get("end")
+        if end is not None and end - start > recurrence.MAX_DURATION:
+            raise ValueError(
+                f"a recurring silence's window lasts at most {recurrence.MAX_DURATION.days} days"
+            )
         _compile_rrule(value, start, ZoneInfo(zone_name))
         return value
 
@@ -1213,7 +1232,7 @@ class Silence(BaseModel):
                 high = local + timedelta(days=1)
             except OverflowError:
                 high = datetime.max
-            starts = self._rule.between(low, high, inc=True)
+            starts = recurrence.between(self._rule, low, high)
         for wall in starts:
             try:
                 window = (self._instant(wall), self._instant(wall + length))
@@ -1234,7 +1253,8 @@ class Silence(BaseModel):
             local = moment.astimezone(ZoneInfo(self.time_zone)).replace(tzinfo=None)
             try:
                 # A day back: the wall clock and the instant order differently around DST.
-                walls = self._rule.xafter(local - timedelta(days=1), count=400)
+                after = local - timedelta(days=1)
+                walls = recurrence.starting_near(self._rule, after).xafter(after, count=400)
             except OverflowError:
                 return None
         for wall in walls:

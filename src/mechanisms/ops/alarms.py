@@ -23,15 +23,16 @@ from sqlalchemy import Text, bindparam, delete, insert, select, text, type_coerc
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from mechanisms.core import accounts, audit, events
+from mechanisms.core import accounts, audit, events, inputs
 from mechanisms.core.context import Ctx
 from mechanisms.core.db import bulk_insert, canonical_json
-from mechanisms.core.errors import Conflict, InvalidInput, NotFound
+from mechanisms.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from mechanisms.core.identity import Role
 from mechanisms.core.permissions import (
     require_site_role,
     require_team_role,
     require_visible_team,
+    team_role,
     visible_teams_filter,
 )
 from mechanisms.ops import alarm_rules, baselines, metrics, silences
@@ -46,6 +47,8 @@ from mechanisms.ops.tables import (
 )
 
 EVALUATION_INTERVAL = timedelta(seconds=60)
+# The label that says which service a sample is for (the SDK's and the demo's convention).
+SERVICE_LABEL = "service"
 SEVERITIES = range(1, 6)
 
 
@@ -119,7 +122,10 @@ def _check_match(match: Any) -> dict[str, str]:
         isinstance(k, str) and isinstance(v, str) for k, v in match.items()
     ):
         raise _invalid("match", "an object of label names to values")
-    return match
+    try:
+        return inputs.json_text(match)
+    except inputs.JsonInputError as exc:
+        raise _invalid(f"match.{exc.field}", str(exc)) from None
 
 
 def create_alarm(
@@ -159,8 +165,21 @@ def create_alarm(
         severity,
         description,
         metric=metric,
-        match=_check_match(match or {}),
+        match=_own_samples(service, _check_match(match or {})),
     )
+
+
+def _own_samples(service: OpsService, match: dict[str, str]) -> dict[str, str]:
+    """An alarm reads its own service's samples only: those are the samples only the
+    service's team (or its ingest key) may write, so nobody else can move the alarm."""
+    named = match.get(SERVICE_LABEL, service.key)
+    if named != service.key:
+        raise _invalid(
+            f"match.{SERVICE_LABEL}",
+            f"an alarm of {service.key} reads {service.key}'s samples; leave "
+            f"{SERVICE_LABEL} out or give {service.key}",
+        )
+    return {**match, SERVICE_LABEL: service.key}
 
 
 def check_new_alarm(ctx: Ctx, service_key: str, name: str, severity: int) -> OpsService:
@@ -168,8 +187,8 @@ def check_new_alarm(ctx: Ctx, service_key: str, name: str, severity: int) -> Ops
     require_site_role(ctx, Role.ENGINEER)
     service = get_service(ctx, service_key)
     require_team_role(ctx, service.owner_team_id, Role.ENGINEER)
-    if not name or len(name) > 200 or "\x00" in name:
-        raise _invalid("name", "1-200 characters")
+    # The name is the alarm's address (/alarms/{name}): it must be one a URL can carry.
+    inputs.checked_key(name, "name", 200)
     if ctx.session.execute(select(Alarm.id).where(Alarm.name == name)).first():
         raise Conflict(f"alarm {name!r} already exists", details={"field": "name"})
     if severity not in SEVERITIES:
@@ -950,19 +969,73 @@ def _evaluate_composites(ctx: Ctx, composites: list[Alarm]) -> int:
 
 
 def ingest_json(
-    ctx: Ctx, raw: Any, limits: metrics.IngestLimits | None = None
+    ctx: Ctx,
+    raw: Any,
+    limits: metrics.IngestLimits | None = None,
+    *,
+    key_service: OpsService | None = None,
 ) -> metrics.IngestResult:
-    require_site_role(ctx, Role.ENGINEER)
+    """``key_service``: the service of the ingest key the samples came with, if they came
+    with one instead of a person's or a bot's credential."""
+    if key_service is None:
+        require_site_role(ctx, Role.ENGINEER)
     limits = limits or metrics.IngestLimits()
-    return metrics.ingest(ctx, metrics.parse_json(raw, ctx.now, limits), limits)
+    batch = metrics.parse_json(raw, ctx.now, limits)
+    require_metric_writers(ctx, batch, key_service)
+    return metrics.ingest(ctx, batch, limits)
 
 
 def ingest_prometheus(
-    ctx: Ctx, text: str, limits: metrics.IngestLimits | None = None
+    ctx: Ctx,
+    text: str,
+    limits: metrics.IngestLimits | None = None,
+    *,
+    key_service: OpsService | None = None,
 ) -> metrics.IngestResult:
-    require_site_role(ctx, Role.ENGINEER)
+    if key_service is None:
+        require_site_role(ctx, Role.ENGINEER)
     limits = limits or metrics.IngestLimits()
-    return metrics.ingest(ctx, metrics.parse_prometheus(text, ctx.now, limits), limits)
+    batch = metrics.parse_prometheus(text, ctx.now, limits)
+    require_metric_writers(ctx, batch, key_service)
+    return metrics.ingest(ctx, batch, limits)
+
+
+def _services_named(batch: metrics.Samples) -> set[str | None]:
+    """The values of the batch's ``service`` labels (None for samples without one)."""
+    return {dict(labels).get(SERVICE_LABEL) for _, labels in batch.series.values()}
+
+
+def require_metric_writers(
+    ctx: Ctx, batch: metrics.Samples, key_service: OpsService | None = None
+) -> None:
+    """Samples move alarms, and alarms roll back, scale and page: a sample labelled with a
+    registered service needs the engineer role in the service's owning team, or that
+    service's ingest key (which writes for its service alone, so each of its samples must
+    say so). A batch with any sample the credential may not write is refused whole, with
+    every refused service named."""
+    named = _services_named(batch)
+    if key_service is not None:
+        refused = sorted(
+            "(no service label)" if s is None else s for s in named if s != key_service.key
+        )
+        who = f"the ingest key of {key_service.key}"
+    else:
+        found = ctx.session.execute(
+            select(OpsService).where(OpsService.key.in_(named - {None})).order_by(OpsService.key)
+        ).scalars()
+        refused = [
+            s.key
+            for s in found
+            if (held := team_role(ctx, s.owner_team_id)) is None or held < Role.ENGINEER
+        ]
+        who = ctx.principal.actor
+    if refused:
+        raise Forbidden(
+            f"{who} may not write metrics for {', '.join(refused)}: that needs the engineer "
+            "role in each service's owning team, or the service's ingest key; nothing was stored",
+            code="metrics_forbidden",
+            details={"services": refused, "needed_role": Role.ENGINEER.label},
+        )
 
 
 def query(

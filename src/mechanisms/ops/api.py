@@ -5,17 +5,28 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from pydantic import BaseModel, Field
 
+from mechanisms.core import inputs
 from mechanisms.core.context import Ctx
 from mechanisms.core.errors import InvalidInput, MechanismsError
-from mechanisms.ops import alarms, tickets
+from mechanisms.ops import alarms, ingest_keys, tickets
+from mechanisms.ops.api_alerts import IntegrationKeyOut
 from mechanisms.ops.api_alerts import router as alerts_router
 from mechanisms.web.http import Input, Text, UnitOfWorkRoute, request_ctx
 
 router = APIRouter(prefix="/api/v1/ops", route_class=UnitOfWorkRoute, tags=["ops"])
 CtxDep = Annotated[Ctx, Depends(request_ctx)]
+IngestKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias=ingest_keys.HEADER,
+        max_length=200,
+        description="a service's ingest key, instead of an API token: writes for that "
+        "service alone",
+    ),
+]
 
 
 class ServiceIn(Input):
@@ -114,15 +125,64 @@ def decode_samples(body: bytes) -> Any:
     of the decoding time, measured in benchmarks/ops_ingest.py). None of them can form a
     cycle, so collection waits until the batch is decoded."""
     import gc
-    import json
 
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return json.loads(body)
+        return inputs.parse_json(body)
     finally:
         if was_enabled:
             gc.enable()
+
+
+def _ingest(write: Any, ctx: Ctx, samples: Any, ingest_key: str | None) -> Any:
+    """Samples written with the caller's credential, or with a service's ingest key."""
+    if ingest_key is None:
+        return write(ctx, samples)
+    return write(ctx, samples, key_service=ingest_keys.service_of(ctx, ingest_key))
+
+
+class IngestKeyIn(Input):
+    name: Text = Field(min_length=1, max_length=ingest_keys.NAME_MAX)
+
+
+class IngestKeyOut(IntegrationKeyOut):
+    created_by: str
+
+
+class IngestKeySecretOut(IngestKeyOut):
+    key: str = Field(description=f"send it as {ingest_keys.HEADER}; shown once, stored hashed")
+
+
+def _ingest_key_out(key: Any, service: Any, secret: str | None = None) -> Any:
+    shown = ingest_keys.describe(key, service)
+    return IngestKeyOut(**shown) if secret is None else IngestKeySecretOut(**shown, key=secret)
+
+
+ServiceKey = Annotated[str, Path(max_length=128)]
+KeyName = Annotated[str, Path(max_length=ingest_keys.NAME_MAX)]
+
+
+@router.get("/services/{service}/ingest-keys", response_model=list[IngestKeyOut])
+def list_ingest_keys(service: ServiceKey, ctx: CtxDep) -> list[IngestKeyOut]:
+    return [_ingest_key_out(k, s) for k, s in ingest_keys.list_keys(ctx, service)]
+
+
+@router.post("/services/{service}/ingest-keys", response_model=IngestKeySecretOut, status_code=201)
+def create_ingest_key(service: ServiceKey, body: IngestKeyIn, ctx: CtxDep) -> IngestKeySecretOut:
+    """A key that writes this service's samples and nothing else (leaders of its team)."""
+    return _ingest_key_out(*ingest_keys.create(ctx, service, body.name))
+
+
+@router.post("/services/{service}/ingest-keys/{name}/rotate", response_model=IngestKeySecretOut)
+def rotate_ingest_key(service: ServiceKey, name: KeyName, ctx: CtxDep) -> IngestKeySecretOut:
+    """A new secret for the key; the old one stops working at once."""
+    return _ingest_key_out(*ingest_keys.rotate(ctx, service, name))
+
+
+@router.delete("/services/{service}/ingest-keys/{name}", status_code=204)
+def revoke_ingest_key(service: ServiceKey, name: KeyName, ctx: CtxDep) -> None:
+    ingest_keys.revoke(ctx, service, name)
 
 
 @router.post(
@@ -159,7 +219,9 @@ def decode_samples(body: bytes) -> Any:
         }
     },
 )
-async def ingest_json(request: Request, ctx: CtxDep) -> IngestOut:
+async def ingest_json(
+    request: Request, ctx: CtxDep, ingest_key: IngestKeyHeader = None
+) -> IngestOut:
     """Samples as JSON: {"samples": [{"name", "labels", "value", "timestamp"?}]}. A batch is
     stored whole or refused whole, with every problem named."""
 
@@ -170,7 +232,7 @@ async def ingest_json(request: Request, ctx: CtxDep) -> IngestOut:
         raw = await run_in_threadpool(decode_samples, body)
     except ValueError:
         raise MechanismsError("the request body is not valid JSON", code="malformed_json") from None
-    result = await run_in_threadpool(alarms.ingest_json, ctx, raw)
+    result = await run_in_threadpool(_ingest, alarms.ingest_json, ctx, raw, ingest_key)
     return IngestOut(**result.__dict__)
 
 
@@ -180,7 +242,9 @@ async def ingest_json(request: Request, ctx: CtxDep) -> IngestOut:
     status_code=202,
     openapi_extra={"requestBody": {"content": {"text/plain": {"schema": {"type": "string"}}}}},
 )
-async def ingest_prometheus(request: Request, ctx: CtxDep) -> IngestOut:
+async def ingest_prometheus(
+    request: Request, ctx: CtxDep, ingest_key: IngestKeyHeader = None
+) -> IngestOut:
     """Samples in the Prometheus text exposition format (0.0.4)."""
     from starlette.concurrency import run_in_threadpool
 
@@ -188,7 +252,7 @@ async def ingest_prometheus(request: Request, ctx: CtxDep) -> IngestOut:
         text = (await request.body()).decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidInput("the body is not UTF-8 text", details={"field": "body"}) from None
-    result = await run_in_threadpool(alarms.ingest_prometheus, ctx, text)
+    result = await run_in_threadpool(_ingest, alarms.ingest_prometheus, ctx, text, ingest_key)
     return IngestOut(**result.__dict__)
 
 

@@ -4,7 +4,6 @@ an existing Prometheus."""
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -13,6 +12,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from mechanisms.core import inputs
 from mechanisms.core.context import Ctx
 from mechanisms.core.identity import ANONYMOUS
 from mechanisms.ops import alerts, prometheus
@@ -178,7 +178,7 @@ def _refused(error: alerts.PagerDutyError) -> JSONResponse:
 
 async def _enqueue(request: Request, ctx: Ctx) -> JSONResponse:
     try:
-        raw = json.loads(await request.body())
+        raw = inputs.parse_json(await request.body())
     except (ValueError, UnicodeDecodeError):
         return _refused(
             alerts.PagerDutyError(400, "Event object is invalid", ["the body is not valid JSON"])

@@ -13,10 +13,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from mechanisms.core import inputs
 from mechanisms.core.errors import InvalidInput
 from mechanisms.ops import alarm_rules
 from mechanisms.ops.alarm_rules import AlarmDefinition, AnomalyBaseline
@@ -41,10 +41,7 @@ class BaselineSettings(BaseModel):
     @field_validator("time_zone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown IANA time zone {value!r}") from None
+        inputs.zone(value)
         return value
 
 

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from mechanisms.core import inputs
 from mechanisms.core.cli import fail
 from mechanisms.ops import metrics
 
@@ -33,9 +34,11 @@ def read_text(source: str) -> str:
 
 def parse_json(text: str, source: str) -> Any:
     try:
-        return json.loads(text)
+        return inputs.parse_json(text)
     except json.JSONDecodeError as exc:
         fail(f"{source}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})")
+    except ValueError as exc:
+        fail(f"{source}: {exc}")
 
 
 def read_json(source: str) -> Any:

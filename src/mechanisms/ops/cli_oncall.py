@@ -3,13 +3,13 @@ pages, coverage and fairness. ``--json`` prints what the API would answer."""
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from mechanisms.core import inputs
 from mechanisms.core.cli import JsonOpt, emit, fail, operator, table
 from mechanisms.ops import paging, schedules
 
@@ -35,7 +35,7 @@ def _instant(field: str, value: str | None, default: datetime) -> datetime:
 def _read_json(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text() if str(path) != "-" else typer.get_text_stream("stdin").read()
-        data = json.loads(text)
+        data = inputs.parse_json(text)
     except (OSError, ValueError) as exc:
         fail(f"{path}: {exc}")
     if not isinstance(data, dict):

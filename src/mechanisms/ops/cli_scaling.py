@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 import typer
 
+from mechanisms.core import inputs
 from mechanisms.core.cli import JsonOpt, emit, fail, operator, table
 from mechanisms.ops import autoscaling, cost
 
@@ -20,7 +20,7 @@ def _json_action(raw: str | None) -> dict[str, Any] | None:
     if raw is None:
         return None
     try:
-        action = json.loads(raw)
+        action = inputs.parse_json(raw)
     except ValueError:
         fail('--action takes JSON, e.g. {"kind": "command", "argv": ["/usr/local/bin/scale"]}')
     return action

@@ -30,6 +30,7 @@ from ddsketch.store import DenseStore
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
+from mechanisms.core import inputs
 from mechanisms.core.context import Ctx
 from mechanisms.core.errors import InvalidInput
 from mechanisms.ops.tables import MetricRollup, MetricSeries
@@ -170,8 +171,12 @@ def _check_series(name: Any, labels: Any) -> str | None:
     for k, v in labels.items():
         if not isinstance(k, str) or not LABEL_RE.match(k) or k.startswith("__"):
             return f"label name {k!r} is not valid"
-        if not isinstance(v, str) or len(v) > 500 or "\x00" in v:
+        if not isinstance(v, str) or len(v) > 500:
             return f"label {k} must be a string of at most 500 characters"
+        try:
+            inputs.text(v)
+        except ValueError as exc:
+            return f"label {k} {exc}"
     return None
 
 

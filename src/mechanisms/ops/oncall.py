@@ -50,7 +50,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from itertools import pairwise
 from typing import Annotated, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from pydantic import (
     AwareDatetime,
@@ -61,6 +61,8 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
+
+from mechanisms.core import inputs
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -100,13 +102,7 @@ def _wall_time(value: time) -> time:
     return value
 
 
-@lru_cache(maxsize=256)
-def zone(name: str) -> ZoneInfo:
-    """The IANA zone ``name``; ValueError if there is none by that name."""
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, TypeError):
-        raise ValueError(f"unknown IANA time zone {name!r}") from None
+zone = inputs.zone
 
 
 def _check_zone(value: str) -> str:

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from mechanisms.core import accounts
+from mechanisms.core import accounts, inputs
 from mechanisms.core.context import Ctx
 from mechanisms.core.errors import InvalidInput
 from mechanisms.ops import oncall, pages_oncall_edit, paging, schedules, tickets
@@ -38,12 +38,7 @@ def _colour(person: str) -> str:
 
 
 def _zone(name: str | None) -> ZoneInfo:
-    try:
-        return oncall.zone(name or "UTC")
-    except ValueError:
-        raise InvalidInput(
-            f"tz: unknown IANA time zone {name!r}", details={"field": "tz"}
-        ) from None
+    return inputs.checked_zone(name or "UTC")
 
 
 def _start_day(value: str | None, tz: ZoneInfo, now: datetime) -> date:

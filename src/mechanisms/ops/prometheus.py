@@ -29,6 +29,7 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from mechanisms.core import outbound
 from mechanisms.core.context import Ctx
 from mechanisms.core.errors import InvalidInput, NotFound
 from mechanisms.core.worker import WORKER, Worker
@@ -42,6 +43,17 @@ FETCH_TIMEOUT = httpx.Timeout(5.0, connect=2.0)
 STATISTICS = ("avg", "sum", "min", "max", "count")
 MAX_QUERY_LENGTH = 10_000
 MAX_URL_LENGTH = 2000
+# https://prometheus.io/docs/prometheus/latest/querying/api/#format-overview
+ERROR_TYPES = (
+    "bad_data",
+    "timeout",
+    "canceled",
+    "execution",
+    "internal",
+    "unavailable",
+    "not_found",
+)
+RESULT_TYPES = ("matrix", "vector", "scalar", "string")
 
 
 def _invalid(field: str, message: str) -> InvalidInput:
@@ -82,14 +94,17 @@ def _combine(values: list[float], statistic: str) -> float:
 
 def datapoints(body: Any, statistic: str, step: int) -> Fetched:
     """The periods' datapoints from a query_range answer (already decoded JSON)."""
+    # Nothing the server sent is quoted (its reply would reach every reader of the
+    # alarm's reason): only words from Prometheus's documented vocabularies.
     if not isinstance(body, dict) or body.get("status") != "success":
-        error = body.get("error") if isinstance(body, dict) else None
         kind = body.get("errorType") if isinstance(body, dict) else None
-        return Fetched(problem=f"the query failed ({kind or 'no status'}): {error or body!r}"[:500])
+        named = kind if kind in ERROR_TYPES else "no Prometheus error type"
+        return Fetched(problem=f"the query failed ({named})")
     data = body.get("data")
     if not isinstance(data, dict) or data.get("resultType") != "matrix":
         kind = data.get("resultType") if isinstance(data, dict) else None
-        return Fetched(problem=f"expected a range vector (matrix), got {kind!r}")
+        named = repr(kind) if kind in RESULT_TYPES else "something else"
+        return Fetched(problem=f"expected a range vector (matrix), got {named}")
     result = data.get("result")
     if not isinstance(result, list):
         return Fetched(problem="the answer has no result list")
@@ -138,8 +153,11 @@ def fetch(
             },
             timeout=FETCH_TIMEOUT,
         )
+    except outbound.RefusedDestination as exc:
+        return Fetched(problem=f"Prometheus at {url} is refused: {exc}")
     except httpx.HTTPError as exc:
-        return Fetched(problem=f"Prometheus at {url} is unreachable: {type(exc).__name__}: {exc}")
+        # The exception's name only: a protocol error's text may quote what was received.
+        return Fetched(problem=f"Prometheus at {url} is unreachable: {type(exc).__name__}")
     try:
         body = response.json()
     except ValueError:
@@ -164,6 +182,7 @@ def _check_url(url: str) -> str:
         raise _invalid("url", "an http:// or https:// URL of a Prometheus server")
     if parsed.query or parsed.fragment or len(url) > MAX_URL_LENGTH or "\x00" in url:
         raise _invalid("url", "the server's base URL, without a query or fragment")
+    outbound.check_url(url)
     return url.rstrip("/")
 
 
@@ -310,7 +329,7 @@ class EvaluatePrometheusAlarms:
             due = due_alarms(session, now, worker.settings.worker_batch)
         if not due:
             return 0
-        with httpx.Client(timeout=FETCH_TIMEOUT) as client:
+        with outbound.client(FETCH_TIMEOUT, outbound.allowance(worker.settings)) as client:
             fetched = fetch_all(
                 due,
                 lambda a: fetch(client, a.url, a.query, a.definition, now),

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from mechanisms.core import accounts, audit, events
+from mechanisms.core import accounts, audit, events, inputs
 from mechanisms.core.context import Ctx
 from mechanisms.core.db import canonical_json
 from mechanisms.core.errors import Conflict, InvalidInput, NotFound, StaleState
@@ -149,6 +149,8 @@ def create_schedule(
     require_site_role(ctx, Role.ENGINEER)
     owner = accounts.get_team(ctx, team)
     require_team_role(ctx, owner.id, Role.ENGINEER)
+    # The name is the schedule's address (/schedules/{name}): it must be one a URL can carry.
+    inputs.checked_key(name, "name", 200)
     schedule = _validated_schedule(
         ctx,
         {"name": name, "time_zone": time_zone, "layers": layers, "overrides": overrides or []},

@@ -6,7 +6,8 @@ back. Automatic protection (rolling back a rollout) does not (decision 0011)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -14,13 +15,15 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy import select
 
-from mechanisms.core import audit
+from mechanisms.core import audit, inputs
 from mechanisms.core.context import Ctx
 from mechanisms.core.errors import Conflict, InvalidInput, NotFound
 from mechanisms.core.identity import Role
 from mechanisms.core.permissions import require_site_role, require_team_role
 from mechanisms.ops import alarm_rules
 from mechanisms.ops.tables import Alarm, OpsService, Silence
+
+log = logging.getLogger(__name__)
 
 
 def _invalid(field: str, message: str) -> InvalidInput:
@@ -75,8 +78,8 @@ class Schedule:
 
 
 def _definition(name: str, schedule: Schedule) -> alarm_rules.Silence:
-    if not name.strip() or len(name) > 200 or "\x00" in name:
-        raise _invalid("name", "1-200 characters")
+    # The name is the silence's address (/silences/{name}): it must be one a URL can carry.
+    inputs.checked_key(name, "name", 200)
     return parse(
         {
             "name": name,
@@ -162,13 +165,24 @@ def next_window(row: Silence, now: datetime) -> tuple[datetime, datetime] | None
     return parse(row.definition).next_window(now)
 
 
+def _stored(ctx: Ctx) -> Iterator[alarm_rules.Silence]:
+    """The stored silences, by name. One stored before today's bounds that breaks them (a
+    FREQ=SECONDLY rule) silences nothing: alarms keep paging, and no evaluation walks it."""
+    for name, definition in ctx.session.execute(
+        select(Silence.name, Silence.definition).order_by(Silence.name)
+    ):
+        try:
+            yield parse(definition)
+        except InvalidInput as exc:
+            log.warning("silence %r is ignored: %s", name, exc.message)
+
+
 def silenced_until(ctx: Ctx) -> Callable[[str], datetime | None]:
     """For a page: alarm name -> until when (UTC) the silences open now keep it quiet (the
     latest end of their open windows), or None."""
     require_site_role(ctx, Role.VIEWER)
     open_now = []
-    for definition in ctx.session.execute(select(Silence.definition)).scalars():
-        silence = parse(definition)
+    for silence in _stored(ctx):
         window = silence.window_at(ctx.now)
         if window is not None:
             open_now.append((silence, window[1]))
@@ -180,16 +194,7 @@ def silenced_until(ctx: Ctx) -> Callable[[str], datetime | None]:
 def silencer(ctx: Ctx) -> Callable[[str], str | None]:
     """For one evaluation pass: alarm name -> the name of the silence that covers it now, or
     None. The silences open now are found once; each alarm then costs a set look-up."""
-    open_now = [
-        s
-        for s in (
-            parse(d)
-            for d in ctx.session.execute(
-                select(Silence.definition).order_by(Silence.name)
-            ).scalars()
-        )
-        if s.window_at(ctx.now) is not None
-    ]
+    open_now = [s for s in _stored(ctx) if s.window_at(ctx.now) is not None]
     if not open_now:
         return lambda _name: None
     return lambda name: next((s.name for s in open_now if s.applies_to(name)), None)

@@ -260,6 +260,24 @@ class IntegrationKey(Base):
     __table_args__ = (UniqueConstraint("service_id", "name"),)
 
 
+class IngestKey(Base):
+    """A key that writes metric samples for one service and nothing else (a collector's or
+    an SDK's credential). Only its SHA-256 is kept; the key is shown once. Revoking deletes
+    it."""
+
+    __tablename__ = "ops_ingest_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    service_id: Mapped[int] = mapped_column(ForeignKey("ops_services.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    hint: Mapped[str] = mapped_column(String(12))
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    __table_args__ = (UniqueConstraint("service_id", "name"),)
+
+
 class PrometheusSource(Base):
     """Where a Prometheus-sourced alarm reads its datapoints: a server and a PromQL query."""
 

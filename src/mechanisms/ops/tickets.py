@@ -143,6 +143,16 @@ def get(ctx: Ctx, ticket_id: int) -> Ticket:
     return ticket
 
 
+def cite(ctx: Ctx, ticket: Ticket, key: str, link: dict[str, Any], text: str) -> None:
+    """Another mechanism rests a decision on this ticket (a break-glass request cites it as
+    its justification): the ticket links to it and its timeline says so, so the citation is
+    seen from both sides. The citing service has authorised its caller."""
+    ticket.links = {**(ticket.links or {}), key: link}
+    _note(ctx, ticket, "cited", text)
+    ctx.session.flush()
+    audit.record(ctx, "tickets.cited", "ticket", ticket.id, details={key: link})
+
+
 def list_tickets(
     ctx: Ctx, state: str | None = None, severity: int | None = None, limit: int = 100
 ) -> list[Ticket]:

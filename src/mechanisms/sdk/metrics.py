@@ -4,6 +4,10 @@ sent to the server's ingest endpoint (``POST /api/v1/ops/metrics``) in the backg
     from mechanisms.sdk import Metrics
     metrics = Metrics("http://mech.internal:8080", token=TOKEN, labels={"service": "checkout"})
 
+The credential writes samples only for the services it may: a token of an engineer of the
+service's owning team, or the service's ingest key (``ingest_key=``, made by a leader of
+that team), which writes samples labelled with its own service and nothing else.
+
     @metrics.timer("checkout_latency_ms")
     def checkout(cart): ...
 
@@ -87,6 +91,7 @@ class Metrics:
         base_url: str,
         token: str = "",
         *,
+        ingest_key: str = "",
         labels: Labels | None = None,
         flush_seconds: float = 5.0,
         batch_size: int = 2000,
@@ -99,6 +104,7 @@ class Metrics:
             raise ValueError("batch_size must be at least 1 and at most max_buffer")
         self._url = base_url.rstrip("/") + INGEST_PATH
         self._token = token
+        self._ingest_key = ingest_key
         self._labels = dict(_check_labels(labels or {}))
         self._flush_seconds = flush_seconds
         self._batch_size = batch_size
@@ -132,6 +138,8 @@ class Metrics:
         headers = {"content-type": "application/json"}
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
+        if self._ingest_key:
+            headers["X-Mech-Ingest-Key"] = self._ingest_key
         self._http = httpx.Client(timeout=self._timeout, headers=headers)
         self._thread: threading.Thread | None = None
         if self._start:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Path, Request, Security
@@ -32,7 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mechanisms.core import accounts
+from mechanisms.core import accounts, inputs
 from mechanisms.core.context import Ctx
 from mechanisms.core.errors import Forbidden, InvalidInput, MechanismsError, NotAuthenticated
 from mechanisms.core.identity import ANONYMOUS, Principal
@@ -50,43 +49,12 @@ CSRF_HEADER = "x-csrf-token"
 # --- input types --------------------------------------------------------------------
 
 
-def _no_nul(value: str) -> str:
-    # PostgreSQL rejects NUL in text while SQLite stores it: refuse it for both.
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    # JSON may escape lone UTF-16 surrogates ("\ud800"); no database can store them.
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("must be valid Unicode (no lone surrogates)") from None
-    return value
-
-
-Text = Annotated[str, AfterValidator(_no_nul)]
-
-
-def _parse_instant(value: Any) -> Any:
-    # Strict models refuse ISO strings for datetimes, and lax parsing reads "0.5" as a
-    # Unix time: accept ISO 8601 text (and datetimes from Python callers) only.
-    if isinstance(value, datetime):
-        return value
-    if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value)
-        except ValueError:
-            pass
-    raise ValueError("must be an ISO 8601 date-time with a time zone, e.g. 2030-01-31T12:00:00Z")
-
-
-def _to_utc(value: datetime) -> datetime:
-    try:
-        return value.astimezone(UTC)
-    except OverflowError:
-        raise ValueError("is out of range") from None
-
+Text = Annotated[str, AfterValidator(inputs.text)]
 
 # A moment in time: an ISO 8601 string with an offset, normalised to UTC.
-Instant = Annotated[AwareDatetime, BeforeValidator(_parse_instant), AfterValidator(_to_utc)]
+Instant = Annotated[
+    AwareDatetime, BeforeValidator(inputs.parse_instant), AfterValidator(inputs.to_utc)
+]
 
 # Ids of INTEGER columns (32-bit on PostgreSQL) and of BIGINT ones: a larger number can
 # name no row, and the database would refuse to even compare it.
@@ -428,8 +396,9 @@ class BodyTooLarge(StarletteHTTPException):
 
 
 class RequestGuards:
-    """Refuses oversized bodies (413) and NUL bytes in the URL (400) before any handler
-    runs, and times every request into a Prometheus histogram by route template."""
+    """Refuses oversized bodies (413), NUL bytes in the URL (400) and JSON bodies no route
+    should parse (422: nested too deep, NUL or a lone surrogate in a string) before any
+    handler runs, and times every request into a Prometheus histogram by route template."""
 
     def __init__(self, app: ASGIApp, *, max_body_bytes: int, registry: CollectorRegistry) -> None:
         self.app = app
@@ -455,10 +424,17 @@ class RequestGuards:
 
         try:
             refusal = self._refusal(scope)
+            receive = self._limited(receive)
+            if refusal is None and _may_carry_json(scope):
+                body = await _read_body(receive)
+                if body is None:  # the client went away while sending: nobody to answer
+                    return
+                refusal = _json_refusal(body)
+                receive = _replay(body, receive)
             if refusal is not None:
                 await refusal(scope, receive, tracking_send)
             else:
-                await self.app(scope, self._limited(receive), tracking_send)
+                await self.app(scope, receive, tracking_send)
         except BodyTooLarge:
             if not status["sent"]:
                 await self._too_large()(scope, receive, tracking_send)
@@ -502,3 +478,53 @@ class RequestGuards:
             return message
 
         return limited_receive
+
+
+def _may_carry_json(scope: Scope) -> bool:
+    """A body that FastAPI or a route will read as JSON: one declared JSON, or one with no
+    Content-Type (FastAPI parses those as JSON too)."""
+    if scope["method"] in SAFE_METHODS:
+        return False
+    for name, value in scope.get("headers", []):
+        if name == b"content-type":
+            media_type = value.split(b";", 1)[0].strip().lower()
+            return media_type.endswith((b"/json", b"+json"))
+    return True
+
+
+def _json_refusal(body: bytes) -> Response | None:
+    # Python's JSON parser recurses once per level: a 10,000-deep body would raise
+    # RecursionError in it, in pydantic or in the error handler. Measured before parsing.
+    try:
+        inputs.check_json(body)
+    except inputs.JsonInputError as exc:
+        return error_response(
+            422,
+            "invalid_input",
+            f"{exc} ({exc.field})",
+            [{"field": exc.field, "problem": str(exc)}],
+        )
+    return None
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    """The whole body, or None if the client disconnected first."""
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """``receive`` for the app after the guard read the whole body: the body first, then
+    whatever the server says next (a disconnect)."""
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def replaying_receive() -> Message:
+        return pending.pop() if pending else await receive()
+
+    return replaying_receive

@@ -3,6 +3,7 @@ event deliveries page. Server-rendered with Jinja2; htmx for partial updates."""
 
 from __future__ import annotations
 
+import math
 import secrets
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,10 +16,10 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import ChoiceLoader, FileSystemLoader, PrefixLoader
 
 from mechanisms import modules
-from mechanisms.core import accounts, audit, webhooks
+from mechanisms.core import accounts, audit, signin, webhooks
 from mechanisms.core.context import Ctx
-from mechanisms.core.errors import InvalidInput, MechanismsError, NotAuthenticated
-from mechanisms.core.identity import Role
+from mechanisms.core.errors import InvalidInput, MechanismsError
+from mechanisms.core.identity import ANONYMOUS, Role
 from mechanisms.core.permissions import site_role
 from mechanisms.web import attention
 from mechanisms.web.http import (
@@ -27,6 +28,7 @@ from mechanisms.web.http import (
     authenticate,
     check_csrf,
 )
+from mechanisms.web.security import secure_cookies
 
 WEB_DIR = Path(__file__).resolve().parent
 STATIC_DIR = WEB_DIR / "static"
@@ -124,7 +126,7 @@ def login_page(request: Request, next: str | None = None) -> Response:
         token,
         httponly=True,
         samesite="strict",
-        secure=request.app.state.settings.secure_cookies,
+        secure=secure_cookies(request),
         max_age=3600,
     )
     return response
@@ -154,23 +156,40 @@ def login_submit(
     if not login_csrf or cookie_token != login_csrf:
         return again("Your sign-in form expired. Please try again.", 403)
     settings = request.app.state.settings
-    ctx = Ctx(request.state.db_session, authenticate(request)[0], request.app.state.clock.now())
-    try:
-        cookie, _signed = accounts.login(
-            ctx, username, password, timedelta(hours=settings.session_hours)
+    state = request.app.state
+    address = signin.client_address(request.client.host if request.client else None)
+    # A transaction of its own that commits a failure too: the count and the audit record
+    # of a wrong password must outlive the refusal.
+    with state.db.transaction() as session:
+        attempt = signin.sign_in(
+            Ctx(session, ANONYMOUS, state.clock.now()),
+            username,
+            password,
+            address,
+            timedelta(hours=settings.session_hours),
         )
-    except NotAuthenticated as exc:
-        return again(exc.message, 401)
+    if attempt.retry_after is not None:
+        minutes = math.ceil(attempt.retry_after / 60)
+        response = again(
+            "Too many failed sign-ins. Try again in "
+            f"{minutes} minute{'s' if minutes != 1 else ''}.",
+            429,
+        )
+        response.headers["Retry-After"] = str(attempt.retry_after)
+        return response
+    if attempt.cookie is None:
+        return again("wrong username or password", 401)
+    secure = secure_cookies(request)
     response = RedirectResponse(_safe_next(next), status_code=303)
     response.set_cookie(
         SESSION_COOKIE,
-        cookie,
+        attempt.cookie,
         httponly=True,
         samesite="lax",
-        secure=settings.secure_cookies,
+        secure=secure,
         max_age=settings.session_hours * 3600,
     )
-    response.delete_cookie(LOGIN_CSRF_COOKIE)
+    response.delete_cookie(LOGIN_CSRF_COOKIE, secure=secure, httponly=True, samesite="strict")
     return response
 
 
@@ -180,7 +199,7 @@ def logout(request: Request, ctx: FormCtx) -> Response:
     if session_id is not None:
         accounts.logout(ctx, session_id)
     response = RedirectResponse("/login", status_code=303)
-    response.delete_cookie(SESSION_COOKIE)
+    response.delete_cookie(SESSION_COOKIE, secure=secure_cookies(request), httponly=True)
     return response
 
 

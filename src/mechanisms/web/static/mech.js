@@ -54,6 +54,26 @@
     }
   });
 
+  // The pages' behaviours, declared by attributes: the Content-Security-Policy refuses
+  // inline scripts and on*= handlers (an injected one would run as well as ours).
+  // <select data-autosubmit> submits its form when changed.
+  document.addEventListener("change", function (event) {
+    var field = event.target.closest && event.target.closest("[data-autosubmit]");
+    if (field && field.form) field.form.submit();
+  });
+  // <button data-confirm="question"> asks before it acts.
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest && event.target.closest("[data-confirm]");
+    if (button && !window.confirm(button.getAttribute("data-confirm"))) event.preventDefault();
+  });
+  // <form data-reset-on-success> empties itself once htmx's request succeeded.
+  document.addEventListener("htmx:afterRequest", function (event) {
+    var form = event.target;
+    if (event.detail.successful && form.matches && form.matches("form[data-reset-on-success]")) {
+      form.reset();
+    }
+  });
+
   // <button data-copy="#id"> copies the text of the element it names.
   document.addEventListener("click", function (event) {
     var button = event.target.closest("[data-copy]");

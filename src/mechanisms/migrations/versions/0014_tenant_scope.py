@@ -1,16 +1,16 @@
 """tenant scope: each audit record names the organisation it belongs to, so a person reads
 only their organisations' part of the trail (issue #14, item 7)
 
-Revision ID: 0013_tenant_scope
-Revises: 0009_docs
+Revision ID: 0014_tenant_scope
+Revises: 0013_ingest_keys
 Create Date: 2026-12-01 23:20:00.000000
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0013_tenant_scope"
-down_revision = "0009_docs"
+revision = "0014_tenant_scope"
+down_revision = "0013_ingest_keys"
 branch_labels = None
 depends_on = None
 
