@@ -513,6 +513,10 @@ def test_users_through_the_api(client, org):
     )
     assert created.status_code == 201
     assert created.json()["username"] == "zoe" and not created.json()["is_site_admin"]
+    assert client.get(f"{API}/users/zoe", headers=ada).json()["display_name"] == "Zoë"
+    # Until she joins one of vic's organisations, vic does not see her (issue #14, item 7).
+    error_of(client.get(f"{API}/users/zoe", headers=org.header("vic")), 404)
+    client.put(f"{API}/teams/acme/members/zoe", json={"role": "viewer"}, headers=ada)
     assert client.get(f"{API}/users/zoe", headers=org.header("vic")).json()["display_name"] == "Zoë"
     error_of(client.post(f"{API}/users", json={"username": "zoe"}, headers=ada), 409)
     error_of(

@@ -402,8 +402,10 @@ def test_an_ingest_key_writes_for_its_own_service_and_no_other(client, run, cloc
 def test_only_leaders_of_the_owning_team_manage_ingest_keys_and_rotation_retires_the_old(
     client, run, clock, org, outsiders, watched
 ):
-    for who in (org.header("eve"), outsiders["sam"], outsiders["gus"], org.header("vic")):
+    for who in (org.header("eve"), outsiders["sam"], org.header("vic")):
         assert _key(client, who, "checkout").status_code == 403
+    # Another organisation does not see acme's service at all (issue #14, item 7).
+    assert _key(client, outsiders["gus"], "checkout").status_code == 404
     leader = org.header("leo")
     old = _key(client, leader, "checkout").json()["key"]
     listed = client.get("/api/v1/ops/services/checkout/ingest-keys", headers=leader).json()

@@ -26,7 +26,14 @@ from mechanisms.core.identity import (
     new_session_secret,
     token_digest,
 )
-from mechanisms.core.permissions import require_site_role, require_team_role, team_lineage
+from mechanisms.core.permissions import (
+    forget_tenancy,
+    organisation_of,
+    require_site_role,
+    require_team_role,
+    tenancy,
+    visible_teams_filter,
+)
 from mechanisms.core.tables import ApiToken, Membership, Team, User, WebSession
 
 _hasher = PasswordHasher()
@@ -166,8 +173,22 @@ def get_user(ctx: Ctx, username: str) -> User:
 
 
 def list_users(ctx: Ctx) -> list[User]:
+    """Everyone for site administrators; for others, the people of their organisations."""
     require_site_role(ctx, Role.VIEWER)
-    return list(ctx.session.execute(select(User).order_by(User.username)).scalars())
+    query = select(User).order_by(User.username)
+    if tenancy(ctx).team_ids is not None:
+        colleagues = select(Membership.user_id).where(visible_teams_filter(ctx, Membership.team_id))
+        query = query.where(User.id.in_(colleagues) | (User.id == ctx.principal.user_id))
+    return list(ctx.session.execute(query).scalars())
+
+
+def get_visible_user(ctx: Ctx, username: str) -> User:
+    """A user the caller may see: themselves or someone of their organisations."""
+    require_site_role(ctx, Role.VIEWER)
+    user = get_user(ctx, username)
+    if user not in list_users(ctx):
+        raise NotFound(f"user {username!r} not found", details={"field": "username"})
+    return user
 
 
 def set_password(ctx: Ctx, username: str, password: str) -> None:
@@ -225,19 +246,23 @@ def create_team(ctx: Ctx, slug: str, name: str | None = None, parent: str | None
     )
     ctx.session.add(team)
     ctx.session.flush()
-    audit.record(ctx, "team.created", "team", team.id, after=team_snapshot(team))
+    forget_tenancy(ctx)
+    audit.record(
+        ctx,
+        "team.created",
+        "team",
+        team.id,
+        after=team_snapshot(team),
+        org_id=organisation_of(ctx, team.id),
+    )
     events.emit(ctx, "identity.team_created", "team", team.id, team_snapshot(team))
     return team
 
 
 def list_teams(ctx: Ctx) -> list[Team]:
     require_site_role(ctx, Role.VIEWER)
-    return list(ctx.session.execute(select(Team).order_by(Team.slug)).scalars())
-
-
-def organisation_of(ctx: Ctx, team_id: int) -> int:
-    """The organisation (root team) a team belongs to."""
-    return team_lineage(ctx, team_id)[-1]
+    query = select(Team).where(visible_teams_filter(ctx, Team.id)).order_by(Team.slug)
+    return list(ctx.session.execute(query).scalars())
 
 
 def set_membership(ctx: Ctx, team_slug: str, username: str, role: str) -> Membership:
@@ -261,6 +286,7 @@ def set_membership(ctx: Ctx, team_slug: str, username: str, role: str) -> Member
     else:
         membership.role = parsed.label
     ctx.session.flush()
+    forget_tenancy(ctx)
     audit.record(
         ctx,
         "team.member_set",
@@ -269,6 +295,7 @@ def set_membership(ctx: Ctx, team_slug: str, username: str, role: str) -> Member
         before=before,
         after={"role": parsed.label},
         details={"user": user.username},
+        org_id=organisation_of(ctx, team.id),
     )
     events.emit(
         ctx,
@@ -296,6 +323,7 @@ def remove_membership(ctx: Ctx, team_slug: str, username: str) -> None:
         raise NotFound(f"{username} is not a member of {team_slug}")
     ctx.session.delete(membership)
     ctx.session.flush()
+    forget_tenancy(ctx)
     audit.record(
         ctx,
         "team.member_removed",
@@ -303,6 +331,7 @@ def remove_membership(ctx: Ctx, team_slug: str, username: str) -> None:
         team.id,
         before={"role": membership.role},
         details={"user": user.username},
+        org_id=organisation_of(ctx, team.id),
     )
     events.emit(
         ctx,

@@ -236,8 +236,7 @@ def create_user(body: UserIn, ctx: CtxDep) -> UserOut:
 
 @router.get("/users/{username}", response_model=UserOut, tags=["identity"])
 def get_user(username: str, ctx: CtxDep) -> UserOut:
-    require_site_role(ctx, Role.VIEWER)
-    return UserOut.of(accounts.get_user(ctx, username))
+    return UserOut.of(accounts.get_visible_user(ctx, username))
 
 
 @router.get("/teams", response_model=list[TeamOut], tags=["identity"])

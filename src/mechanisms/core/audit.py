@@ -22,7 +22,7 @@ from mechanisms.core.context import Ctx
 from mechanisms.core.db import bulk_insert, canonical_json
 from mechanisms.core.errors import InvalidInput
 from mechanisms.core.identity import USERNAME_RE, Role
-from mechanisms.core.permissions import require_site_role
+from mechanisms.core.permissions import require_site_role, single_org_of, tenancy
 from mechanisms.core.tables import AuditHead, AuditRecord
 
 GENESIS_HASH = "0" * 64
@@ -104,6 +104,7 @@ class Entry:
     before: dict[str, Any] | None = None
     after: dict[str, Any] | None = None
     details: dict[str, Any] | None = None
+    org_id: int | None = None
 
 
 def _link(ctx: Ctx, at: datetime, seq: int, prev_hash: str, entry: Entry) -> dict[str, Any]:
@@ -137,6 +138,7 @@ def _link(ctx: Ctx, at: datetime, seq: int, prev_hash: str, entry: Entry) -> dic
         "details": stored_details,
         "prev_hash": prev_hash,
         "hash": link_hash(prev_hash, fields),
+        "org_id": entry.org_id if entry.org_id is not None else single_org_of(ctx),
     }
 
 
@@ -149,15 +151,17 @@ def record(
     before: dict[str, Any] | None = None,
     after: dict[str, Any] | None = None,
     details: dict[str, Any] | None = None,
+    org_id: int | None = None,
 ) -> AuditRecord:
-    """Append one record to the chain inside the caller's transaction."""
+    """Append one record to the chain inside the caller's transaction. ``org_id``: the
+    organisation the object belongs to; by default the actor's, when they have just one."""
     head = _lock_head(ctx.session)
     columns = _link(
         ctx,
         ctx.now.astimezone(UTC),
         head.last_seq + 1,
         head.last_hash,
-        Entry(action, object_type, object_id, before, after, details),
+        Entry(action, object_type, object_id, before, after, details, org_id),
     )
     row = AuditRecord(**columns)
     ctx.session.add(row)
@@ -316,9 +320,10 @@ class AuditFilter:
 
 
 def browse_for(ctx: Ctx, flt: AuditFilter) -> list[AuditRecord]:
-    """Everyone signed in may read the trail: verifying people is what it is for."""
+    """Everyone signed in may read their organisations' part of the trail: verifying people
+    is what it is for. Site administrators read all of it."""
     require_site_role(ctx, Role.VIEWER)
-    return browse(ctx.session, flt)
+    return browse(ctx.session, flt, tenancy(ctx).org_ids)
 
 
 def actor_matches(actor: str) -> ColumnElement[bool]:
@@ -331,7 +336,9 @@ def actor_matches(actor: str) -> ColumnElement[bool]:
     return or_(exact, AuditRecord.actor.startswith(f"{actor}[token:", autoescape=True))
 
 
-def browse(session: Session, flt: AuditFilter) -> list[AuditRecord]:
+def browse(
+    session: Session, flt: AuditFilter, org_ids: frozenset[int] | None = None
+) -> list[AuditRecord]:
     if not 1 <= flt.limit <= 500:
         raise InvalidInput("limit must be between 1 and 500", details={"field": "limit"})
     query = select(AuditRecord).order_by(AuditRecord.seq.desc()).limit(flt.limit)
@@ -349,6 +356,8 @@ def browse(session: Session, flt: AuditFilter) -> list[AuditRecord]:
         query = query.where(AuditRecord.at < flt.until)
     if flt.before_seq:
         query = query.where(AuditRecord.seq < flt.before_seq)
+    if org_ids is not None:
+        query = query.where(AuditRecord.org_id.in_(sorted(org_ids)))
     return list(session.execute(query).scalars())
 
 

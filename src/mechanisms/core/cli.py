@@ -527,8 +527,8 @@ def audit_list(
     with operator() as ctx:
         rows = [
             audit.to_dict(r)
-            for r in audit.browse(
-                ctx.session, audit.AuditFilter(actor, action, object_type, object_id, limit=limit)
+            for r in audit.browse_for(
+                ctx, audit.AuditFilter(actor, action, object_type, object_id, limit=limit)
             )
         ]
     emit(

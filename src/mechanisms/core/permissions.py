@@ -8,7 +8,11 @@ than its scope: a viewer-scoped token can read and nothing else.
 
 from __future__ import annotations
 
-from sqlalchemy import CTE, ColumnElement, Select, bindparam, literal, select
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import CTE, ColumnElement, Select, bindparam, literal, select, true
+from sqlalchemy.orm import Session
 
 from mechanisms.core.context import Ctx
 from mechanisms.core.errors import Forbidden, NotAuthenticated, NotFound
@@ -60,6 +64,11 @@ def team_chain(ctx: Ctx, team_id: int) -> list[Team]:
 def team_lineage(ctx: Ctx, team_id: int) -> list[int]:
     """The team and every team above it, nearest first."""
     return [team.id for team in team_chain(ctx, team_id)]
+
+
+def organisation_of(ctx: Ctx, team_id: int) -> int:
+    """The organisation (root team) a team belongs to."""
+    return team_chain(ctx, team_id)[-1].id
 
 
 def _held_role(ctx: Ctx, principal: Principal, team_id: int) -> Role | None:
@@ -142,3 +151,97 @@ def require_site_role(ctx: Ctx, needed: Role) -> None:
     held = site_role(ctx)
     if held is None or held < needed:
         raise _refuse(ctx, needed, "for the whole site")
+
+
+# --- tenancy: organisations are separate -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tenancy:
+    """What a principal may see: the teams of the organisations they belong to (a membership
+    anywhere in an organisation's tree makes one a member of it). ``None``: every team
+    (site administrators and the local operator)."""
+
+    org_ids: frozenset[int] | None
+    team_ids: frozenset[int] | None
+    team_slugs: frozenset[str] | None
+
+    def sees_team(self, team_id: int | None) -> bool:
+        return self.team_ids is None or team_id in self.team_ids
+
+    def sees_team_slug(self, slug: str | None) -> bool:
+        return self.team_slugs is None or slug in self.team_slugs
+
+
+EVERYTHING = Tenancy(None, None, None)
+_TENANCY_KEY = "mechanisms.tenancy"
+
+
+def _roots(parents: dict[int, int | None]) -> dict[int, int]:
+    """Each team's organisation, following parents at most MAX_TEAM_DEPTH steps."""
+    roots = {}
+    for team_id in parents:
+        current = team_id
+        for _ in range(MAX_TEAM_DEPTH):
+            parent = parents.get(current)
+            if parent is None:
+                break
+            current = parent
+        roots[team_id] = current
+    return roots
+
+
+def tenancy_of(session: Session, principal: Principal) -> Tenancy:
+    if principal.is_site_admin:
+        return EVERYTHING
+    if principal.user_id is None:
+        return Tenancy(frozenset(), frozenset(), frozenset())
+    teams = session.execute(select(Team.id, Team.parent_id, Team.slug)).all()
+    roots = _roots({team.id: team.parent_id for team in teams})
+    member_of = session.execute(
+        select(Membership.team_id).where(Membership.user_id == principal.user_id)
+    ).scalars()
+    orgs = frozenset(roots[team_id] for team_id in member_of if team_id in roots)
+    visible = [team for team in teams if roots[team.id] in orgs]
+    return Tenancy(
+        orgs, frozenset(team.id for team in visible), frozenset(team.slug for team in visible)
+    )
+
+
+def tenancy(ctx: Ctx) -> Tenancy:
+    """The caller's tenancy, worked out once per unit of work (the session lives that long)."""
+    cache = ctx.session.info.setdefault(_TENANCY_KEY, {})
+    key = (ctx.principal.user_id, ctx.principal.is_site_admin)
+    if key not in cache:
+        cache[key] = tenancy_of(ctx.session, ctx.principal)
+    return cache[key]
+
+
+def forget_tenancy(ctx: Ctx) -> None:
+    """After a change to the tree or to memberships, work tenancies out afresh."""
+    ctx.session.info.pop(_TENANCY_KEY, None)
+
+
+def visible_teams_filter(ctx: Ctx, team_column: ColumnElement[Any]) -> ColumnElement[bool]:
+    """A WHERE clause for list queries: rows owned by a team of the caller's organisations."""
+    team_ids = tenancy(ctx).team_ids
+    return true() if team_ids is None else team_column.in_(sorted(team_ids))
+
+
+def visible_slugs_filter(ctx: Ctx, slug_column: ColumnElement[Any]) -> ColumnElement[bool]:
+    """The same, for rows that name their team or organisation by slug."""
+    slugs = tenancy(ctx).team_slugs
+    return true() if slugs is None else slug_column.in_(sorted(slugs))
+
+
+def require_visible_team(ctx: Ctx, team_id: int | None, what: str) -> None:
+    """Refuse an object of another organisation as if it did not exist: a caller of another
+    tenant learns nothing, not even that the name is taken."""
+    if not tenancy(ctx).sees_team(team_id):
+        raise NotFound(f"{what} not found")
+
+
+def single_org_of(ctx: Ctx) -> int | None:
+    """The caller's organisation when they belong to exactly one: where their actions land."""
+    orgs = tenancy(ctx).org_ids
+    return next(iter(orgs)) if orgs is not None and len(orgs) == 1 else None

@@ -108,6 +108,9 @@ class AuditRecord(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+    # The organisation whose trail the record belongs to (None: site administrators only).
+    # Outside the hash: it decides who may read a record, not what the record says.
+    org_id: Mapped[int | None] = mapped_column(Integer, index=True)
 
     __table_args__ = (Index("ix_audit_records_object", "object_type", "object_id"),)
 

@@ -55,6 +55,11 @@ def owner(ctx: Ctx, service_key: str) -> Owner:
     return Owner(service.key, team.id, team.slug, org.id, org.slug)
 
 
+def visible_services(ctx: Ctx) -> list[str]:
+    """The keys of the services of the caller's organisations."""
+    return [service.key for service in ops_alarms.list_services(ctx)]
+
+
 def load(ctx: Ctx, model: type[T], row_id: int, what: str, *, lock: bool = False) -> T:
     """One row of a deploys table by id, or NotFound naming ``what``. ``lock`` reads it under
     a row lock (``FOR UPDATE``; SQLite serialises writers with ``BEGIN IMMEDIATE``) and

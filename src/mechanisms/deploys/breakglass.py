@@ -23,7 +23,13 @@ from sqlalchemy.orm.exc import StaleDataError
 from mechanisms.core.context import Ctx
 from mechanisms.core.errors import Conflict, Forbidden, InvalidInput, NotFound, StaleState
 from mechanisms.core.identity import Role
-from mechanisms.core.permissions import require_site_role, require_team_role, team_lineage
+from mechanisms.core.permissions import (
+    require_site_role,
+    require_team_role,
+    team_lineage,
+    tenancy,
+    visible_slugs_filter,
+)
 from mechanisms.deploys import access, approvals, pipelines
 from mechanisms.deploys.approvals import Status, Target
 from mechanisms.deploys.tables import BreakGlassDecision, BreakGlassRequest, ReviewItem, Version
@@ -60,7 +66,7 @@ def _decisions(ctx: Ctx, request_id: int) -> list[BreakGlassDecision]:
 
 def decisions(ctx: Ctx, request_id: int) -> list[BreakGlassDecision]:
     """Every approval (revoked ones too) and denial of a request, oldest first."""
-    require_site_role(ctx, Role.VIEWER)
+    get(ctx, request_id)
     return _decisions(ctx, request_id)
 
 
@@ -104,7 +110,15 @@ def to_domain(ctx: Ctx, row: BreakGlassRequest) -> approvals.Request:
 
 
 def _locked(ctx: Ctx, request_id: int) -> BreakGlassRequest:
-    return access.load(ctx, BreakGlassRequest, request_id, "break-glass request", lock=True)
+    row = access.load(ctx, BreakGlassRequest, request_id, "break-glass request", lock=True)
+    return _of_caller_org(ctx, row)
+
+
+def _of_caller_org(ctx: Ctx, row: BreakGlassRequest) -> BreakGlassRequest:
+    """Another organisation's request is not found (issue #14, item 7)."""
+    if not tenancy(ctx).sees_team_slug(row.org):
+        raise NotFound(f"break-glass request {row.id} not found", details={"field": "id"})
+    return row
 
 
 def _owner_team(ctx: Ctx, row: BreakGlassRequest) -> int:
@@ -358,14 +372,21 @@ def request(
 
 def get(ctx: Ctx, request_id: int) -> BreakGlassRequest:
     require_site_role(ctx, Role.VIEWER)
-    return access.load(ctx, BreakGlassRequest, request_id, "break-glass request")
+    return _of_caller_org(
+        ctx, access.load(ctx, BreakGlassRequest, request_id, "break-glass request")
+    )
 
 
 def list_requests(
     ctx: Ctx, service: str | None = None, open_only: bool = False
 ) -> list[BreakGlassRequest]:
     require_site_role(ctx, Role.VIEWER)
-    query = select(BreakGlassRequest).order_by(BreakGlassRequest.id.desc()).limit(500)
+    query = (
+        select(BreakGlassRequest)
+        .where(visible_slugs_filter(ctx, BreakGlassRequest.org))
+        .order_by(BreakGlassRequest.id.desc())
+        .limit(500)
+    )
     if service is not None:
         query = query.where(BreakGlassRequest.service_key == service)
     if open_only:
@@ -672,7 +693,12 @@ def review_snapshot(row: ReviewItem) -> dict[str, Any]:
 
 def list_reviews(ctx: Ctx, open_only: bool = True) -> list[ReviewItem]:
     require_site_role(ctx, Role.VIEWER)
-    query = select(ReviewItem).order_by(ReviewItem.id.desc()).limit(500)
+    query = (
+        select(ReviewItem)
+        .where(ReviewItem.service_key.in_(access.visible_services(ctx)))
+        .order_by(ReviewItem.id.desc())
+        .limit(500)
+    )
     if open_only:
         query = query.where(ReviewItem.closed_at.is_(None))
     return list(ctx.session.execute(query).scalars())

@@ -272,12 +272,14 @@ def _pipeline(ctx: Ctx, service: str) -> Pipeline:
     found = _find(ctx, service)
     if found is None:
         raise NotFound(f"{service!r} has no pipeline", details={"field": "service"})
+    access.owner(ctx, service)  # another organisation's service is not found
     return found
 
 
 def list_pipelines(ctx: Ctx) -> list[Pipeline]:
     require_site_role(ctx, Role.VIEWER)
-    return list(ctx.session.execute(select(Pipeline).order_by(Pipeline.service_key)).scalars())
+    query = select(Pipeline).where(Pipeline.service_key.in_(access.visible_services(ctx)))
+    return list(ctx.session.execute(query.order_by(Pipeline.service_key)).scalars())
 
 
 def _stage_row(ctx: Ctx, pipeline: Pipeline, stage: str) -> Stage:
@@ -402,6 +404,7 @@ def _version(ctx: Ctx, service: str, digest: str) -> Version | None:
 def get_version(ctx: Ctx, service: str, version: str) -> Version:
     """A version by digest, or the newest one of an artifact id."""
     require_site_role(ctx, Role.VIEWER)
+    access.owner(ctx, service)
     return _named_version(ctx, service, version)
 
 
@@ -426,6 +429,7 @@ def _newest_of_artifact(ctx: Ctx, service: str, artifact: str) -> Version:
 
 def list_versions(ctx: Ctx, service: str, limit: int = 100) -> list[Version]:
     require_site_role(ctx, Role.VIEWER)
+    access.owner(ctx, service)
     return list(
         ctx.session.execute(
             select(Version)
@@ -494,6 +498,7 @@ def upload_tests(ctx: Ctx, service: str, version: str, suite: str, xml: bytes | 
 
 def test_runs(ctx: Ctx, service: str, digest: str) -> list[TestRun]:
     require_site_role(ctx, Role.VIEWER)
+    access.owner(ctx, service)
     return list(ctx.session.execute(_test_runs_of(service, digest)).scalars())
 
 
@@ -1050,6 +1055,7 @@ def stage_states(ctx: Ctx, service: str) -> list[dict[str, Any]]:
 
 def timeline(ctx: Ctx, service: str, limit: int = 200) -> list[TimelineEntry]:
     require_site_role(ctx, Role.VIEWER)
+    access.owner(ctx, service)
     return list(
         ctx.session.execute(
             select(TimelineEntry)

@@ -20,7 +20,7 @@ from mechanisms.core import accounts, inputs
 from mechanisms.core.context import Ctx
 from mechanisms.core.errors import InvalidInput, NotFound
 from mechanisms.core.identity import Role
-from mechanisms.core.permissions import require_site_role, require_team_role
+from mechanisms.core.permissions import require_site_role, require_team_role, tenancy
 from mechanisms.core.tables import Team
 from mechanisms.deploys import access, calendar, changes, ical, protection
 from mechanisms.deploys.calendar import (
@@ -336,9 +336,14 @@ def get_window(ctx: Ctx, window_id: str) -> WindowRow:
     row = ctx.session.execute(
         select(WindowRow).where(WindowRow.uid == window_id)
     ).scalar_one_or_none()
-    if row is None:
+    if row is None or not tenancy(ctx).sees_team_slug(_org_slug(row)):
         raise NotFound(f"block window {window_id!r} not found", details={"field": "id"})
     return row
+
+
+def _org_slug(row: WindowRow) -> str:
+    """Every scope key starts with its organisation ("acme/payments/api/prod")."""
+    return row.scope_key.split("/", 1)[0]
 
 
 def list_windows(ctx: Ctx, service: str | None = None, stage: str | None = None) -> list[WindowRow]:
@@ -353,7 +358,10 @@ def list_windows(ctx: Ctx, service: str | None = None, stage: str | None = None)
             )
         else:
             query = query.where(WindowRow.scope_key.in_(keys))
-    return list(ctx.session.execute(query).scalars())
+    seen = tenancy(ctx)
+    return [
+        row for row in ctx.session.execute(query).scalars() if seen.sees_team_slug(_org_slug(row))
+    ]
 
 
 def update_window(

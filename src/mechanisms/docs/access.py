@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select, true
 
 from mechanisms.core import audit, events
 from mechanisms.core.context import Ctx
 from mechanisms.core.errors import Forbidden, NotFound
 from mechanisms.core.identity import Role
-from mechanisms.core.permissions import credential_reaches, require_site_role, team_role
-from mechanisms.core.tables import Team
+from mechanisms.core.permissions import credential_reaches, require_site_role, team_role, tenancy
+from mechanisms.core.tables import Membership, Team, User
 from mechanisms.docs.tables import DocPerson, Document
 
 OWNER = "owner"
@@ -39,8 +39,32 @@ def find(ctx: Ctx, ref: str | int, *, lock: bool = False) -> Document | None:
     return ctx.session.execute(query.with_for_update() if lock else query).scalar_one_or_none()
 
 
+def visible(ctx: Ctx) -> ColumnElement[bool]:
+    """Docs of the caller's organisations: a doc's team says where it belongs; a doc with
+    no team belongs to its author's organisations."""
+    seen = tenancy(ctx)
+    if seen.team_ids is None:
+        return true()
+    colleagues = (
+        select(User.username)
+        .join(Membership, Membership.user_id == User.id)
+        .where(Membership.team_id.in_(sorted(seen.team_ids)))
+    )
+    return Document.team.in_(sorted(seen.team_slugs or ())) | (
+        Document.team.is_(None) & Document.author.in_(colleagues)
+    )
+
+
+def _visible_or_none(ctx: Ctx, doc: Document | None) -> Document | None:
+    if doc is None or tenancy(ctx).team_ids is None:
+        return doc
+    query = select(Document.id).where(Document.id == doc.id, visible(ctx))
+    return doc if ctx.session.execute(query).first() else None
+
+
 def get(ctx: Ctx, ref: str | int) -> Document:
-    doc = find(ctx, ref)
+    """A doc of the caller's organisations; another organisation's is not found."""
+    doc = _visible_or_none(ctx, find(ctx, ref))
     if doc is None:
         raise NotFound(f"no doc {ref!r}", details={"field": "doc"})
     return doc
@@ -50,7 +74,7 @@ def lock(ctx: Ctx, ref: str | int) -> Document:
     """The doc, row-locked until the transaction ends: every change to a doc or its review
     takes this lock, so a question asked while the doc is being decided waits for the
     decision and then finds the doc decided (PostgreSQL; SQLite runs one writer at a time)."""
-    doc = find(ctx, ref, lock=True)
+    doc = _visible_or_none(ctx, find(ctx, ref, lock=True))
     if doc is None:
         raise NotFound(f"no doc {ref!r}", details={"field": "doc"})
     return doc

@@ -136,6 +136,10 @@ def get_meeting(ctx: Ctx, meeting_id: int) -> Meeting:
     meeting = ctx.session.get(Meeting, meeting_id)
     if meeting is None:
         raise NotFound(f"no meeting {meeting_id}", details={"field": "meeting"})
+    try:
+        access.get(ctx, meeting.doc_id)
+    except NotFound:
+        raise NotFound(f"no meeting {meeting_id}", details={"field": "meeting"}) from None
     return meeting
 
 
@@ -338,11 +342,13 @@ def load(ctx: Ctx, username: str, day: date | None = None, tz: str | None = None
         select(Document.slug)
         .join(Read, Read.doc_id == Document.id)
         .where(Read.reader == username, Read.read_at >= start, Read.read_at < end)
+        .where(access.visible(ctx))
     )
     reviewed = slugs(
         select(Document.slug)
         .join(Review, Review.doc_id == Document.id)
         .where(Review.reviewer == username, Review.created_at >= start, Review.created_at < end)
+        .where(access.visible(ctx))
     )
     return Load(username, f"{year}-W{week:02d}", zone_info.key, read, reviewed)
 

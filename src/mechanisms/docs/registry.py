@@ -657,7 +657,7 @@ def list_docs(ctx: Ctx, flt: Filters) -> list[tuple[Document, float | None]]:
         )
     if not 1 <= flt.limit <= 500:
         raise InvalidInput("limit must be between 1 and 500", details={"field": "limit"})
-    query = select(Document)
+    query = select(Document).where(access.visible(ctx))
     if flt.status:
         query = query.where(Document.status == flt.status)
     if flt.author:

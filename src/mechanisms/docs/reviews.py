@@ -435,6 +435,7 @@ def queue(ctx: Ctx, username: str | None = None) -> dict[str, list[Any]]:
                 DocPerson.username == who,
                 DocPerson.role == access.REVIEWER,
                 Document.status == lifecycle.IN_REVIEW,
+                access.visible(ctx),
             )
             .order_by(Document.submitted_at, Document.id)
         ).scalars()
@@ -453,6 +454,7 @@ def queue(ctx: Ctx, username: str | None = None) -> dict[str, list[Any]]:
                 Comment.state == OPEN,
                 Document.status.in_(lifecycle.EDITABLE),
                 (Document.author == who) | Document.id.in_(owned_ids),
+                access.visible(ctx),
             )
             .order_by(Comment.id)
         ).all()

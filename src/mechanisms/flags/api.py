@@ -455,13 +455,10 @@ def deploy(app: str, flag: str, environment: str, body: DeployIn, ctx: CtxDep) -
 
 @management.get("/deployments/{deployment_id}", response_model=DeploymentDetailOut)
 def get_deployment(deployment_id: int, ctx: CtxDep) -> DeploymentDetailOut:
-    from mechanisms.core.errors import NotFound
-    from mechanisms.flags.tables import Flag, FlagDeployment
+    from mechanisms.flags.tables import Flag
 
     service.can_read(ctx)
-    dep = ctx.session.get(FlagDeployment, deployment_id)
-    if dep is None:
-        raise NotFound(f"deployment {deployment_id} not found")
+    dep = deployments.get_visible(ctx, deployment_id)
     steps = [
         StepOut(at=s.at, percent=s.percent, state=s.state, note=s.note)
         for s in deployments.deployment_steps(ctx, dep.id)
@@ -671,6 +668,13 @@ class OfrepRequest(BaseModel):
     context: dict[str, Any] | None = None
 
 
+def _require_evaluator(ctx: Ctx, app_key: str) -> None:
+    """A credential, and one of the organisation that owns the application (item 8 of #14:
+    the bulk route once answered every flag of any application to anyone)."""
+    service.can_read(ctx)
+    service.get_app(ctx, app_key)
+
+
 async def _ofrep_context(request: Request, key: str | None) -> dict[str, Any] | JSONResponse:
     context = context_of(await request.body())
     if isinstance(context, tuple):
@@ -701,6 +705,7 @@ async def ofrep_single(
 ) -> JSONResponse:
     """Answered by ``mechanisms.flags.ofrep.OfrepFastPath`` before routing; this route
     documents the contract and serves an app assembled without the fast path."""
+    await run_in_threadpool(_require_evaluator, ctx, app)
     context = await _ofrep_context(request, key)
     if isinstance(context, JSONResponse):
         return context
@@ -730,6 +735,7 @@ async def ofrep_bulk(
     ctx: CtxDep,
     if_none_match: Annotated[str | None, Header(max_length=500)] = None,
 ) -> Response:
+    await run_in_threadpool(_require_evaluator, ctx, app)
     context = await _ofrep_context(request, None)
     if isinstance(context, JSONResponse):
         return context

@@ -16,7 +16,7 @@ from mechanisms.core import audit, events
 from mechanisms.core.context import Ctx
 from mechanisms.core.errors import Conflict, Forbidden, NotFound, StaleState
 from mechanisms.core.identity import Role
-from mechanisms.core.permissions import require_site_role
+from mechanisms.core.permissions import organisation_of, require_site_role, require_visible_team
 from mechanisms.flags import rollout
 from mechanisms.flags.service import (
     RUNNING,
@@ -294,7 +294,13 @@ def _announce(
     subject = f"{app.key}/{flag.key}"
     snapshot = deployment_snapshot(dep)
     audit.record(
-        ctx, action, "flag", subject, after=snapshot, details={"environment": env.key, **extra}
+        ctx,
+        action,
+        "flag",
+        subject,
+        after=snapshot,
+        details={"environment": env.key, **extra},
+        org_id=organisation_of(ctx, flag.owner_team_id),
     )
     events.emit(ctx, action, "flag", subject, {"environment": env.key, **extra, **snapshot})
 
@@ -366,10 +372,18 @@ def advance(ctx: Ctx, deployment_id: int) -> None:
     _announce(ctx, event, app, flag, env, dep)
 
 
-def rollback(ctx: Ctx, deployment_id: int, reason: str) -> FlagDeployment:
+def get_visible(ctx: Ctx, deployment_id: int) -> FlagDeployment:
+    """A deployment of a flag of the caller's organisations."""
     dep = ctx.session.get(FlagDeployment, deployment_id)
     if dep is None:
         raise NotFound(f"deployment {deployment_id} not found")
+    flag = ctx.session.get(Flag, dep.flag_id)
+    require_visible_team(ctx, flag.owner_team_id, f"deployment {deployment_id}")
+    return dep
+
+
+def rollback(ctx: Ctx, deployment_id: int, reason: str) -> FlagDeployment:
+    dep = get_visible(ctx, deployment_id)
     flag = ctx.session.get(Flag, dep.flag_id)
     require_owner(ctx, flag.owner_team_id)
     if dep.state not in RUNNING:

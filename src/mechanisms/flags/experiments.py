@@ -22,7 +22,7 @@ from mechanisms.core import audit, events, inputs
 from mechanisms.core.context import Ctx
 from mechanisms.core.errors import Conflict, InvalidInput, NotFound
 from mechanisms.core.identity import Role
-from mechanisms.core.permissions import require_site_role
+from mechanisms.core.permissions import require_site_role, require_visible_team
 from mechanisms.flags import deployments, service, stats
 from mechanisms.flags.domain import KEY_PATTERN, FlagConfig, Serve
 from mechanisms.flags.tables import (
@@ -179,6 +179,8 @@ def get(ctx: Ctx, experiment_id: int) -> FlagExperiment:
     experiment = ctx.session.get(FlagExperiment, experiment_id)
     if experiment is None:
         raise NotFound(f"experiment {experiment_id} not found")
+    flag = ctx.session.get(Flag, experiment.flag_id)
+    require_visible_team(ctx, flag.owner_team_id, f"experiment {experiment_id}")
     return experiment
 
 

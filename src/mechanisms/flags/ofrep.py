@@ -27,7 +27,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from mechanisms.core import accounts, inputs
 from mechanisms.core.context import Ctx
 from mechanisms.core.errors import MechanismsError
-from mechanisms.core.identity import Principal, system_principal
+from mechanisms.core.identity import system_principal
+from mechanisms.core.permissions import Tenancy, tenancy_of
 from mechanisms.flags import service
 from mechanisms.flags.domain import FLAG_NOT_FOUND, PARSE_ERROR, Engine, Evaluation, standard_reason
 
@@ -42,6 +43,8 @@ class _Rules:
     etag: str
     engine: Engine
     checked: float
+    # Who may evaluate: credentials of this team's organisation (issue #14, item 8).
+    owner_team_id: int
 
 
 @dataclass
@@ -62,7 +65,12 @@ class EngineCache:
             if known is not None and known.etag == etag:
                 known.checked = time.monotonic()
                 return known
-            return _Rules(etag, Engine(service.ruleset(session, app, env)), time.monotonic())
+            return _Rules(
+                etag,
+                Engine(service.ruleset(session, app, env)),
+                time.monotonic(),
+                app.owner_team_id,
+            )
 
     async def get(self, db: Any, clock: Any, app_key: str, env_key: str) -> _Rules:
         key = (app_key, env_key)
@@ -88,19 +96,22 @@ def engine_cache(state: Any) -> EngineCache:
 
 
 class _TokenCache:
-    def __init__(self) -> None:
-        self.entries: dict[str, tuple[Principal, float]] = {}
+    """A token's tenancy (what it may see), cached as long as its check."""
 
-    def check(self, db: Any, clock: Any, token: str) -> Principal:
+    def __init__(self) -> None:
+        self.entries: dict[str, tuple[Tenancy, float]] = {}
+
+    def check(self, db: Any, clock: Any, token: str) -> Tenancy:
         found = self.entries.get(token)
         if found is not None and time.monotonic() - found[1] < TOKEN_TTL:
             return found[0]
         with db.transaction(write=False) as session:
             principal = accounts.check_token(session, token, clock.now()).principal
+            seen = tenancy_of(session, principal)
         if len(self.entries) > 10_000:
             self.entries.clear()
-        self.entries[token] = (principal, time.monotonic())
-        return principal
+        self.entries[token] = (seen, time.monotonic())
+        return seen
 
 
 @dataclass(frozen=True)
@@ -183,10 +194,13 @@ class OfrepFastPath:
                 "not_authenticated", "send an API token: Authorization: Bearer <token>"
             )
         try:
-            await self._check_token(state, token)
+            seen = await self._check_token(state, token)
             rules = await engine_cache(state).get(state.db, state.clock, match["app"], match["env"])
         except MechanismsError as exc:
             return exc.status, exc.to_dict()
+        if not seen.sees_team(rules.owner_team_id):
+            # Answered as for an application that does not exist: another tenant learns nothing.
+            return 404, _error("not_found", f"application {match['app']!r} not found")
         context = context_of(await _read_body(receive))
         if isinstance(context, tuple):
             return 400, {"key": key, "errorCode": context[0], "errorDetails": context[1]}
@@ -197,7 +211,7 @@ class OfrepFastPath:
             return 400, failure_body(result)
         return 200, success_body(result)
 
-    async def _check_token(self, state: Any, token: str) -> Principal:
+    async def _check_token(self, state: Any, token: str) -> Tenancy:
         found = self.tokens.entries.get(token)
         if found is not None and time.monotonic() - found[1] < TOKEN_TTL:
             return found[0]

@@ -20,7 +20,13 @@ from mechanisms.core import accounts, audit, events
 from mechanisms.core.context import Ctx
 from mechanisms.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from mechanisms.core.identity import Role
-from mechanisms.core.permissions import require_site_role, require_team_role
+from mechanisms.core.permissions import (
+    require_site_role,
+    require_team_role,
+    require_visible_team,
+    tenancy,
+    visible_teams_filter,
+)
 from mechanisms.flags.bucketing import BUCKETS, percent_to_buckets
 from mechanisms.flags.domain import (
     KEY_PATTERN,
@@ -93,7 +99,7 @@ def validation_error(exc: ValidationError, prefix: str = "") -> InvalidInput:
 
 def get_app(ctx: Ctx, key: str) -> FlagApp:
     app = ctx.session.execute(select(FlagApp).where(FlagApp.key == key)).scalar_one_or_none()
-    if app is None:
+    if app is None or not tenancy(ctx).sees_team(app.owner_team_id):
         raise NotFound(f"application {key!r} not found", details={"field": "app"})
     return app
 
@@ -304,7 +310,8 @@ def set_holdout(ctx: Ctx, app_key: str, env_key: str, percent: float) -> FlagEnv
 
 def list_apps(ctx: Ctx) -> list[FlagApp]:
     can_read(ctx)
-    return list(ctx.session.execute(select(FlagApp).order_by(FlagApp.key)).scalars())
+    query = select(FlagApp).where(visible_teams_filter(ctx, FlagApp.owner_team_id))
+    return list(ctx.session.execute(query.order_by(FlagApp.key)).scalars())
 
 
 # --- flags and versions -------------------------------------------------------------
@@ -688,6 +695,7 @@ def _get_change_request(
     flag = ctx.session.get(Flag, request.flag_id)
     env = ctx.session.get(FlagEnvironment, request.environment_id)
     app = ctx.session.get(FlagApp, flag.app_id)
+    require_visible_team(ctx, app.owner_team_id, f"change request {request_id}")
     return request, flag, app, env
 
 

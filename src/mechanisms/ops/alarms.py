@@ -28,7 +28,13 @@ from mechanisms.core.context import Ctx
 from mechanisms.core.db import bulk_insert, canonical_json
 from mechanisms.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from mechanisms.core.identity import Role
-from mechanisms.core.permissions import require_site_role, require_team_role, team_role
+from mechanisms.core.permissions import (
+    require_site_role,
+    require_team_role,
+    require_visible_team,
+    team_role,
+    visible_teams_filter,
+)
 from mechanisms.ops import alarm_rules, baselines, metrics, silences
 from mechanisms.ops.alarm_rules import AlarmDefinition, AlarmState
 from mechanisms.ops.tables import (
@@ -86,12 +92,14 @@ def get_service(ctx: Ctx, key: str) -> OpsService:
     ).scalar_one_or_none()
     if found is None:
         raise NotFound(f"service {key!r} not found", details={"field": "service"})
+    require_visible_team(ctx, found.owner_team_id, f"service {key!r}")
     return found
 
 
 def list_services(ctx: Ctx) -> list[OpsService]:
     require_site_role(ctx, Role.VIEWER)
-    return list(ctx.session.execute(select(OpsService).order_by(OpsService.key)).scalars())
+    query = select(OpsService).where(visible_teams_filter(ctx, OpsService.owner_team_id))
+    return list(ctx.session.execute(query.order_by(OpsService.key)).scalars())
 
 
 # --- alarms -------------------------------------------------------------------------
@@ -266,12 +274,19 @@ def get_alarm(ctx: Ctx, name: str) -> Alarm:
     found = ctx.session.execute(select(Alarm).where(Alarm.name == name)).scalar_one_or_none()
     if found is None:
         raise NotFound(f"alarm {name!r} not found", details={"field": "alarm"})
+    owner = ctx.session.get(OpsService, found.service_id)
+    require_visible_team(ctx, owner.owner_team_id, f"alarm {name!r}")
     return found
 
 
 def list_alarms(ctx: Ctx, state: str | None = None) -> list[Alarm]:
     require_site_role(ctx, Role.VIEWER)
-    query = select(Alarm).order_by(Alarm.name)
+    query = (
+        select(Alarm)
+        .join(OpsService, OpsService.id == Alarm.service_id)
+        .where(visible_teams_filter(ctx, OpsService.owner_team_id))
+        .order_by(Alarm.name)
+    )
     if state:
         query = query.where(Alarm.state == state)
     return list(ctx.session.execute(query).scalars())

@@ -31,7 +31,7 @@ from mechanisms.core import audit
 from mechanisms.core.context import Ctx
 from mechanisms.core.errors import Conflict, InvalidInput, NotFound
 from mechanisms.core.identity import Principal, Role, token_digest
-from mechanisms.core.permissions import require_site_role, require_team_role
+from mechanisms.core.permissions import require_site_role, require_team_role, visible_teams_filter
 from mechanisms.ops import alarms, tickets
 from mechanisms.ops.tables import IntegrationKey, OpsService, Ticket
 
@@ -179,6 +179,7 @@ def list_integration_keys(
     query = (
         select(IntegrationKey, OpsService)
         .join(OpsService, OpsService.id == IntegrationKey.service_id)
+        .where(visible_teams_filter(ctx, OpsService.owner_team_id))
         .order_by(OpsService.key, IntegrationKey.name)
     )
     if service_key:

@@ -39,7 +39,12 @@ from mechanisms.core.clock import ensure_utc
 from mechanisms.core.context import Ctx
 from mechanisms.core.errors import Conflict, InvalidInput, NotFound
 from mechanisms.core.identity import Role
-from mechanisms.core.permissions import require_site_role, require_team_role
+from mechanisms.core.permissions import (
+    require_site_role,
+    require_team_role,
+    require_visible_team,
+    visible_teams_filter,
+)
 from mechanisms.ops import alarm_rules, alarms, metrics
 from mechanisms.ops.scaling import ScalingActivity, ScalingPolicy, decide
 from mechanisms.ops.tables import (
@@ -225,12 +230,25 @@ def _one(ctx: Ctx, column: Any, value: str, what: str, field: str) -> Any:
 
 
 def get_target(ctx: Ctx, key: str) -> ScalableTarget:
-    return _one(ctx, ScalableTarget.key, key, "scalable target", "target")
+    target = _one(ctx, ScalableTarget.key, key, "scalable target", "target")
+    service = ctx.session.get(OpsService, target.service_id)
+    require_visible_team(ctx, service.owner_team_id, f"scalable target {key!r}")
+    return target
+
+
+def _visible_targets(ctx: Ctx) -> Any:
+    """The ids of the targets of the caller's organisations' services."""
+    return (
+        select(ScalableTarget.id)
+        .join(OpsService, OpsService.id == ScalableTarget.service_id)
+        .where(visible_teams_filter(ctx, OpsService.owner_team_id))
+    )
 
 
 def list_targets(ctx: Ctx) -> list[ScalableTarget]:
     require_site_role(ctx, Role.VIEWER)
-    return list(ctx.session.execute(select(ScalableTarget).order_by(ScalableTarget.key)).scalars())
+    query = select(ScalableTarget).where(ScalableTarget.id.in_(_visible_targets(ctx)))
+    return list(ctx.session.execute(query.order_by(ScalableTarget.key)).scalars())
 
 
 def _editable_target(ctx: Ctx, key: str) -> ScalableTarget:
@@ -458,12 +476,22 @@ def create_policy(
 
 
 def get_policy(ctx: Ctx, name: str) -> ScalingPolicyRow:
-    return _one(ctx, ScalingPolicyRow.name, name, "scaling policy", "policy")
+    policy = _one(ctx, ScalingPolicyRow.name, name, "scaling policy", "policy")
+    visible = ctx.session.execute(
+        _visible_targets(ctx).where(ScalableTarget.id == policy.target_id)
+    ).first()
+    if visible is None:
+        raise NotFound(f"scaling policy {name!r} not found", details={"field": "policy"})
+    return policy
 
 
 def list_policies(ctx: Ctx, target_key: str | None = None) -> list[ScalingPolicyRow]:
     require_site_role(ctx, Role.VIEWER)
-    query = select(ScalingPolicyRow).order_by(ScalingPolicyRow.name)
+    query = (
+        select(ScalingPolicyRow)
+        .where(ScalingPolicyRow.target_id.in_(_visible_targets(ctx)))
+        .order_by(ScalingPolicyRow.name)
+    )
     if target_key is not None:
         query = query.where(ScalingPolicyRow.target_id == get_target(ctx, target_key).id)
     return list(ctx.session.execute(query).scalars())

@@ -28,7 +28,6 @@ from mechanisms.ops.tables import (
     MetricRollup,
     MetricSeries,
     OpsService,
-    ScalableTarget,
     ScalingPolicyRow,
 )
 
@@ -172,9 +171,7 @@ def findings(ctx: Ctx, days: int = DEFAULT_DAYS, threshold: float | None = None)
     end = ctx.now.replace(second=0, microsecond=0)
     start = end - timedelta(days=days)
     found = []
-    for target in ctx.session.execute(
-        select(ScalableTarget).order_by(ScalableTarget.key)
-    ).scalars():
+    for target in autoscaling.list_targets(ctx):
         policy = ctx.session.execute(
             select(ScalingPolicyRow)
             .where(ScalingPolicyRow.target_id == target.id)

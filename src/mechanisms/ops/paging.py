@@ -25,7 +25,13 @@ from mechanisms.core import accounts, audit, events
 from mechanisms.core.context import Ctx
 from mechanisms.core.errors import Conflict, InvalidInput, NotFound, StaleState
 from mechanisms.core.identity import Role
-from mechanisms.core.permissions import require_site_role, require_team_role
+from mechanisms.core.permissions import (
+    organisation_of,
+    require_site_role,
+    require_team_role,
+    require_visible_team,
+    visible_teams_filter,
+)
 from mechanisms.core.tables import Team
 from mechanisms.core.worker import Reconciler, register
 from mechanisms.ops import escalation, schedules, tickets
@@ -58,7 +64,15 @@ def _team_slug(session: Session, team_id: int) -> str | None:
 def _announce(
     ctx: Ctx, page: Page, action: str, before: dict[str, Any] | None = None, **extra: Any
 ) -> None:
-    audit.record(ctx, action, "page", page.id, before=before, after=snapshot(page))
+    audit.record(
+        ctx,
+        action,
+        "page",
+        page.id,
+        before=before,
+        after=snapshot(page),
+        org_id=organisation_of(ctx, page.team_id),
+    )
     ticket = ctx.session.get(Ticket, page.ticket_id)
     events.emit(
         ctx,
@@ -260,7 +274,14 @@ def _notify(ctx: Ctx, page: Page, ticket: Ticket, note: escalation.Notification)
         "gap": note.person is None,
         "due_at": note.due_at.isoformat(),
     }
-    audit.record(ctx, "ops.page.notified", "page", page.id, after=payload)
+    audit.record(
+        ctx,
+        "ops.page.notified",
+        "page",
+        page.id,
+        after=payload,
+        org_id=organisation_of(ctx, page.team_id),
+    )
     events.emit(ctx, "ops.page.notified", "page", page.id, payload)
     return True
 
@@ -277,6 +298,7 @@ def get_page(ctx: Ctx, page_id: int) -> Page:
     page = ctx.session.get(Page, page_id)
     if page is None:
         raise NotFound(f"page {page_id} not found")
+    require_visible_team(ctx, page.team_id, f"page {page_id}")
     return page
 
 
@@ -286,7 +308,12 @@ def list_pages(
     require_site_role(ctx, Role.VIEWER)
     if state is not None and state not in STATES:
         raise InvalidInput(f"state: one of {', '.join(STATES)}", details={"field": "state"})
-    query = select(Page).order_by(Page.id.desc()).limit(max(1, min(limit, 500)))
+    query = (
+        select(Page)
+        .where(visible_teams_filter(ctx, Page.team_id))
+        .order_by(Page.id.desc())
+        .limit(max(1, min(limit, 500)))
+    )
     if state:
         query = query.where(Page.state == state)
     if team:

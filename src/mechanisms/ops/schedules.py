@@ -27,7 +27,13 @@ from mechanisms.core.context import Ctx
 from mechanisms.core.db import canonical_json
 from mechanisms.core.errors import Conflict, InvalidInput, NotFound, StaleState
 from mechanisms.core.identity import Role
-from mechanisms.core.permissions import require_site_role, require_team_role, team_lineage
+from mechanisms.core.permissions import (
+    require_site_role,
+    require_team_role,
+    require_visible_team,
+    team_lineage,
+    visible_teams_filter,
+)
 from mechanisms.core.tables import Team
 from mechanisms.ops import escalation, oncall
 from mechanisms.ops.tables import (
@@ -191,12 +197,17 @@ def get_schedule(ctx: Ctx, name: str) -> OnCallSchedule:
     row = _find_schedule(ctx.session, name)
     if row is None:
         raise NotFound(f"schedule {name!r} not found", details={"field": "schedule"})
+    require_visible_team(ctx, row.team_id, f"schedule {name!r}")
     return row
 
 
 def list_schedules(ctx: Ctx, team: str | None = None) -> list[OnCallSchedule]:
     require_site_role(ctx, Role.VIEWER)
-    query = select(OnCallSchedule).order_by(OnCallSchedule.name)
+    query = (
+        select(OnCallSchedule)
+        .where(visible_teams_filter(ctx, OnCallSchedule.team_id))
+        .order_by(OnCallSchedule.name)
+    )
     if team:
         query = query.where(OnCallSchedule.team_id == accounts.get_team(ctx, team).id)
     return list(ctx.session.execute(query).scalars())
@@ -610,12 +621,17 @@ def get_policy(ctx: Ctx, name: str) -> EscalationPolicy:
     row = _find_policy(ctx.session, name)
     if row is None:
         raise NotFound(f"escalation policy {name!r} not found", details={"field": "policy"})
+    require_visible_team(ctx, row.team_id, f"escalation policy {name!r}")
     return row
 
 
 def list_policies(ctx: Ctx, team: str | None = None) -> list[EscalationPolicy]:
     require_site_role(ctx, Role.VIEWER)
-    query = select(EscalationPolicy).order_by(EscalationPolicy.name)
+    query = (
+        select(EscalationPolicy)
+        .where(visible_teams_filter(ctx, EscalationPolicy.team_id))
+        .order_by(EscalationPolicy.name)
+    )
     if team:
         query = query.where(EscalationPolicy.team_id == accounts.get_team(ctx, team).id)
     return list(ctx.session.execute(query).scalars())

@@ -47,9 +47,9 @@ def snapshot(row: Silence) -> dict[str, Any]:
 
 def _check_covers(ctx: Ctx, silence: alarm_rules.Silence) -> None:
     """Silencing an alarm is for engineers of the team that owns it; silencing every alarm
-    at once, for leaders."""
+    at once silences every organisation's, so it is for site administrators."""
     if not silence.alarms:
-        require_site_role(ctx, Role.LEADER)
+        require_site_role(ctx, Role.ADMIN)
         return
     found = dict(
         ctx.session.execute(

@@ -12,7 +12,13 @@ from mechanisms.core import audit, events
 from mechanisms.core.context import Ctx
 from mechanisms.core.errors import Conflict, InvalidInput, NotFound
 from mechanisms.core.identity import Role
-from mechanisms.core.permissions import require_site_role, require_team_role
+from mechanisms.core.permissions import (
+    organisation_of,
+    require_site_role,
+    require_team_role,
+    require_visible_team,
+    visible_teams_filter,
+)
 from mechanisms.ops.tables import Alarm, OpsService, Ticket, TicketEvent
 
 STATES = ("open", "acknowledged", "resolved")
@@ -45,7 +51,15 @@ def _note(ctx: Ctx, ticket: Ticket, kind: str, text: str = "") -> None:
 
 
 def _announce(ctx: Ctx, ticket: Ticket, action: str, before: dict[str, Any] | None = None) -> None:
-    audit.record(ctx, action, "ticket", ticket.id, before=before, after=snapshot(ticket))
+    audit.record(
+        ctx,
+        action,
+        "ticket",
+        ticket.id,
+        before=before,
+        after=snapshot(ticket),
+        org_id=organisation_of(ctx, ticket.owner_team_id),
+    )
     events.emit(
         ctx,
         action,
@@ -116,6 +130,7 @@ def _service(ctx: Ctx, key: str) -> OpsService:
     ).scalar_one_or_none()
     if found is None:
         raise NotFound(f"service {key!r} not found", details={"field": "service"})
+    require_visible_team(ctx, found.owner_team_id, f"service {key!r}")
     return found
 
 
@@ -124,6 +139,7 @@ def get(ctx: Ctx, ticket_id: int) -> Ticket:
     ticket = ctx.session.get(Ticket, ticket_id)
     if ticket is None:
         raise NotFound(f"ticket {ticket_id} not found")
+    require_visible_team(ctx, ticket.owner_team_id, f"ticket {ticket_id}")
     return ticket
 
 
@@ -142,7 +158,10 @@ def list_tickets(
 ) -> list[Ticket]:
     require_site_role(ctx, Role.VIEWER)
     query = (
-        select(Ticket).order_by(Ticket.severity, Ticket.id.desc()).limit(max(1, min(limit, 500)))
+        select(Ticket)
+        .where(visible_teams_filter(ctx, Ticket.owner_team_id))
+        .order_by(Ticket.severity, Ticket.id.desc())
+        .limit(max(1, min(limit, 500)))
     )
     if state:
         query = query.where(Ticket.state == state)
@@ -173,7 +192,13 @@ def comment(ctx: Ctx, ticket_id: int, text: str) -> Ticket:
         raise _invalid("text", "say something")
     _note(ctx, ticket, "comment", text.strip())
     ctx.session.flush()
-    audit.record(ctx, "tickets.commented", "ticket", ticket.id)
+    audit.record(
+        ctx,
+        "tickets.commented",
+        "ticket",
+        ticket.id,
+        org_id=organisation_of(ctx, ticket.owner_team_id),
+    )
     return ticket
 
 
