@@ -159,6 +159,7 @@ def test_an_alarm_through_the_api_rolls_back_what_the_sdk_serves(live, sqlite_db
     from mechanisms.core.worker import Worker
 
     url, token, run = live
+    run(watched_alarm, "checkout-errors")
     run(
         service.set_config,
         "shop",
@@ -178,7 +179,6 @@ def test_an_alarm_through_the_api_rolls_back_what_the_sdk_serves(live, sqlite_db
         < sum(client.boolean("checkout-v2", False, {"targetingKey": k}) for k in keys) / len(keys)
         < 0.7
     )
-    run(watched_alarm, "checkout-errors")
     admin = {"Authorization": f"Bearer {live_admin_token(sqlite_db)}"}
     answer = httpx.put(
         f"{url}/api/v1/ops/alarms/checkout-errors/state",

@@ -94,6 +94,7 @@ def test_a_linear_rollout_steps_on_time_then_bakes_then_completes(db, checkout, 
 
 
 def test_an_alarm_rolls_the_deployment_back_within_one_tick(db, checkout, run, clock, worker):
+    run(watched_alarm, "checkout-latency")
     run(
         service.set_config,
         "shop",
@@ -103,7 +104,6 @@ def test_an_alarm_rolls_the_deployment_back_within_one_tick(db, checkout, run, c
         strategy="Linear20PercentEvery6Minutes",
         monitors={"alarms": ["checkout-latency"]},
     )
-    run(watched_alarm, "checkout-latency")
     run(ops_alarms.set_state, "checkout-latency", "ALARM", "p99 above 800 ms")
     worker.tick()
     deployment = run(deployments.deployments, "shop", "checkout-v2", "beta")[0]
@@ -377,6 +377,7 @@ def test_viewers_and_other_teams_cannot_change_flags(db, checkout, run, as_user)
 
 
 def test_an_approved_change_keeps_the_monitors_it_was_proposed_with(db, checkout, run, as_user):
+    run(watched_alarm, "checkout-latency")
     proposed = run(
         service.set_config,
         "shop",

@@ -25,9 +25,9 @@ from mechanisms.deploys import breakglass, pipelines, windows
 from mechanisms.docs import registry, reviews
 from mechanisms.docs.registry import NewDoc
 from mechanisms.flags import service as flags
-from mechanisms.ops import autoscaling, paging, schedules, tickets
+from mechanisms.ops import alarms, autoscaling, paging, schedules, tickets
 from tests.conftest import PASSWORD
-from tests.deploys.conftest import STAGES, checkout, ship  # noqa: F401 - checkout is a fixture
+from tests.deploys.conftest import ALARM_DEFINITION, STAGES, checkout, ship  # noqa: F401 - checkout is a fixture
 
 GLOBEX = {"gil": "leader", "gus": "engineer", "gwen": "viewer"}
 BODY = "## Why now\n\nThe checkout page is slow.\n\n## What changes\n\nWe cache it.\n"
@@ -345,3 +345,31 @@ def test_sdk_with_a_viewer_scoped_token_of_the_organisation_evaluates(
     assert response.status_code == 200, response.text
     if path.endswith("/evaluate/flags"):
         assert [f["key"] for f in response.json()["flags"]] == ["checkout-v2"]
+
+
+# --- references by name cross no organisation either ----------------------------------
+
+
+def test_a_rollout_cannot_watch_a_typo_or_another_organisations_alarm(client, tenants, run):
+    """A monitor naming an alarm the caller cannot see would leave the rollout unprotected
+    (a typo) or let it read, and be rolled back by, another organisation's alarm."""
+    run(alarms.create_service, "globex-web", "Globex web", "globex")
+    run(
+        alarms.create_alarm,
+        "globex-latency",
+        "globex-web",
+        metric="latency",
+        definition=ALARM_DEFINITION,
+    )
+    path = f"{API}/flags/apps/shop/flags/checkout-v2/environments/beta/config"
+    on = {"variants": {"on": True, "off": False}, "off_variant": "off"}
+    on["fallthrough"] = {"variant": "on"}
+    for name in ("checkout-errors-typo", "globex-latency"):
+        body = {"config": on, "monitors": {"alarms": [name]}}
+        refused = client.put(path, json=body, headers=tenants.header("leo"))
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["error"]["details"]["field"] == "monitors.alarms[0]"
+        assert name in refused.json()["error"]["message"]
+    body = {"config": on, "monitors": {"alarms": ["checkout-errors"]}}
+    watched = client.put(path, json=body, headers=tenants.header("leo"))
+    assert watched.status_code == 200, watched.text

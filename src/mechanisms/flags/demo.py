@@ -86,6 +86,8 @@ def seed_flags(ctx: Ctx) -> None:
     )
 
     service.create_flag(ctx, "shop", "new-search", description="the rewritten search backend")
+    # A rollout watches alarms that exist: the alarm first, then the rollout that watches it.
+    _watched_alarm(ctx, "search-errors", "search", "search", "count", 100)
     service.set_config(
         ctx,
         "shop",
@@ -96,7 +98,6 @@ def seed_flags(ctx: Ctx) -> None:
         monitors={"alarms": ["search-errors"]},
         comment="try the new backend",
     )
-    _watched_alarm(ctx, "search-errors", "search", "search", "count", 100)
     ops_alarms.set_state(ctx, "search-errors", "ALARM", "5xx rate 4 % (threshold 1 %)")
     deployments.rollback_on_alarm(ctx, "search-errors")
 

@@ -130,7 +130,9 @@ def deployment_snapshot(dep: FlagDeployment) -> dict[str, Any]:
     }
 
 
-def check_monitors(monitors: Any) -> dict[str, Any]:
+def check_monitors(ctx: Ctx, monitors: Any) -> dict[str, Any]:
+    """The monitors a rollout watches, each alarm one the caller can see: a typo, or
+    another organisation's alarm, would leave the rollout silently unprotected."""
     if not isinstance(monitors, dict):
         raise invalid("monitors", "monitors must be an object")
     alarms = monitors.get("alarms", [])
@@ -144,6 +146,11 @@ def check_monitors(monitors: Any) -> dict[str, Any]:
     unknown = set(monitors) - {"alarms", "guardrails"}
     if unknown:
         raise invalid(f"monitors.{sorted(unknown)[0]}", "unknown monitor kind")
+    for i, name in enumerate(alarms):
+        try:
+            ops_alarms.get_alarm(ctx, name)
+        except NotFound:
+            raise invalid(f"monitors.alarms[{i}]", f"no ops alarm is named {name!r}") from None
     return {"alarms": sorted(set(alarms)), "guardrails": guardrails}
 
 
@@ -180,7 +187,7 @@ def start_deployment(
     strategy: rollout.Strategy,
     monitors: dict[str, Any],
 ) -> FlagDeployment:
-    monitors = check_monitors(monitors)
+    monitors = check_monitors(ctx, monitors)
     state = flag_state(ctx.session, flag, env)
     running = running_deployment(ctx.session, flag, env)
     if running is not None:

@@ -557,7 +557,7 @@ def set_config(
             base_number=latest,
             config=normalized,
             strategy_name=strategy,
-            monitors=deployments.check_monitors(monitors or {}),
+            monitors=deployments.check_monitors(ctx, monitors or {}),
             comment=comment,
             state="open",
             requested_by_user_id=ctx.principal.user_id,
