@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 
-from tests.ops.test_cli import mech  # noqa: F401  (the fixture)
 
-
-def test_silences_are_set_listed_and_deleted(mech):  # noqa: F811
+def test_silences_are_set_listed_and_deleted(mech):
     assert mech("ops", "create-service", "checkout", "--owner", "payments").exit_code == 0
     made = mech(
         "ops",

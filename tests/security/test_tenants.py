@@ -25,7 +25,7 @@ from mechanisms.deploys import breakglass, pipelines, windows
 from mechanisms.docs import registry, reviews
 from mechanisms.docs.registry import NewDoc
 from mechanisms.flags import service as flags
-from mechanisms.ops import alarms, autoscaling, paging, schedules, tickets
+from mechanisms.ops import alarms, autoscaling, paging, schedules, silences, tickets
 from tests.conftest import PASSWORD
 from tests.deploys.conftest import ALARM_DEFINITION, STAGES, checkout, ship  # noqa: F401 - checkout is a fixture
 
@@ -67,6 +67,10 @@ def tenants(db, clock, run, org, checkout) -> Tenants:  # noqa: F811 - the impor
     run(schedules.create_schedule, "payments", "primary", "UTC", [layer])
     run(autoscaling.create_target, "checkout-web", "checkout", min_capacity=1, max_capacity=4)
     eve, leo = _as(db, "eve"), _as(db, "leo")
+    quiet = silences.Schedule(
+        "2026-01-05T10:00:00", "2026-01-05T12:00:00", "UTC", None, ("checkout-errors",)
+    )
+    run(silences.create, "checkout-maintenance", quiet)
     ticket = run(tickets.create, "checkout", "EU cards fail", 1, as_=eve)
     page = run(lambda ctx: paging.open_page(ctx, tickets.get(ctx, ticket.id)))
     ship(run)
@@ -104,6 +108,7 @@ LISTS = [
     ("pages", f"{API}/ops/oncall/pages", '"ticket_id"'),
     ("on-call schedules", f"{API}/ops/oncall/schedules", '"primary"'),
     ("scalable targets", f"{API}/ops/scaling/targets", "checkout-web"),
+    ("silences", f"{API}/ops/silences", "checkout-maintenance"),
     ("pipelines", f"{API}/deploys/pipelines", '"checkout"'),
     ("block windows", f"{API}/deploys/windows", "year-end"),
     ("break-glass requests", f"{API}/deploys/breakglass", '"checkout"'),
@@ -125,6 +130,7 @@ READS = [
     ("page", f"{API}/ops/oncall/pages/{{page}}"),
     ("on-call schedule", f"{API}/ops/oncall/schedules/primary"),
     ("scalable target", f"{API}/ops/scaling/targets/checkout-web"),
+    ("silence", f"{API}/ops/silences/checkout-maintenance"),
     ("pipeline", f"{API}/deploys/pipelines/checkout"),
     ("pipeline timeline", f"{API}/deploys/pipelines/checkout/timeline"),
     ("block window", f"{API}/deploys/windows/{{window}}"),
@@ -161,8 +167,9 @@ WRITES = [
             "end": "2026-01-05T12:00:00",
             "alarms": ["checkout-errors"],
         },
-        403,
+        422,
     ),
+    ("delete acme's silence", "DELETE", f"{API}/ops/silences/checkout-maintenance", None, 404),
     ("replace a pipeline", "PUT", f"{API}/deploys/pipelines/checkout", {"stages": STAGES}, 404),
     ("delete a window", "DELETE", f"{API}/deploys/windows/{{window}}", None, 404),
     (

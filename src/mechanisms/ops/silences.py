@@ -7,7 +7,7 @@ back. Automatic protection (rolling back a rollout) does not (decision 0011)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,7 +19,7 @@ from mechanisms.core import audit, inputs
 from mechanisms.core.context import Ctx
 from mechanisms.core.errors import Conflict, InvalidInput, NotFound
 from mechanisms.core.identity import Role
-from mechanisms.core.permissions import require_site_role, require_team_role
+from mechanisms.core.permissions import require_site_role, require_team_role, tenancy
 from mechanisms.ops import alarm_rules
 from mechanisms.ops.tables import Alarm, OpsService, Silence
 
@@ -51,14 +51,9 @@ def _check_covers(ctx: Ctx, silence: alarm_rules.Silence) -> None:
     if not silence.alarms:
         require_site_role(ctx, Role.ADMIN)
         return
-    found = dict(
-        ctx.session.execute(
-            select(Alarm.name, OpsService.owner_team_id)
-            .join(OpsService, OpsService.id == Alarm.service_id)
-            .where(Alarm.name.in_(silence.alarms))
-        ).all()
-    )
-    unknown = [a for a in silence.alarms if a not in found]
+    found = _owning_teams(ctx, silence.alarms)
+    # Another organisation's alarm is as unknown as one that does not exist.
+    unknown = [a for a in silence.alarms if a not in found or not tenancy(ctx).sees_team(found[a])]
     if unknown:
         raise _invalid("alarms", f"unknown alarm {unknown[0]!r}")
     for team_id in sorted(set(found.values())):
@@ -92,9 +87,31 @@ def _definition(name: str, schedule: Schedule) -> alarm_rules.Silence:
     )
 
 
+def _owning_teams(ctx: Ctx, alarm_names: Iterable[str]) -> dict[str, int]:
+    return dict(
+        ctx.session.execute(
+            select(Alarm.name, OpsService.owner_team_id)
+            .join(OpsService, OpsService.id == Alarm.service_id)
+            .where(Alarm.name.in_(sorted(alarm_names)))
+        ).all()
+    )
+
+
+def _visible(ctx: Ctx, row: Silence) -> bool:
+    """A silence names alarms and nothing else: the caller sees it when they see every alarm
+    it covers (its names would tell them about another organisation's alarms otherwise). One
+    that covers every alarm, which only a site administrator makes, concerns everyone."""
+    covered = row.definition.get("alarms") or []
+    if not covered or tenancy(ctx).team_ids is None:
+        return True
+    owners = _owning_teams(ctx, covered)
+    # Alarms deleted since tell nothing about anyone: only those that exist decide.
+    return all(tenancy(ctx).sees_team(owners[name]) for name in covered if name in owners)
+
+
 def _find(ctx: Ctx, name: str) -> Silence:
     found = ctx.session.execute(select(Silence).where(Silence.name == name)).scalar_one_or_none()
-    if found is None:
+    if found is None or not _visible(ctx, found):
         raise NotFound(f"silence {name!r} not found", details={"field": "silence"})
     return found
 
@@ -152,7 +169,8 @@ def get(ctx: Ctx, name: str) -> Silence:
 
 def list_silences(ctx: Ctx) -> list[Silence]:
     require_site_role(ctx, Role.VIEWER)
-    return list(ctx.session.execute(select(Silence).order_by(Silence.name)).scalars())
+    rows = ctx.session.execute(select(Silence).order_by(Silence.name)).scalars()
+    return [row for row in rows if _visible(ctx, row)]
 
 
 def window_now(row: Silence, now: datetime) -> tuple[datetime, datetime] | None:
