@@ -41,7 +41,7 @@ def test_silences_are_set_listed_and_deleted(mech):
     assert json.loads(mech("ops", "silences", "list", "--json").stdout) == []
 
 
-def test_an_alarm_state_is_set_by_hand(mech):  # noqa: F811
+def test_an_alarm_state_is_set_by_hand(mech):
     assert mech("ops", "create-service", "checkout", "--owner", "payments").exit_code == 0
     from mechanisms.core.clock import SystemClock
     from mechanisms.core.config import get_settings
