@@ -71,6 +71,8 @@ def tenants(db, clock, run, org, checkout) -> Tenants:  # noqa: F811 - the impor
         "2026-01-05T10:00:00", "2026-01-05T12:00:00", "UTC", None, ("checkout-errors",)
     )
     run(silences.create, "checkout-maintenance", quiet)
+    latency = {"name": "checkout_latency_ms", "labels": {"service": "checkout"}, "value": 250.0}
+    run(alarms.ingest_json, {"samples": [{**latency, "timestamp": clock.now().isoformat()}]})
     ticket = run(tickets.create, "checkout", "EU cards fail", 1, as_=eve)
     page = run(lambda ctx: paging.open_page(ctx, tickets.get(ctx, ticket.id)))
     ship(run)
@@ -278,6 +280,8 @@ PAGE_LISTS = [
     ("flags", "/flags", "/flags/shop"),
     ("docs", "/docs", "cache-the-checkout"),
     ("deploys", "/deploys/services", "checkout"),
+    ("silences", "/ops/silences", "checkout-maintenance"),
+    ("metrics explorer", "/ops/metrics", "checkout_latency_ms"),
 ]
 
 
@@ -357,9 +361,7 @@ def test_sdk_with_a_viewer_scoped_token_of_the_organisation_evaluates(
 # --- references by name cross no organisation either ----------------------------------
 
 
-def test_a_rollout_cannot_watch_a_typo_or_another_organisations_alarm(client, tenants, run):
-    """A monitor naming an alarm the caller cannot see would leave the rollout unprotected
-    (a typo) or let it read, and be rolled back by, another organisation's alarm."""
+def _globex_alarm(run) -> None:
     run(alarms.create_service, "globex-web", "Globex web", "globex")
     run(
         alarms.create_alarm,
@@ -368,6 +370,12 @@ def test_a_rollout_cannot_watch_a_typo_or_another_organisations_alarm(client, te
         metric="latency",
         definition=ALARM_DEFINITION,
     )
+
+
+def test_a_rollout_cannot_watch_a_typo_or_another_organisations_alarm(client, tenants, run):
+    """A monitor naming an alarm the caller cannot see would leave the rollout unprotected
+    (a typo) or let it read, and be rolled back by, another organisation's alarm."""
+    _globex_alarm(run)
     path = f"{API}/flags/apps/shop/flags/checkout-v2/environments/beta/config"
     on = {"variants": {"on": True, "off": False}, "off_variant": "off"}
     on["fallthrough"] = {"variant": "on"}
@@ -380,3 +388,44 @@ def test_a_rollout_cannot_watch_a_typo_or_another_organisations_alarm(client, te
     body = {"config": on, "monitors": {"alarms": ["checkout-errors"]}}
     watched = client.put(path, json=body, headers=tenants.header("leo"))
     assert watched.status_code == 200, watched.text
+
+
+def test_a_scaling_policy_reads_its_own_services_samples_and_visible_alarms(client, tenants, run):
+    """A policy over another service's samples would read another organisation's numbers,
+    and one over unlabelled samples could be driven by anyone who may push them; a policy
+    that reacts to another organisation's alarm would scale when that alarm moves."""
+    _globex_alarm(run)
+    policy = {"name": "web-cpu", "target": "checkout-web", "metric": "cpu", "target_value": 50}
+    leo = tenants.header("leo")
+    cases = [
+        ({"match": {"service": "globex-web"}}, "match.service"),
+        ({"alarm": "globex-latency"}, "alarm"),
+        ({"alarm": "checkout-errors-typo"}, "alarm"),
+    ]
+    for extra, field in cases:
+        refused = client.post(f"{API}/ops/scaling/policies", json={**policy, **extra}, headers=leo)
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["error"]["details"]["field"] == field
+    made = client.post(
+        f"{API}/ops/scaling/policies", json={**policy, "alarm": "checkout-errors"}, headers=leo
+    )
+    assert made.status_code == 201, made.text
+    assert made.json()["match"] == {"service": "checkout"}
+
+
+def test_another_organisations_samples_read_as_no_data(client, tenants, clock):
+    """Asking for acme's series by name gives globex nothing: the samples of a service
+    belong to its organisation as the service does."""
+    params = {
+        "name": "checkout_latency_ms",
+        "match": "service=checkout",
+        "statistic": "max",
+        "start": (clock.now() - timedelta(hours=1)).isoformat(),
+        "end": (clock.now() + timedelta(minutes=5)).isoformat(),
+    }
+    seen = {}
+    for who in ("gil", "vic"):
+        answer = client.get(f"{API}/ops/metrics/query", params=params, headers=tenants.header(who))
+        assert answer.status_code == 200, answer.text
+        seen[who] = [p["value"] for p in answer.json() if p["value"] is not None]
+    assert seen == {"gil": [], "vic": [250.0]}

@@ -33,6 +33,7 @@ from mechanisms.core.permissions import (
     require_team_role,
     require_visible_team,
     team_role,
+    tenancy,
     visible_teams_filter,
 )
 from mechanisms.ops import alarm_rules, baselines, metrics, silences
@@ -102,6 +103,15 @@ def list_services(ctx: Ctx) -> list[OpsService]:
     return list(ctx.session.execute(query.order_by(OpsService.key)).scalars())
 
 
+def hidden_service_keys(ctx: Ctx) -> frozenset[str]:
+    """The services of organisations the caller does not belong to: their samples (labelled
+    with the service) are not the caller's to read."""
+    if tenancy(ctx).team_ids is None:
+        return frozenset()
+    query = select(OpsService.key).where(~visible_teams_filter(ctx, OpsService.owner_team_id))
+    return frozenset(ctx.session.execute(query).scalars())
+
+
 # --- alarms -------------------------------------------------------------------------
 
 
@@ -165,18 +175,21 @@ def create_alarm(
         severity,
         description,
         metric=metric,
-        match=_own_samples(service, _check_match(match or {})),
+        match=own_samples(service, _check_match(match or {})),
     )
 
 
-def _own_samples(service: OpsService, match: dict[str, str]) -> dict[str, str]:
-    """An alarm reads its own service's samples only: those are the samples only the
-    service's team (or its ingest key) may write, so nobody else can move the alarm."""
+def own_samples(
+    service: OpsService, match: dict[str, str], reader: str = "an alarm"
+) -> dict[str, str]:
+    """An alarm (or a scaling policy) reads its own service's samples only: those are the
+    samples only the service's team (or its ingest key) may write, so nobody else can move
+    the alarm or scale the service, and it reads no other organisation's numbers."""
     named = match.get(SERVICE_LABEL, service.key)
     if named != service.key:
         raise _invalid(
             f"match.{SERVICE_LABEL}",
-            f"an alarm of {service.key} reads {service.key}'s samples; leave "
+            f"{reader} of {service.key} reads {service.key}'s samples; leave "
             f"{SERVICE_LABEL} out or give {service.key}",
         )
     return {**match, SERVICE_LABEL: service.key}
@@ -1052,4 +1065,13 @@ def query(
         raise _invalid(
             "start", "start must be before end, with at most 10,000 periods between them"
         )
-    return metrics.query(ctx.session, name, _check_match(match), statistic, start, end, period)
+    return metrics.query(
+        ctx.session,
+        name,
+        _check_match(match),
+        statistic,
+        start,
+        end,
+        period,
+        hidden_service_keys(ctx),
+    )

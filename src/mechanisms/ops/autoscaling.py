@@ -251,6 +251,21 @@ def list_targets(ctx: Ctx) -> list[ScalableTarget]:
     return list(ctx.session.execute(query.order_by(ScalableTarget.key)).scalars())
 
 
+def _own_samples(ctx: Ctx, target: ScalableTarget, match: dict[str, str]) -> dict[str, str]:
+    service = ctx.session.get(OpsService, target.service_id)
+    return alarms.own_samples(service, match, "a scaling policy")
+
+
+def _check_visible_alarm(ctx: Ctx, name: str | None) -> None:
+    """A policy that scales when an alarm moves names one its author can see."""
+    if name is None:
+        return
+    try:
+        alarms.get_alarm(ctx, name)
+    except NotFound:
+        raise _invalid("alarm", f"no ops alarm is named {name!r}") from None
+
+
 def _editable_target(ctx: Ctx, key: str) -> ScalableTarget:
     require_site_role(ctx, Role.ENGINEER)
     target = get_target(ctx, key)
@@ -443,8 +458,10 @@ def create_policy(
     states = ["ALARM"] if alarm_states is None else alarm_states
     labels = match or {}
     _check_policy(metric, labels, statistic, period_seconds, states)
+    labels = _own_samples(ctx, target, labels)
     if alarm is not None and (not alarm or len(alarm) > 200 or "\x00" in alarm):
         raise _invalid("alarm", "the name of an alarm")
+    _check_visible_alarm(ctx, alarm)
     if ctx.session.execute(
         select(ScalingPolicyRow.id).where(ScalingPolicyRow.name == name)
     ).first():
@@ -532,6 +549,9 @@ def update_policy(ctx: Ctx, name: str, **changes: Any) -> ScalingPolicyRow:
     _check_policy(
         policy.metric, policy.match, policy.statistic, policy.period_seconds, policy.alarm_states
     )
+    policy.match = _own_samples(ctx, target, policy.match)
+    if changes.get("alarm") is not None:
+        _check_visible_alarm(ctx, policy.alarm)
     if not isinstance(policy.enabled, bool):
         raise _invalid("enabled", "true or false")
     _validated(policy, target)

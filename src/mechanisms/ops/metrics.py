@@ -934,11 +934,13 @@ def query(
     start: datetime,
     end: datetime,
     period_seconds: int,
+    hidden_services: frozenset[str] = frozenset(),
 ) -> list[tuple[datetime, float | None]]:
     """One value per period in [start, end) for every series of ``name`` whose labels
     include ``match``, merged (percentiles from merged sketches, never averaged). Minute
     and hourly rollups are read alike; a period shorter than an hour where only hourly
-    rollups remain (downsampled) is missing, never the hour's value."""
+    rollups remain (downsampled) is missing, never the hour's value. Series of the
+    ``hidden_services`` (other organisations', for the caller) count as absent."""
     check_statistic(statistic)
     if period_seconds % MINUTE:
         raise InvalidInput(
@@ -948,6 +950,7 @@ def query(
         s.id
         for s in session.execute(select(MetricSeries).where(MetricSeries.name == name)).scalars()
         if all(s.labels.get(k) == v for k, v in match.items())
+        and s.labels.get("service") not in hidden_services
     ]
     epoch = datetime(1970, 1, 1, tzinfo=UTC)
     first = start - timedelta(seconds=(start - epoch).total_seconds() % period_seconds)
