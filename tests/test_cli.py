@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 from typer.testing import CliRunner
@@ -101,3 +102,31 @@ def test_demo_seeds_once_and_prints_a_fresh_token(mech):
     assert "already present" in second.output
     tokens = json.loads(mech("token", "list", "alice", "--json").stdout)
     assert [t["revoked"] for t in tokens] == [True, False]
+
+
+@pytest.mark.parametrize(
+    "url, driver, advice",
+    [
+        ("postgresql+psycopg://mech@127.0.0.1:1/mech", "psycopg", ""),
+        (
+            "postgresql+psycopg2://mech@127.0.0.1:1/mech",
+            "psycopg2",
+            " and write the URL as postgresql+psycopg://…",
+        ),
+    ],
+)
+def test_postgresql_without_its_driver_names_the_extra_to_install(monkeypatch, url, driver, advice):
+    """psycopg is the `postgres` extra: a SQLite install that points at PostgreSQL is told
+    what to install in one line, not shown a traceback."""
+    monkeypatch.setitem(sys.modules, driver, None)  # what `import` sees when it is not installed
+    monkeypatch.setenv("MECH_DATABASE_URL", url)
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["db", "current"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines() == [
+        f"error: the database URL names PostgreSQL, whose driver {driver} is not installed: "
+        f"pip install 'mechanisms[postgres]'{advice}"
+    ]

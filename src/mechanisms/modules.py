@@ -78,8 +78,8 @@ def import_all() -> None:
 
     for mechanism in importable():
         importlib.import_module(f"mechanisms.{mechanism.name}")
-        # A mechanism whose package must stay light to import (docs: `mech doc check`)
-        # registers its tables, jobs and demo data from this module instead.
+        # A mechanism whose package must stay light to import (docs: `mech doc check`;
+        # flags: the SDK) registers its tables, jobs and demo data from this module instead.
         _optional(f"mechanisms.{mechanism.name}.registration")
     for plugin in filter(None, (p.strip() for p in get_settings().plugins.split(","))):
         importlib.import_module(plugin)

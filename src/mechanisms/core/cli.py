@@ -34,7 +34,7 @@ from mechanisms.core.cli_output import (  # noqa: F401 - re-exported for the mec
 from mechanisms.core.clock import SystemClock
 from mechanisms.core.config import get_settings
 from mechanisms.core.context import Ctx
-from mechanisms.core.db import Database
+from mechanisms.core.db import Database, DatabaseDriverMissing
 from mechanisms.core.errors import MechanismsError
 from mechanisms.core.identity import system_principal
 
@@ -46,7 +46,10 @@ def database() -> Database:
             "MECH_URL is set, which asks commands to act through a server's API, and this "
             "one cannot (`mech deploy …` can). Unset MECH_URL to run it here."
         )
-    return Database(get_settings().database_url)
+    try:
+        return Database(get_settings().database_url)
+    except DatabaseDriverMissing as exc:
+        fail(exc.message)
 
 
 def ensure_schema(db: Database) -> None:

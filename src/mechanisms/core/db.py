@@ -19,6 +19,8 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
+from mechanisms.core.errors import MechanismsError
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -180,6 +182,32 @@ def _refuse_writes(readers: sessionmaker[Session]) -> None:
             raise ReadOnlySession("a read-only session cannot insert, update or delete")
 
 
+class DatabaseDriverMissing(MechanismsError):
+    """The URL names PostgreSQL and its driver is not installed (it is an extra)."""
+
+    code = "database_driver_missing"
+
+
+# What to install for each PostgreSQL driver a URL may name; psycopg 3 is the one we ship.
+_POSTGRES_DRIVERS = {
+    "psycopg": "pip install 'mechanisms[postgres]'",
+    "psycopg2": "pip install 'mechanisms[postgres]' and write the URL as postgresql+psycopg://…",
+}
+
+
+def _server_engine(url: str, **options: Any) -> Engine:
+    try:
+        return create_engine(url, **options)
+    except ModuleNotFoundError as exc:
+        driver = (exc.name or "").split(".")[0]
+        if driver not in _POSTGRES_DRIVERS:
+            raise
+        raise DatabaseDriverMissing(
+            f"the database URL names PostgreSQL, whose driver {driver} is not installed: "
+            f"{_POSTGRES_DRIVERS[driver]}"
+        ) from None
+
+
 class Database:
     """One database: its engine and sessions for reading and for writing."""
 
@@ -196,7 +224,7 @@ class Database:
             )
             _configure_sqlite(self.engine)
         else:
-            self.engine = create_engine(
+            self.engine = _server_engine(
                 url, echo=echo, pool_size=10, max_overflow=10, pool_recycle=RECYCLE_SECONDS
             )
             _ping_when_idle(self.engine)

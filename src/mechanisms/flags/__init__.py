@@ -1,25 +1,6 @@
 """Flags: feature access controls, treatment groups, throttled rollout, automatic rollback.
 
-Importing the package registers its tables, its worker job (deployment steps and
-monitor checks), its event subscriber (roll back when a watched alarm fires) and
-its demo data."""
-
-from mechanisms.core import events
-from mechanisms.core.context import Ctx
-from mechanisms.core.worker import Reconciler, register
-from mechanisms.flags import demo, deployments, tables  # noqa: F401
-
-register(
-    Reconciler(
-        "flags.deployments", find_due=deployments.due_deployments, advance=deployments.advance
-    )
-)
-
-
-@events.subscribe("flags.rollback-on-alarm", "alarms.state_changed")
-def _rollback_on_alarm(ctx: Ctx, message: events.EventMessage) -> None:
-    # The reconcile pass reads the same states through ops.alarms.firing; this handler only
-    # makes the rollback happen as soon as the event is delivered. A silenced alarm still
-    # rolls back: silences mute people's notifications, not protection (decision 0011).
-    if message.payload.get("state") == deployments.ALARM:
-        deployments.rollback_on_alarm(ctx, message.payload["name"])
+Importing the package registers nothing, so that the SDK (`mechanisms.sdk`), which
+evaluates flags with this package's pure domain code, loads no database, worker or other
+mechanism. ``mechanisms.flags.registration``, which ``modules.import_all`` imports,
+registers the tables, the worker job, the event subscriber and the demo data."""

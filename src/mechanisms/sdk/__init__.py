@@ -11,10 +11,31 @@ timers) sent to the ops metrics store in the background.
     metrics = Metrics("http://mech.internal:8080", token=TOKEN, labels={"service": "shop"})
     with metrics.timer("checkout_latency_ms"):
         ...
+
+The OpenFeature provider needs the `openfeature` extra (`pip install
+'mechanisms[openfeature]'`); it is imported on first use, so the client and the metrics
+work without it. Importing this package loads nothing of the server: no SQLAlchemy, no
+FastAPI, no worker, no mechanism's service code (tests/flags/test_sdk_imports.py).
 """
+
+from typing import Any
 
 from mechanisms.sdk.client import FlagsClient
 from mechanisms.sdk.metrics import Metrics, Timer
-from mechanisms.sdk.provider import MechanismsProvider
 
 __all__ = ["FlagsClient", "MechanismsProvider", "Metrics", "Timer"]
+
+
+def __getattr__(name: str) -> Any:
+    if name != "MechanismsProvider":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    try:
+        from mechanisms.sdk.provider import MechanismsProvider
+    except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name.split(".")[0] != "openfeature":
+            raise
+        raise ImportError(
+            "MechanismsProvider needs the OpenFeature SDK: pip install 'mechanisms[openfeature]'",
+            name=exc.name,
+        ) from exc
+    return MechanismsProvider
