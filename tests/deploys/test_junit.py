@@ -99,7 +99,9 @@ def test_entity_attacks_are_refused_quickly(document):
     with pytest.raises(InvalidInput) as info:
         junit.parse(document)
     assert info.value.code == "unsafe_xml"
-    assert time.perf_counter() - started < 1
+    # A generous bound: expanding the entities would take minutes and gigabytes, so this
+    # still proves the refusal comes before any expansion on however slow a machine.
+    assert time.perf_counter() - started < 10
 
 
 @pytest.mark.parametrize(

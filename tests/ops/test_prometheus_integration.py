@@ -233,6 +233,5 @@ def test_prometheus_and_alertmanager_cut_and_resolve_tickets(db, clock, org, tmp
             resolutions[path] = events[-1]["text"]
         assert resolutions["alertmanager"].startswith("Alertmanager: CheckoutErrors resolved at")
         assert resolutions["pagerduty"] == "Resolved through the Events API"
-    took = time.monotonic() - started
-    assert took < 60, f"the end-to-end run took {took:.1f}s"
-    print(f"end to end in {took:.1f}s")
+    # Reported, not asserted: a slow machine makes the run slower, not wrong.
+    print(f"end to end in {time.monotonic() - started:.1f}s")

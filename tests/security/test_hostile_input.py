@@ -115,7 +115,9 @@ def test_a_backtracking_pattern_evaluates_in_milliseconds_through_the_api(client
     assert answered.status_code == 200 and answered.json()["variant"] == "off"
     assert all_flags.status_code == 200 and all_flags.json()["flags"][0]["variant"] == "off"
     assert health.status_code == 200
-    assert elapsed < 2.0, f"three requests took {elapsed:.1f} s"
+    # Generous on purpose: backtracking on 40 characters is about 2**40 steps (hours), so
+    # any bound a slow machine meets still proves the evaluation is not exponential.
+    assert elapsed < 10.0, f"three requests took {elapsed:.1f} s"
     # The legitimate match still serves the rule (search semantics, as before).
     matching = {"context": {"targetingKey": "u1", "name": "xx aaaa"}}
     assert client.post(single, json=matching, headers=eve).json()["variant"] == "on"
@@ -141,7 +143,8 @@ def test_a_backtracking_pattern_evaluates_in_linear_time_in_the_sdk():
     for length in (40, 10_000, 60_000):
         result = engine.evaluate("greeting", {"targetingKey": "u", "name": "a" * length + "!"})
         assert result.variant == "off"
-    assert time.perf_counter() - started < 1.0
+    # Generous: a backtracking engine would not finish the 40-character text in hours.
+    assert time.perf_counter() - started < 5.0
     assert engine.evaluate("greeting", {"targetingKey": "u", "name": "aaa"}).variant == "on"
     # Linear time is still time: a text longer than 64 K characters matches no pattern.
     huge = "a" * (patterns.MAX_MATCHED_TEXT + 1)

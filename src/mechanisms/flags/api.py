@@ -695,9 +695,11 @@ OFREP_RESPONSES: dict[int | str, dict[str, Any]] = {
     "/evaluate/flags/{key}",
     responses=OFREP_RESPONSES,
     openapi_extra={
+        # Evaluation is a POST by protocol and only reads: any evaluator, a viewer too.
+        "x-mech-read-only": True,
         "requestBody": {
             "content": {"application/json": {"schema": OfrepRequest.model_json_schema()}}
-        }
+        },
     },
 )
 async def ofrep_single(
@@ -723,9 +725,11 @@ async def ofrep_single(
     "/evaluate/flags",
     responses={**OFREP_RESPONSES, 304: {"description": "nothing changed since the ETag sent"}},
     openapi_extra={
+        # Evaluation is a POST by protocol and only reads: any evaluator, a viewer too.
+        "x-mech-read-only": True,
         "requestBody": {
             "content": {"application/json": {"schema": OfrepRequest.model_json_schema()}}
-        }
+        },
     },
 )
 async def ofrep_bulk(
