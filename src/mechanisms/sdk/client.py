@@ -51,6 +51,7 @@ class FlagsClient:
         self._engine = Engine(EMPTY)
         self._lock = threading.Lock()
         self._exposures: dict[tuple[str, str], str] = {}
+        self._exposures_lock = threading.Lock()
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -79,8 +80,20 @@ class FlagsClient:
         if self._report_exposures and result.variant is not None:
             target = (context or {}).get("targetingKey")
             if target is not None:
-                self._exposures[(key, str(target))] = result.variant
+                self._record_exposure((key, str(target)), result.variant)
         return result
+
+    def _record_exposure(self, seen: tuple[str, str], variant: str) -> None:
+        # Unlocked read first: an exposure already buffered (the common case, the same
+        # user again) costs no lock. If a flush swapped the buffer after that read, the
+        # exposure is in the batch being sent (or put back when sending fails), so it is
+        # still delivered. A new one is written under the lock the swap takes, so it
+        # lands either in the batch a flush takes or in the buffer after it, never in a
+        # batch already being read.
+        if self._exposures.get(seen) == variant:
+            return
+        with self._exposures_lock:
+            self._exposures[seen] = variant
 
     def _value(
         self, key: str, default: Any, context: Mapping[str, Any] | None, flag_type: str
@@ -210,7 +223,7 @@ class FlagsClient:
 
     def flush_exposures(self) -> int:
         """Send the exposures seen since the last flush; keep them if the server is down."""
-        with self._lock:
+        with self._exposures_lock:
             pending, self._exposures = self._exposures, {}
         if not pending:
             return 0
@@ -231,7 +244,7 @@ class FlagsClient:
             except httpx.HTTPError:
                 ok = False
             if not ok:
-                with self._lock:
+                with self._exposures_lock:
                     for item in items[start:]:
                         self._exposures.setdefault(
                             (item["flag"], item["targetingKey"]), item["variant"]
