@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from mechanisms.deploys import pipelines
 from mechanisms.ops import tickets
 
 from .conftest import FAILING, PASSING
@@ -52,6 +53,31 @@ def test_the_gate_answers_every_blocker_and_clears_with_tests(client, org, check
     assert upload(client, eve, PASSING).json()["passed"] is True
     assert gate(client, eve).json()["allowed"] is True
     assert gate(client, eve, at="2026-01-05T09:00:00").status_code == 422
+
+
+def test_a_blocked_promotion_is_a_409_with_the_gates_blockers_and_stays_recorded(
+    client, org, run, checkout
+):
+    eve = org.header("eve")
+    register(client, eve)
+    body = {"service": "checkout", "stage": "beta", "version": "v1"}
+    refused = client.post(f"{API}/promotions", json=body, headers=eve)
+    assert refused.status_code == 409
+    error = refused.json()["error"]
+    assert error["code"] == "promotion_blocked" and "integration" in error["message"]
+    assert error["details"] == gate(client, eve).json()
+    assert run(pipelines.stage_states, "checkout")[0]["deployment"] is None
+    # The refusal is kept: the timeline and the audit trail say it was tried and blocked.
+    assert run(pipelines.timeline, "checkout")[0].kind == "promotion_blocked"
+    # A drill keeps its meaning: blocked is refused the same way, passing deploys nothing.
+    drill = client.post(f"{API}/promotions", json={**body, "drill": True}, headers=eve)
+    assert drill.status_code == 409 and drill.json()["error"]["details"]["drill"] is True
+    upload(client, eve, PASSING)
+    drill = client.post(f"{API}/promotions", json={**body, "drill": True}, headers=eve)
+    assert drill.status_code == 200 and drill.json()["deployment"] is None
+    assert drill.json()["decision"]["allowed"] is True
+    promoted = client.post(f"{API}/promotions", json=body, headers=eve)
+    assert promoted.status_code == 200 and promoted.json()["deployment"]["digest"] == "sha256:aaa"
 
 
 def test_malformed_junit_is_a_4xx_naming_the_reason(client, org, checkout):

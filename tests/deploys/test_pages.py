@@ -307,10 +307,10 @@ def test_a_blocked_promotion_deploys_nothing_and_a_grant_is_spent_by_the_button(
     page = client.get("/deploys/services/checkout", headers=eve).text
     assert 'data-testid="promote-prod"' not in page and 'data-testid="request-breakglass"' in page
     form = {"stage": "prod", "version": "sha256:aaa"}
-    # Posted anyway (a page drawn before the freeze): recorded as blocked, nothing deployed.
-    assert (
-        client.post("/deploys/services/checkout/promote", data=form, headers=eve).status_code == 200
-    )
+    # Posted anyway (a page drawn before the freeze): refused with why, recorded as blocked,
+    # nothing deployed.
+    refused = client.post("/deploys/services/checkout/promote", data=form, headers=eve)
+    assert refused.status_code == 409 and "year-end freeze" in refused.text
     assert run(pipelines.stage_states, "checkout")[1]["deployment"] is None
     assert run(pipelines.timeline, "checkout")[0].kind == "promotion_blocked"
 

@@ -131,8 +131,8 @@ def test_a_leaders_engineer_scoped_approval_never_counts_as_the_leaders(acme):
     after = acme.approve(request_id, "sha256:aaa", "max").json()
     assert after["status"] == "pending" and after["leader_approved"] is False
     promoted = acme.post("/promotions", "eve", {**TARGET, "version": "sha256:aaa"})
-    assert promoted.json()["decision"]["allowed"] is False
-    assert promoted.json()["deployment"] is None
+    assert promoted.status_code == 409
+    assert promoted.json()["error"]["details"]["allowed"] is False
     # A leader approving with a leader-scoped credential completes the rule.
     granted = acme.approve(request_id, "sha256:aaa", "leo").json()
     assert granted["status"] == "granted" and granted["leader_approved"] is True

@@ -410,5 +410,5 @@ def test_the_attack_of_the_issue_replayed(client, org, clock, ticket):
     deleted = client.delete(f"{API}/windows/{HOLD}", headers=eve)
     assert deleted.status_code == 403 and error(deleted) == "protected_change"
     promoted = client.post(f"{API}/promotions", json={**beta, "stage": "prod"}, headers=eve)
-    assert promoted.json()["deployment"] is None
-    assert "block_window" in {b["code"] for b in promoted.json()["decision"]["blockers"]}
+    assert promoted.status_code == 409 and error(promoted) == "promotion_blocked"
+    assert "block_window" in {b["code"] for b in promoted.json()["error"]["details"]["blockers"]}

@@ -70,6 +70,11 @@ class ApiClient:
     def post(self, path: str, body: Any = None, **params: Any) -> Any:
         return self._answer(self._send("POST", path, json=body, params=_present(params)))
 
+    def post_or_refusal(self, path: str, body: Any, code: str) -> Any:
+        """The answer, or the error body when the server refuses with ``code`` (a refusal the
+        command reports as a failed check rather than as a usage error)."""
+        return self._answer(self._send("POST", path, json=body, expected_refusal=code))
+
     def upload(self, path: str, data: bytes, media_type: str, **params: Any) -> Any:
         response = self._send(
             "POST",
@@ -86,14 +91,18 @@ class ApiClient:
     def delete(self, path: str, **params: Any) -> Any:
         return self._answer(self._send("DELETE", path, params=_present(params)))
 
-    def _send(self, method: str, path: str, **options: Any) -> httpx.Response:
+    def _send(
+        self, method: str, path: str, *, expected_refusal: str | None = None, **options: Any
+    ) -> httpx.Response:
         try:
             response = self._http.request(method, path, **options)
         except (httpx.InvalidURL, httpx.UnsupportedProtocol):
             self._not_an_address()
         except httpx.HTTPError as exc:
             fail(f"cannot reach the Mechanisms server at {self.url}: {exc}")
-        if response.status_code >= 300:
+        if response.status_code >= 300 and (
+            expected_refusal is None or _error_code(response) != expected_refusal
+        ):
             self._refused(response)
         return response
 
@@ -148,6 +157,13 @@ def _query_value(value: Any) -> Any:
     if isinstance(value, bool):
         return "true" if value else "false"
     return value
+
+
+def _error_code(response: httpx.Response) -> str | None:
+    try:
+        return str(response.json()["error"]["code"])
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def _error_message(response: httpx.Response) -> str:

@@ -49,6 +49,12 @@ class Conflict(MechanismsError):
     code = "conflict"
 
 
+class RecordedRefusal(Conflict):
+    """A refusal that is itself a fact to keep (a blocked promotion is on the deploy
+    timeline and in the audit trail): the unit of work commits what the service recorded
+    before refusing. A service raises it only after writing nothing but that record."""
+
+
 class StaleState(Conflict):
     """Optimistic concurrency lost: someone else moved the object first."""
 

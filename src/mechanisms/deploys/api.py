@@ -464,9 +464,12 @@ def gate(
 
 @router.post("/promotions", response_model=PromotionOut)
 def promote(body: PromotionIn, ctx: CtxDep) -> PromotionOut:
-    """Promote now: every gate is checked again; a blocked promotion deploys nothing
-    (``deployment`` is null and ``decision`` says why)."""
-    decision, row = pipelines.promote(ctx, body.service, body.stage, body.version, drill=body.drill)
+    """Promote now: every gate is checked again. A blocked promotion deploys nothing and is
+    refused (409 ``promotion_blocked``, the gate's answer as ``details``); a drill that
+    passes answers with ``deployment`` null."""
+    decision, row = pipelines.promote_or_refuse(
+        ctx, body.service, body.stage, body.version, drill=body.drill
+    )
     return PromotionOut(
         decision=_decision(decision),
         deployment=DeploymentOut(**pipelines.deployment_snapshot(row)) if row else None,

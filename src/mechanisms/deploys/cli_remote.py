@@ -35,7 +35,10 @@ class Remote:
 
     def promote(self, service: str, stage: str, version: str, drill: bool) -> dict[str, Any]:
         body = {"service": service, "stage": stage, "version": version, "drill": drill}
-        return self.api.post(f"{API}/promotions", body)
+        answer = self.api.post_or_refusal(f"{API}/promotions", body, "promotion_blocked")
+        if "error" in answer:
+            return {"decision": answer["error"]["details"], "deployment": None}
+        return answer
 
     def approve_stage(self, service: str, stage: str, version: str, comment: str) -> dict[str, Any]:
         body = {"service": service, "stage": stage, "version": version, "comment": comment}

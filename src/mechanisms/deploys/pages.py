@@ -204,8 +204,8 @@ def promote_form(
 ) -> Response:
     """Promote the version shown into the stage. The gate is asked again now: a grant for
     exactly this promotion is spent by it, and a promotion blocked since the page was drawn
-    is recorded as blocked and the page shows why."""
-    pipelines.promote(ctx, service, stage, version)
+    is recorded as blocked and refused with the blockers."""
+    pipelines.promote_or_refuse(ctx, service, stage, version)
     return done(request, service_url(service))
 
 

@@ -18,7 +18,7 @@ from sqlalchemy import Select, bindparam, func, select
 
 from mechanisms.core import accounts
 from mechanisms.core.context import Ctx
-from mechanisms.core.errors import Conflict, Forbidden, InvalidInput, NotFound
+from mechanisms.core.errors import Conflict, Forbidden, InvalidInput, NotFound, RecordedRefusal
 from mechanisms.core.identity import Role
 from mechanisms.core.permissions import require_site_role, team_chain_cte
 from mechanisms.core.tables import User
@@ -899,6 +899,25 @@ def promote(
         return decision, None
     row = _start_deployment(ctx, pipeline, _stage_row(ctx, pipeline, stage), digest, request_id)
     breakglass.candidate_changed(ctx, service, pipeline_stage_after(ctx, pipeline, stage), digest)
+    return decision, row
+
+
+class PromotionBlocked(RecordedRefusal):
+    code = "promotion_blocked"
+
+
+def promote_or_refuse(
+    ctx: Ctx, service: str, stage: str, version: str, *, drill: bool = False
+) -> tuple[gates.Decision, Deployment | None]:
+    """``promote`` for the API and the pages: a blocked promotion is refused (409) with the
+    gate's answer as details, and stays recorded as blocked."""
+    decision, row = promote(ctx, service, stage, version, drill=drill)
+    if not decision.allowed:
+        raise PromotionBlocked(
+            f"{service}/{stage} {decision.target.digest} is blocked: "
+            + "; ".join(b.message for b in decision.blockers),
+            details=decision.to_dict(),
+        )
     return decision, row
 
 

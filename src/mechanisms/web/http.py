@@ -33,7 +33,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mechanisms.core import accounts, inputs
 from mechanisms.core.context import Ctx
-from mechanisms.core.errors import Forbidden, InvalidInput, MechanismsError, NotAuthenticated
+from mechanisms.core.errors import (
+    Forbidden,
+    InvalidInput,
+    MechanismsError,
+    NotAuthenticated,
+    RecordedRefusal,
+)
 from mechanisms.core.identity import ANONYMOUS, Principal
 
 log = logging.getLogger("mechanisms.http")
@@ -375,6 +381,9 @@ class UnitOfWorkRoute(APIRoute):
                 else:
                     await run_in_threadpool(session.rollback)
                 return response
+            except RecordedRefusal:
+                await run_in_threadpool(session.commit if write else session.rollback)
+                raise
             except BaseException:
                 await run_in_threadpool(session.rollback)
                 raise
