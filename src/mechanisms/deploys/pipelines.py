@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, bindparam, func, select
+from sqlalchemy.orm import Session
 
 from mechanisms.core import accounts
 from mechanisms.core.context import Ctx
@@ -919,6 +920,26 @@ def promote_or_refuse(
             details=decision.to_dict(),
         )
     return decision, row
+
+
+def stages_watching(session: Session, alarm: str) -> list[str]:
+    """Pipeline stages that list the alarm, and the deploys baking under it (ops asks before
+    deleting or renaming an alarm)."""
+    stages = session.execute(
+        select(Pipeline.id, Pipeline.service_key, Stage.name, Stage.alarms).join(
+            Stage, Stage.pipeline_id == Pipeline.id
+        )
+    ).all()
+    watching = [(p, service, stage) for p, service, stage, alarms in stages if alarm in alarms]
+    baking = set(
+        session.execute(
+            select(Deployment.pipeline_id, Deployment.stage).where(Deployment.state == BAKING)
+        ).all()
+    )
+    return [
+        f"{'deploy baking in ' if (p, stage) in baking else 'pipeline stage '}{service}/{stage}"
+        for p, service, stage in watching
+    ]
 
 
 def pipeline_stage_after(ctx: Ctx, pipeline: Pipeline, stage: str) -> str | None:

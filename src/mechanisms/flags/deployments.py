@@ -513,3 +513,21 @@ def rollback_on_alarm(ctx: Ctx, alarm_name: str) -> list[int]:
             _rollback(ctx, dep, f"alarm {alarm_name} in ALARM", automatic=True)
             rolled.append(dep.id)
     return rolled
+
+
+def rollouts_watching(session: Session, alarm: str) -> list[str]:
+    """Running rollouts whose monitors name the alarm (ops asks before deleting or renaming)."""
+    running = session.execute(
+        select(
+            FlagDeployment.id, FlagDeployment.monitors, FlagApp.key, Flag.key, FlagEnvironment.key
+        )
+        .join(Flag, Flag.id == FlagDeployment.flag_id)
+        .join(FlagApp, FlagApp.id == Flag.app_id)
+        .join(FlagEnvironment, FlagEnvironment.id == FlagDeployment.environment_id)
+        .where(FlagDeployment.state.in_(RUNNING))
+    ).all()
+    return [
+        f"flag rollout #{deployment_id} of {app}/{flag} in {environment}"
+        for deployment_id, monitors, app, flag, environment in running
+        if alarm in (monitors or {}).get("alarms", [])
+    ]

@@ -6,6 +6,9 @@ from mechanisms.core import events
 from mechanisms.core.context import Ctx
 from mechanisms.core.worker import Reconciler, register
 from mechanisms.flags import demo, deployments, tables  # noqa: F401
+from mechanisms.ops import alarm_dependents
+
+alarm_dependents.register_watcher("flags.rollouts", deployments.rollouts_watching)
 
 register(
     Reconciler(

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from mechanisms.core import inputs
 from mechanisms.core.context import Ctx
 from mechanisms.core.errors import InvalidInput, MechanismsError
-from mechanisms.ops import alarms, ingest_keys, tickets
+from mechanisms.ops import alarm_dependents, alarms, ingest_keys, tickets
 from mechanisms.ops.api_alerts import IntegrationKeyOut
 from mechanisms.ops.api_alerts import router as alerts_router
 from mechanisms.web.http import Input, Text, UnitOfWorkRoute, request_ctx
@@ -80,6 +80,10 @@ class AlarmOut(BaseModel):
 class StateIn(Input):
     state: Literal["OK", "ALARM", "INSUFFICIENT_DATA"]
     reason: Text = Field(min_length=1, max_length=2000)
+
+
+class AlarmRenameIn(Input):
+    name: Text = Field(min_length=1, max_length=200)
 
 
 class TransitionOut(BaseModel):
@@ -322,6 +326,19 @@ def alarm_history(
         )
         for t in alarms.history(ctx, name, limit)
     ]
+
+
+@router.patch("/alarms/{name}", response_model=AlarmOut)
+def rename_alarm(name: str, body: AlarmRenameIn, ctx: CtxDep) -> AlarmOut:
+    """Rename an alarm; refused (409 ``alarm_in_use``, the dependents as details) while a
+    running flag rollout, a deploy pipeline stage or another alarm or policy watches it."""
+    return _alarm_out(alarm_dependents.rename_alarm(ctx, name, body.name))
+
+
+@router.delete("/alarms/{name}", status_code=204)
+def delete_alarm(name: str, ctx: CtxDep) -> None:
+    """Delete an alarm and its history; refused like a rename while anything watches it."""
+    alarm_dependents.delete_alarm(ctx, name)
 
 
 @router.put("/alarms/{name}/state", response_model=AlarmOut)
