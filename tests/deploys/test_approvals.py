@@ -82,6 +82,27 @@ def test_two_approvers_without_a_leader_are_not_enough():
     assert approvals.grant(request, at(3), LEADERS).granted_at == at(3)
 
 
+def test_each_approver_is_told_what_their_approval_does_for_the_rule():
+    carol_as_engineer = Principal("carol", leader_scope=False)
+    request = approvals.approve(new(), ERIN, TARGET, at(1), LEADERS)
+    assert (
+        "a leader of the owning organisation must approve"
+        in (approvals.standing(request, "erin", LEADERS)["why"])
+    )
+    request = approvals.approve(request, carol_as_engineer, TARGET, at(2), LEADERS)
+    scoped = approvals.standing(request, "carol", LEADERS)
+    assert (scoped["counts"], scoped["as_leader"]) == (True, False)
+    assert "scoped below leader" in scoped["why"]
+    request = approvals.approve(request, DAVE, TARGET, at(3), LEADERS)
+    assert approvals.standing(request, "dave", LEADERS) == {
+        "counts": True,
+        "as_leader": True,
+        "why": None,
+    }
+    assert approvals.standing(request, "erin", LEADERS)["why"] is None
+    assert approvals.standing(request, "frank", LEADERS) is None
+
+
 def test_a_request_that_expired_ungranted_stays_expired_when_a_leader_appears_later():
     request = approvals.approve(new(), ERIN, TARGET, at(1), LEADERS)
     request = approvals.approve(request, Principal("frank"), TARGET, at(2), LEADERS)

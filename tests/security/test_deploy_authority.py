@@ -126,8 +126,13 @@ def test_a_leaders_engineer_scoped_token_cannot_deny(acme):
 
 def test_a_leaders_engineer_scoped_approval_never_counts_as_the_leaders(acme):
     request_id = acme.shipped()
-    # Accepted as an engineer's approval, never as the leader's the rule asks for.
-    assert acme.approve(request_id, "sha256:aaa", "lena-engineer-scope").status_code == 200
+    # Accepted as an engineer's approval, never as the leader's the rule asks for, and the
+    # answer says so.
+    accepted = acme.approve(request_id, "sha256:aaa", "lena-engineer-scope")
+    assert accepted.status_code == 200
+    standing = accepted.json()["your_approval"]
+    assert (standing["counts"], standing["as_leader"]) == (True, False)
+    assert "scoped below leader" in standing["why"]
     after = acme.approve(request_id, "sha256:aaa", "max").json()
     assert after["status"] == "pending" and after["leader_approved"] is False
     promoted = acme.post("/promotions", "eve", {**TARGET, "version": "sha256:aaa"})
@@ -136,6 +141,7 @@ def test_a_leaders_engineer_scoped_approval_never_counts_as_the_leaders(acme):
     # A leader approving with a leader-scoped credential completes the rule.
     granted = acme.approve(request_id, "sha256:aaa", "leo").json()
     assert granted["status"] == "granted" and granted["leader_approved"] is True
+    assert granted["your_approval"] == {"counts": True, "as_leader": True, "why": None}
 
 
 def test_a_leaders_engineer_scoped_token_cannot_lift_a_denial(acme):

@@ -312,6 +312,12 @@ class ReviewOut(BaseModel):
     why: str
 
 
+class ApprovalStandingOut(BaseModel):
+    counts: bool
+    as_leader: bool
+    why: str | None
+
+
 class BreakGlassOut(BaseModel):
     id: int
     status: str
@@ -334,6 +340,8 @@ class BreakGlassOut(BaseModel):
     denial_lifted_at: str | None
     used_at: str | None
     review: ReviewOut | None
+    # What the caller's own approval does for the two-person rule, and why it does less.
+    your_approval: ApprovalStandingOut | None = None
 
 
 class ReviewCloseIn(Input):

@@ -235,6 +235,30 @@ def describe(request: Request, at: datetime, leaders: Iterable[str]) -> dict[str
     }
 
 
+def standing(request: Request, approver: str, leaders: Iterable[str]) -> dict[str, Any] | None:
+    """What ``approver``'s live approval does for the rule, and why it does less than it
+    might (None when they have none): an approval is never silently worth less."""
+    roster = frozenset(leaders)
+    mine = next((a for a in request.approvals if a.live and a.approver.id == approver), None)
+    if mine is None:
+        return None
+    counting = _counting(request, roster)
+    counts = any(a.approver.id == approver for a in counting)
+    as_leader = counts and mine.approver.leads(roster)
+    why = None
+    if not counts:
+        why = "it came after the request expired, or for another promotion"
+    elif approver in roster and not as_leader:
+        why = (
+            "it was given with a credential scoped below leader: it counts as one of the "
+            "approvers, not as the leader's approval the rule asks for; approve with a "
+            "leader-scoped credential for that"
+        )
+    elif not as_leader and not any(a.approver.leads(roster) for a in counting):
+        why = "it counts as an approver; a leader of the owning organisation must approve too"
+    return {"counts": counts, "as_leader": as_leader, "why": why}
+
+
 # ---------------------------------------------------------------------------------------------
 # Events
 

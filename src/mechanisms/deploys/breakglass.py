@@ -197,6 +197,7 @@ def describe(ctx: Ctx, row: BreakGlassRequest) -> dict[str, Any]:
     found["denial_lifted_at"] = row.denial_lifted_at.isoformat() if row.denial_lifted_at else None
     found["used_at"] = row.used_at.isoformat() if row.used_at else None
     found["review"] = review_snapshot(review) if review else None
+    found["your_approval"] = approvals.standing(request, ctx.principal.username, leaders)
     return found
 
 

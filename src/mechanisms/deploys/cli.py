@@ -642,7 +642,14 @@ def breakglass_approve(
 ) -> None:
     """Approve exactly this promotion (as MECH_TOKEN's user; the operator never counts)."""
     row = deploys(url, token).approve_breakglass(request_id, service, stage, digest, comment)
-    emit(row, as_json, lambda: _print_requests([row]))
+
+    def human() -> None:
+        _print_requests([row])
+        standing = row.get("your_approval") or {}
+        if standing.get("why"):
+            console.print(f"your approval: {standing['why']}")
+
+    emit(row, as_json, human)
 
 
 @breakglass_app.command("deny")
