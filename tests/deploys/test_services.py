@@ -239,6 +239,10 @@ def test_a_stage_approval_counts_only_from_someone_else(run, checkout, as_user):
     with pytest.raises(Forbidden):
         run(pipelines.approve_stage, "checkout", "prod", "v1", as_=eve)
     run(pipelines.approve_stage, "checkout", "prod", "v1", as_=leo)
+    # Approving again would add nothing: refused with why, not accepted as if it counted.
+    with pytest.raises(Conflict, match="counts once") as again:
+        run(pipelines.approve_stage, "checkout", "prod", "v1", as_=leo)
+    assert again.value.code == "already_approved"
     later = run(pipelines.gate, "checkout", "prod", "v1", as_=leo)
     assert "approval_required" in codes(later)  # leo's own promotion: his approval is excluded
     assert "approval_required" not in codes(run(pipelines.gate, "checkout", "prod", "v1", as_=eve))

@@ -518,6 +518,25 @@ def stage_approval_snapshot(row: StageApproval) -> dict[str, Any]:
     }
 
 
+def _refuse_second_approval(ctx: Ctx, service: str, stage: str, digest: str, approver: str) -> None:
+    """A person counts once towards a stage's approvals: a second approval would add
+    nothing, so it is refused rather than accepted as if it counted."""
+    earlier = ctx.session.execute(
+        select(StageApproval.id).where(
+            StageApproval.service_key == service,
+            StageApproval.stage == stage,
+            StageApproval.digest == digest,
+            StageApproval.approver == approver,
+        )
+    ).first()
+    if earlier:
+        raise Conflict(
+            f"{approver} has already approved {digest} into {service}/{stage}; a person "
+            "counts once, so another approval would not count",
+            code="already_approved",
+        )
+
+
 def approve_stage(
     ctx: Ctx, service: str, stage: str, version: str, comment: str = ""
 ) -> StageApproval:
@@ -546,6 +565,7 @@ def approve_stage(
             code="author_approval",
         )
     digest = registered.digest
+    _refuse_second_approval(ctx, service, stage, digest, who.id)
     approval = StageApproval(
         service_key=service,
         stage=stage,
