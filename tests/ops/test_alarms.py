@@ -11,7 +11,7 @@ from mechanisms.core.errors import InvalidInput
 from mechanisms.core.worker import Worker
 from mechanisms.flags import deployments
 from mechanisms.flags import service as flags
-from mechanisms.ops import alarms
+from mechanisms.ops import alarm_dependents, alarms, autoscaling
 
 P99_OVER_500 = {
     "statistic": "p99",
@@ -161,3 +161,26 @@ def test_bad_definitions_name_the_field(db, run, checkout):
             metric="m",
             definition={**P99_OVER_500, "statistic": "median"},
         )
+
+
+def test_an_alarm_a_composite_or_a_scaling_policy_reads_is_neither_deleted_nor_renamed(
+    run, checkout
+):
+    run(alarms.create_alarm, "checkout-down", "checkout", rule='ALARM("checkout-latency")')
+    with pytest.raises(alarm_dependents.AlarmInUse) as refused:
+        run(alarm_dependents.delete_alarm, "checkout-latency")
+    assert refused.value.details["dependents"] == ["composite alarm checkout-down"]
+    run(alarm_dependents.delete_alarm, "checkout-down")
+
+    run(autoscaling.create_target, "checkout-web", "checkout", min_capacity=1, max_capacity=4)
+    run(
+        autoscaling.create_policy,
+        "checkout-cpu",
+        "checkout-web",
+        metric="cpu_utilization",
+        target_value=50.0,
+        alarm="checkout-latency",
+    )
+    with pytest.raises(alarm_dependents.AlarmInUse, match="scaling policy checkout-cpu"):
+        run(alarm_dependents.rename_alarm, "checkout-latency", "latency")
+    assert run(alarms.get_alarm, "checkout-latency").name == "checkout-latency"
