@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from mechanisms.cli import app
 from mechanisms.core.config import get_settings
+from mechanisms.deploys import pipelines
 from mechanisms.ops import tickets
 
 from .conftest import FAILING, PASSING
@@ -172,6 +173,8 @@ def test_promote_and_break_glass_from_the_terminal(mech, checkout, org, run, clo
     prod = ("deploy", "promote", "--service", "checkout", "--stage", "prod", "--version", "v1")
     blocked = mech(*prod)
     assert blocked.exit_code == 1 and "migration" in said(blocked)
+    # The refused attempt is a fact on the timeline, from the terminal as from the API.
+    assert run(pipelines.timeline, "checkout")[0].kind == "promotion_blocked"
     ask = (
         "deploy",
         "breakglass",

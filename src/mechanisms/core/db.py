@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
-from mechanisms.core.errors import MechanismsError
+from mechanisms.core.errors import MechanismsError, RecordedRefusal
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -250,13 +250,18 @@ class Database:
 
     @contextmanager
     def transaction(self, *, write: bool = True) -> Iterator[Session]:
-        """One unit of work: commits when the block ends, rolls back on any error."""
+        """One unit of work: commits when the block ends, rolls back on any error but a
+        RecordedRefusal, whose record of the refusal is kept (as the request wrapper does)."""
         session = self.session(write=write)
         try:
             yield session
             if write:
                 session.commit()
             # A reader just closes: rollback() would expire what it loaded.
+        except RecordedRefusal:
+            if write:
+                session.commit()
+            raise
         except BaseException:
             session.rollback()
             raise
