@@ -58,6 +58,7 @@ def _seed(live: LiveServer) -> tuple[int, int]:
     call(live, service.set_segment, APP, "beta-testers", {"included": ["user-1", "user-2"]})
     call(live, service.create_flag, APP, LONG_KEY, kind="kill_switch", description="x " * 60)
     call(live, service.set_config, APP, FLAG, "gamma", RICH, strategy=AT_ONCE, comment="rich")
+    call(live, watched_alarm, "checkout-latency-p99")
     change = call(
         live,
         service.set_config,
@@ -68,7 +69,6 @@ def _seed(live: LiveServer) -> tuple[int, int]:
         strategy="Linear20PercentEvery6Minutes",
         monitors={"alarms": ["checkout-latency-p99"]},
     )
-    call(live, watched_alarm, "checkout-latency-p99")
     call(live, ops_alarms.set_state, "checkout-latency-p99", "OK", "all quiet")
     return experiment, change.deployment.id
 
