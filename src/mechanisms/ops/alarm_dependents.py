@@ -15,11 +15,9 @@ from sqlalchemy.orm import Session
 from mechanisms.core import audit, inputs
 from mechanisms.core.context import Ctx
 from mechanisms.core.errors import Conflict
-from mechanisms.core.identity import Role
-from mechanisms.core.permissions import require_site_role, require_team_role
 from mechanisms.ops import alarm_rules
-from mechanisms.ops.alarms import alarm_snapshot, get_alarm
-from mechanisms.ops.tables import Alarm, AlarmTransition, OpsService, ScalingPolicyRow
+from mechanisms.ops.alarms import alarm_snapshot, editable_alarm
+from mechanisms.ops.tables import Alarm, AlarmTransition, ScalingPolicyRow
 
 # (session, alarm name) -> a sentence per dependent, e.g. "flag rollout shop/checkout in beta".
 Watcher = Callable[[Session, str], list[str]]
@@ -48,16 +46,8 @@ def _refuse_if_watched(ctx: Ctx, alarm: str, change: str) -> None:
         )
 
 
-def _editable(ctx: Ctx, name: str) -> Alarm:
-    require_site_role(ctx, Role.ENGINEER)
-    alarm = get_alarm(ctx, name)
-    owner = ctx.session.get(OpsService, alarm.service_id)
-    require_team_role(ctx, owner.owner_team_id, Role.ENGINEER)
-    return alarm
-
-
 def delete_alarm(ctx: Ctx, name: str) -> None:
-    alarm = _editable(ctx, name)
+    alarm = editable_alarm(ctx, name)
     _refuse_if_watched(ctx, name, "deleted")
     before = alarm_snapshot(alarm)
     ctx.session.execute(delete(AlarmTransition).where(AlarmTransition.alarm_id == alarm.id))
@@ -67,7 +57,7 @@ def delete_alarm(ctx: Ctx, name: str) -> None:
 
 
 def rename_alarm(ctx: Ctx, name: str, new_name: str) -> Alarm:
-    alarm = _editable(ctx, name)
+    alarm = editable_alarm(ctx, name)
     inputs.checked_key(new_name, "name", 200)
     if ctx.session.execute(select(Alarm.id).where(Alarm.name == new_name)).first():
         raise Conflict(f"alarm {new_name!r} already exists", details={"field": "name"})

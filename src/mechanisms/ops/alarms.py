@@ -514,13 +514,19 @@ def _transition(
     set_committed_value(alarm, "state_changed_at", ctx.now)
 
 
-def set_state(ctx: Ctx, name: str, state: str, reason: str) -> Alarm:
-    """Set an alarm's state by hand (to test what acts on it); the next evaluation decides
-    again, as CloudWatch's SetAlarmState does."""
+def editable_alarm(ctx: Ctx, name: str) -> Alarm:
+    """The alarm, for an engineer of the team that owns its service."""
     require_site_role(ctx, Role.ENGINEER)
     alarm = get_alarm(ctx, name)
     service = ctx.session.get(OpsService, alarm.service_id)
     require_team_role(ctx, service.owner_team_id, Role.ENGINEER)
+    return alarm
+
+
+def set_state(ctx: Ctx, name: str, state: str, reason: str) -> Alarm:
+    """Set an alarm's state by hand (to test what acts on it); the next evaluation decides
+    again, as CloudWatch's SetAlarmState does."""
+    alarm = editable_alarm(ctx, name)
     if state not in AlarmState.__members__:
         raise _invalid("state", "OK, ALARM or INSUFFICIENT_DATA")
     if not reason.strip():

@@ -97,21 +97,27 @@ def _owning_teams(ctx: Ctx, alarm_names: Iterable[str]) -> dict[str, int]:
     )
 
 
-def _visible(ctx: Ctx, row: Silence) -> bool:
+def _visible_ones(ctx: Ctx, rows: Iterable[Silence]) -> list[Silence]:
     """A silence names alarms and nothing else: the caller sees it when they see every alarm
     it covers (its names would tell them about another organisation's alarms otherwise). One
     that covers every alarm, which only a site administrator makes, concerns everyone."""
-    covered = row.definition.get("alarms") or []
-    if not covered or tenancy(ctx).team_ids is None:
-        return True
-    owners = _owning_teams(ctx, covered)
+    rows = list(rows)
+    seen = tenancy(ctx)
+    if seen.team_ids is None:
+        return rows
+    covered = {row.id: row.definition.get("alarms") or [] for row in rows}
+    owners = _owning_teams(ctx, {name for names in covered.values() for name in names})
     # Alarms deleted since tell nothing about anyone: only those that exist decide.
-    return all(tenancy(ctx).sees_team(owners[name]) for name in covered if name in owners)
+    return [
+        row
+        for row in rows
+        if all(seen.sees_team(owners[name]) for name in covered[row.id] if name in owners)
+    ]
 
 
 def _find(ctx: Ctx, name: str) -> Silence:
     found = ctx.session.execute(select(Silence).where(Silence.name == name)).scalar_one_or_none()
-    if found is None or not _visible(ctx, found):
+    if found is None or not _visible_ones(ctx, [found]):
         raise NotFound(f"silence {name!r} not found", details={"field": "silence"})
     return found
 
@@ -169,8 +175,7 @@ def get(ctx: Ctx, name: str) -> Silence:
 
 def list_silences(ctx: Ctx) -> list[Silence]:
     require_site_role(ctx, Role.VIEWER)
-    rows = ctx.session.execute(select(Silence).order_by(Silence.name)).scalars()
-    return [row for row in rows if _visible(ctx, row)]
+    return _visible_ones(ctx, ctx.session.execute(select(Silence).order_by(Silence.name)).scalars())
 
 
 def window_now(row: Silence, now: datetime) -> tuple[datetime, datetime] | None:
